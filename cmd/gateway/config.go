@@ -1,0 +1,82 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/feedgate/feedgate/store"
+	"github.com/feedgate/feedgate/store/embedded"
+	redisstore "github.com/feedgate/feedgate/store/redis"
+)
+
+// CLI is the whole command line. Every flag has a FEEDGATE_* environment
+// equivalent; defaults and help live in the tags, so flags, environment and
+// `gateway --help` cannot drift apart.
+type CLI struct {
+	Serve ServeCmd `cmd:"" default:"withargs" help:"Run the gateway (the default command)."`
+	User  UserCmd  `cmd:"" help:"Manage users and their tokens."`
+}
+
+// StoreConfig selects and tunes the store.
+type StoreConfig struct {
+	RedisURL  string `name:"redis-url" env:"FEEDGATE_REDIS_URL" help:"Redis URL (redis://[:password@]host:port/db). Empty: the embedded store in --data-dir."`
+	DataDir   string `name:"data-dir" env:"FEEDGATE_DATA_DIR" default:"./data" help:"Directory of the embedded store."`
+	Retention int    `env:"FEEDGATE_RETENTION" default:"1000" help:"Items kept per topic; older ones are trimmed."`
+}
+
+// open opens the configured store.
+func (c StoreConfig) open(ctx context.Context) (store.Store, error) {
+	if c.Retention < 1 {
+		return nil, fmt.Errorf("--retention must be at least 1 (got %d)", c.Retention)
+	}
+	opts := store.Options{Retention: c.Retention}
+	if c.RedisURL != "" {
+		return redisstore.New(ctx, c.RedisURL, opts)
+	}
+	return embedded.Open(c.DataDir, opts)
+}
+
+func (c StoreConfig) describe() string {
+	if c.RedisURL != "" {
+		return "redis"
+	}
+	return "embedded"
+}
+
+// LogConfig sets up structured logging.
+type LogConfig struct {
+	LogLevel  string `env:"FEEDGATE_LOG_LEVEL" default:"info" enum:"debug,info,warn,error" help:"Log level (debug, info, warn, error)."`
+	LogFormat string `env:"FEEDGATE_LOG_FORMAT" default:"text" enum:"text,json" help:"Log format (text or json)."`
+}
+
+func (c LogConfig) logger() *slog.Logger {
+	var lvl slog.Level
+	lvl.UnmarshalText([]byte(c.LogLevel))
+	opts := &slog.HandlerOptions{Level: lvl}
+	var h slog.Handler = slog.NewTextHandler(os.Stderr, opts)
+	if c.LogFormat == "json" {
+		h = slog.NewJSONHandler(os.Stderr, opts)
+	}
+	return slog.New(h)
+}
+
+func isLocked(err error) bool { return errors.Is(err, embedded.ErrLocked) }
+
+func splitList(s []string) []string {
+	var out []string
+	for _, v := range s {
+		for _, p := range strings.Split(v, ",") {
+			if p = strings.TrimSpace(p); p != "" {
+				out = append(out, p)
+			}
+		}
+	}
+	return out
+}
+
+func seconds(d time.Duration) int { return int(d / time.Second) }

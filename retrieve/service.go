@@ -1,0 +1,116 @@
+package retrieve
+
+import (
+	"context"
+	"errors"
+	"net/http"
+
+	"github.com/feedgate/feedgate/api"
+	"github.com/feedgate/feedgate/auth"
+	"github.com/feedgate/feedgate/feed"
+	"github.com/feedgate/feedgate/store"
+)
+
+// Service reads items for retrieve and for the first answer of every
+// streaming form.
+type Service struct {
+	store  store.Store
+	hubURL string
+	limits Limits
+}
+
+// New returns a Service. hubURL is the gateway's public hub endpoint,
+// announced as rel="hub" in Atom.
+func New(st store.Store, hubURL string, lim Limits) *Service {
+	return &Service{store: st, hubURL: hubURL, limits: lim.withDefaults()}
+}
+
+// Limits returns the limits requests are parsed with.
+func (s *Service) Limits() Limits { return s.limits }
+
+// HubURL returns the public hub endpoint.
+func (s *Service) HubURL() string { return s.hubURL }
+
+// Authorize checks that p may read topic: the retrieve right, a scope that
+// covers it, and (unless admin) a subscription to it — 404 otherwise, so a
+// user cannot tell which topics others follow.
+func (s *Service) Authorize(ctx context.Context, p *auth.Principal, topic string) error {
+	if err := auth.Require(p, store.RightRetrieve); err != nil {
+		return err
+	}
+	if err := auth.RequireTopic(p, topic); err != nil {
+		return err
+	}
+	if p.Admin() {
+		return nil
+	}
+	ok, err := s.store.IsSubscribed(ctx, p.Login, topic)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return api.Errorf(http.StatusNotFound, "you have no subscription to %s: subscribe to it first (hub.mode=subscribe)", topic)
+	}
+	return nil
+}
+
+// Query turns the request's after/before into a store query for topic;
+// an entry id resolves to the newest item with that id.
+func (s *Service) Query(ctx context.Context, topic string, req Request) (store.Query, error) {
+	q := store.Query{From: store.Newest, Count: req.Count}
+	raw := req.After
+	switch {
+	case req.After != "":
+		q.From = store.After
+	case req.Before != "":
+		q.From, raw = store.Before, req.Before
+	default:
+		return q, nil
+	}
+	c, err := s.ResolveCursor(ctx, topic, raw)
+	if err != nil {
+		return q, err
+	}
+	q.Cursor = c
+	return q, nil
+}
+
+// ResolveCursor reads a cursor, or the cursor of the newest item with that
+// entry id.
+func (s *Service) ResolveCursor(ctx context.Context, topic, raw string) (feed.Cursor, error) {
+	if c, ok := feed.ParseCursor(raw); ok {
+		return c, nil
+	}
+	c, err := s.store.CursorOf(ctx, topic, raw)
+	if errors.Is(err, store.ErrNotFound) {
+		return 0, api.Invalid("%q is neither a cursor nor the id of an entry of %s; use the cursor of the last item you received", truncate(raw), topic)
+	}
+	return c, err
+}
+
+// Load reads a page of topic and returns it as a notification with the
+// topic's status (newest cursor, gap).
+func (s *Service) Load(ctx context.Context, topic string, q store.Query) (*feed.Notification, error) {
+	page, err := s.store.Read(ctx, topic, q)
+	if err != nil {
+		return nil, err
+	}
+	return Notification(topic, page), nil
+}
+
+// Notification builds the answer for a page read from the store.
+func Notification(topic string, page store.Page) *feed.Notification {
+	st := page.Topic.Status
+	st.Feed = topic
+	st.Title = page.Topic.Meta.Title
+	st.Cursor = page.Last
+	st.Gap = page.Gap
+	return &feed.Notification{Status: st, Meta: page.Topic.Meta, Items: page.Items}
+}
+
+func truncate(s string) string {
+	if len(s) > 100 {
+		return s[:100] + "..."
+	}
+	return s
+}

@@ -1,0 +1,46 @@
+package server
+
+import (
+	"strconv"
+	"time"
+
+	"github.com/gin-gonic/gin"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+type httpMetrics struct {
+	requests *prometheus.CounterVec
+	latency  *prometheus.HistogramVec
+}
+
+func newHTTPMetrics(reg prometheus.Registerer) *httpMetrics {
+	m := &httpMetrics{
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "feedgate_http_requests_total",
+			Help: "HTTP requests answered, by route, hub mode and status code.",
+		}, []string{"route", "mode", "code"}),
+		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "feedgate_http_request_duration_seconds",
+			Help:    "Time to answer HTTP requests (streams: until the response ends), by route and hub mode.",
+			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 10, 60},
+		}, []string{"route", "mode"}),
+	}
+	reg.MustRegister(m.requests, m.latency)
+	return m
+}
+
+const modeKey = "feedgate.mode"
+
+func (m *httpMetrics) middleware() gin.HandlerFunc {
+	return func(c *gin.Context) {
+		start := time.Now()
+		c.Next()
+		route := c.FullPath()
+		if route == "" {
+			route = "unmatched"
+		}
+		mode := c.GetString(modeKey)
+		m.requests.WithLabelValues(route, mode, strconv.Itoa(c.Writer.Status())).Inc()
+		m.latency.WithLabelValues(route, mode).Observe(time.Since(start).Seconds())
+	}
+}

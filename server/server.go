@@ -1,0 +1,189 @@
+// Package server owns the gin engine: routes, the hub.mode dispatch of the
+// hub endpoint, CORS, health, readiness and metrics.
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/gin-contrib/cors"
+	"github.com/gin-gonic/gin"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/feedgate/feedgate/api"
+	"github.com/feedgate/feedgate/auth"
+	"github.com/feedgate/feedgate/feed"
+	"github.com/feedgate/feedgate/hub"
+	"github.com/feedgate/feedgate/retrieve"
+	"github.com/feedgate/feedgate/store"
+)
+
+// Publisher takes publish pings and fat pings (package ingest).
+type Publisher interface {
+	// Ping fetches the tracked topics among topics now.
+	Ping(ctx context.Context, topics []string)
+	// StoreFeed parses a feed document pushed for topic and stores its new
+	// entries.
+	StoreFeed(ctx context.Context, topic string, body []byte, contentType string) ([]feed.Item, error)
+}
+
+// Live serves the long-lived forms of retrieve (packages stream and poll).
+type Live interface {
+	// ServeStream answers wait=stream, SSE and WebSocket requests.
+	ServeStream(c *gin.Context, p *auth.Principal, req retrieve.Request)
+	// ServePoll answers wait=poll.
+	ServePoll(c *gin.Context, p *auth.Principal, req retrieve.Request)
+	// Healthy reports whether live fan-out works.
+	Healthy() bool
+}
+
+// Callbacks answers the upstream hubs' requests to /callback/:id.
+type Callbacks interface {
+	Callback(c *gin.Context)
+}
+
+// Role selects what a node serves.
+type Role string
+
+// The roles of `gateway serve --role`.
+const (
+	RoleAll    Role = "all"
+	RoleAPI    Role = "api"
+	RoleIngest Role = "ingest"
+)
+
+// Config wires a server.
+type Config struct {
+	Role     Role
+	Store    store.Store
+	Auth     *auth.Authenticator
+	Retrieve *retrieve.Service
+	Hub      *hub.Service
+	Publish  Publisher
+	Live     Live      // nil: streaming forms answer 422
+	Callback Callbacks // nil: /callback/:id is not served
+	// Extra registers more routes (web assets).
+	Extra func(*gin.Engine)
+	// Landing answers a browser at / (nil: hub clients only).
+	Landing gin.HandlerFunc
+	// AllowedOrigins for CORS ("*" allows any); empty disables CORS.
+	AllowedOrigins []string
+	// MaxBody bounds request bodies (fat pings), default 10 MiB.
+	MaxBody  int64
+	Registry *prometheus.Registry
+	Logger   *slog.Logger
+}
+
+// DefaultMaxBody bounds request bodies unless configured.
+const DefaultMaxBody = 10 << 20
+
+// New returns the HTTP handler of a gateway node.
+func New(cfg Config) http.Handler {
+	if cfg.MaxBody <= 0 {
+		cfg.MaxBody = DefaultMaxBody
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.Registry == nil {
+		cfg.Registry = prometheus.NewRegistry()
+	}
+	gin.SetMode(gin.ReleaseMode)
+	e := gin.New()
+	e.HandleMethodNotAllowed = true
+	e.ContextWithFallback = true
+	h := &handlers{cfg: cfg}
+	e.Use(h.recover(), newHTTPMetrics(cfg.Registry).middleware())
+	e.NoRoute(func(c *gin.Context) {
+		api.WriteError(c.Writer, api.Negotiate(c.Request, api.Params{Values: c.Request.URL.Query()}),
+			api.Errorf(http.StatusNotFound, "no such path %s: the hub endpoint is / (or /hub)", c.Request.URL.Path))
+	})
+	e.NoMethod(func(c *gin.Context) {
+		api.WriteError(c.Writer, api.Want{}, api.Errorf(http.StatusMethodNotAllowed, "method %s is not allowed here: use GET or POST", c.Request.Method))
+	})
+
+	e.GET("/healthz", func(c *gin.Context) { c.String(http.StatusOK, "ok\n") })
+	e.GET("/readyz", h.ready)
+	e.GET("/metrics", gin.WrapH(promhttp.HandlerFor(cfg.Registry, promhttp.HandlerOpts{Registry: cfg.Registry})))
+
+	if cfg.Callback != nil && cfg.Role != RoleAPI {
+		e.GET("/callback/:id", cfg.Callback.Callback)
+		e.POST("/callback/:id", cfg.Callback.Callback)
+	}
+	if cfg.Role == RoleIngest {
+		return e
+	}
+
+	chain := []gin.HandlerFunc{h.limitBody}
+	if len(cfg.AllowedOrigins) > 0 {
+		chain = append(chain, corsMiddleware(cfg.AllowedOrigins))
+	}
+	endpoint := append(append([]gin.HandlerFunc{}, chain...), h.landing, cfg.Auth.Middleware(), h.hub)
+	for _, path := range []string{"/", "/hub"} {
+		e.GET(path, endpoint...)
+		e.POST(path, endpoint...)
+		e.OPTIONS(path, chain...)
+	}
+	ws := append(append([]gin.HandlerFunc{}, chain...), cfg.Auth.Middleware(), h.websocket)
+	e.GET("/ws", ws...)
+	if cfg.Extra != nil {
+		cfg.Extra(e)
+	}
+	return e
+}
+
+func corsMiddleware(origins []string) gin.HandlerFunc {
+	cc := cors.Config{
+		AllowMethods:     []string{"GET", "POST", "OPTIONS"},
+		AllowHeaders:     []string{"Authorization", "Content-Type", "Accept", "Last-Event-ID", "X-HTTP-Method-Override", "X-Requested-With"},
+		ExposeHeaders:    []string{"Feedgate-Gap", "WWW-Authenticate"},
+		AllowCredentials: true,
+		MaxAge:           12 * time.Hour,
+	}
+	if len(origins) == 1 && origins[0] == "*" {
+		cc.AllowOriginFunc = func(string) bool { return true }
+	} else {
+		cc.AllowOrigins = origins
+	}
+	return cors.New(cc)
+}
+
+type handlers struct {
+	cfg Config
+}
+
+func (h *handlers) recover() gin.HandlerFunc {
+	return gin.CustomRecoveryWithWriter(nil, func(c *gin.Context, err any) {
+		h.cfg.Logger.Error("panic while answering a request", slog.Any("panic", err), slog.String("path", c.Request.URL.Path))
+		if !c.Writer.Written() {
+			api.WriteError(c.Writer, api.Want{}, api.Errorf(http.StatusInternalServerError, "internal error; the request was not completed, retry later"))
+		}
+		c.Abort()
+	})
+}
+
+func (h *handlers) limitBody(c *gin.Context) {
+	if c.Request.Body != nil {
+		c.Request.Body = http.MaxBytesReader(c.Writer, c.Request.Body, h.cfg.MaxBody)
+	}
+}
+
+func (h *handlers) ready(c *gin.Context) {
+	ctx, cancel := context.WithTimeout(c.Request.Context(), 2*time.Second)
+	defer cancel()
+	if err := h.cfg.Store.Ping(ctx); err != nil {
+		c.String(http.StatusServiceUnavailable, "store unreachable: %v\n", err)
+		return
+	}
+	if h.cfg.Live != nil && h.cfg.Role != RoleIngest && !h.cfg.Live.Healthy() {
+		c.String(http.StatusServiceUnavailable, "live fan-out is down; reconnecting\n")
+		return
+	}
+	c.String(http.StatusOK, "ready\n")
+}
+
+func jsonMarshal(v any) ([]byte, error) { return json.Marshal(v) }
