@@ -1,0 +1,93 @@
+-- Append items to one topic, atomically: dedup, assign cursors, store, trim,
+-- announce. Redis runs a script without interleaving other commands, and the
+-- PUBLISH reaches subscribers only after the script has finished, so a
+-- notification never precedes the data it announces.
+--
+-- KEYS[1]  fg:{t}:items  stream; entry id "<cursor>-0", field "d" = item
+-- KEYS[2]  fg:{t}:ids    hash:  "p"..<id+hash digest> -> cursor (dedup)
+--                               "i"..<entry id>       -> newest cursor
+--                               "#scan"                -> pruning position
+-- KEYS[3]  fg:{t}:seq    the topic's newest cursor
+-- ARGV[1]  retention (items kept), ARGV[2] dedup memory (in stored items),
+-- ARGV[3]  live channel, ARGV[4] live payload header (topic),
+-- ARGV[5..] per item: dedup field, id field, encoded item.
+--
+-- Returns {} when nothing was stored, else {first cursor, i1, i2, ...}: the
+-- 1-based positions of the stored items among those given, which got the
+-- cursors first, first+1, ...
+--
+-- Everything that can fail is checked before the first write: Redis does
+-- not roll a script back, so a failure after a write would leave half an
+-- append behind.
+
+local retention = tonumber(ARGV[1])
+local keep = tonumber(ARGV[2])
+local nargs = #ARGV
+if not retention or retention < 1 or not keep or keep < 1 or (nargs - 4) % 3 ~= 0 then
+  return redis.error_reply('ERR feedgate append: bad arguments')
+end
+local kind = redis.call('TYPE', KEYS[1]).ok
+if kind ~= 'none' and kind ~= 'stream' then
+  return redis.error_reply('ERR feedgate append: ' .. KEYS[1] .. ' is not a stream')
+end
+
+local seq = redis.call('GET', KEYS[3])
+if seq then
+  seq = tonumber(seq)
+else
+  -- A missing counter with an existing stream means the counter was lost
+  -- (deleted or evicted): continue after the stream's last id so cursors
+  -- never repeat.
+  seq = 0
+  if redis.call('EXISTS', KEYS[1]) == 1 then
+    local info = redis.call('XINFO', 'STREAM', KEYS[1])
+    for j = 1, #info, 2 do
+      if info[j] == 'last-generated-id' then
+        seq = tonumber(string.match(info[j + 1], '^(%d+)')) or 0
+      end
+    end
+  end
+end
+if not seq then
+  return redis.error_reply('ERR feedgate append: ' .. KEYS[3] .. ' is not a number')
+end
+
+local first = seq + 1
+local stored = {first}
+local frames = {ARGV[4]}
+for i = 5, nargs, 3 do
+  if redis.call('HEXISTS', KEYS[2], ARGV[i]) == 0 then
+    seq = seq + 1
+    local cursor = string.format('%d', seq)
+    redis.call('XADD', KEYS[1], cursor .. '-0', 'd', ARGV[i + 2])
+    redis.call('HSET', KEYS[2], ARGV[i], cursor, ARGV[i + 1], cursor)
+    stored[#stored + 1] = (i - 2) / 3
+    frames[#frames + 1] = cursor .. ':' .. string.len(ARGV[i + 2]) .. ':' .. ARGV[i + 2]
+  end
+end
+if #stored == 1 then
+  return {}
+end
+
+redis.call('SET', KEYS[3], string.format('%d', seq))
+redis.call('XTRIM', KEYS[1], 'MAXLEN', retention)
+redis.call('PUBLISH', ARGV[3], table.concat(frames))
+
+-- Dedup memory is bounded: once the hash holds well over what the last
+-- `keep` items need (two fields each), every append sweeps a slice of it
+-- and forgets fields older than `keep` items.
+if redis.call('HLEN', KEYS[2]) > 4 * keep + 1 then
+  local pos = redis.call('HGET', KEYS[2], '#scan') or '0'
+  local page = redis.call('HSCAN', KEYS[2], pos, 'COUNT', 256)
+  local oldest = seq - keep
+  local fields = page[2]
+  for j = 1, #fields, 2 do
+    local c = tonumber(fields[j + 1])
+    if fields[j] ~= '#scan' and c and c <= oldest then
+      redis.call('HDEL', KEYS[2], fields[j])
+    end
+  end
+  redis.call('HSET', KEYS[2], '#scan', page[1])
+end
+
+return stored

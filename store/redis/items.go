@@ -1,0 +1,236 @@
+package redisstore
+
+import (
+	"context"
+	"crypto/sha256"
+	_ "embed"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/feedgate/feedgate/feed"
+	"github.com/feedgate/feedgate/store"
+)
+
+//go:embed append.lua
+var appendLua string
+
+// appendScript runs by EVALSHA, falling back to EVAL after a Redis restart
+// forgot it.
+var appendScript = redis.NewScript(appendLua)
+
+// Append implements store.Items.
+func (s *Store) Append(ctx context.Context, topic string, items []feed.Item) ([]feed.Item, error) {
+	if len(items) == 0 {
+		return nil, nil
+	}
+	k := keysOf(topic)
+	header := livePrefix + strconv.Itoa(len(topic)) + ":" + topic
+	args := make([]any, 0, 4+3*len(items))
+	args = append(args, s.retention, s.keep, k.live, header)
+	// One buffer holds every encoded item; the arguments are slices of it.
+	size := 0
+	for i := range items {
+		size += 64 + len(items[i].ID) + len(items[i].Title) + len(items[i].Content) + len(items[i].Summary)
+	}
+	buf := make([]byte, 0, size)
+	for i := range items {
+		it := &items[i]
+		start := len(buf)
+		buf = encodeItem(buf, it)
+		if len(buf)-start > maxItemSize {
+			return nil, fmt.Errorf("item %q encodes to %d bytes, more than the %d a stored item may take", it.ID, len(buf)-start, maxItemSize)
+		}
+		args = append(args, dedupField(it.ID, it.Hash), "i"+it.ID, buf[start:len(buf):len(buf)])
+	}
+	res, err := appendScript.Run(ctx, s.rdb, []string{k.items, k.ids, k.seq}, args...).Int64Slice()
+	if err != nil {
+		return nil, s.wrap("append", err)
+	}
+	if len(res) == 0 {
+		return nil, nil
+	}
+	first := res[0]
+	out := make([]feed.Item, 0, len(res)-1)
+	for j, pos := range res[1:] {
+		if pos < 1 || int(pos) > len(items) {
+			return nil, fmt.Errorf("redis append: script answered item position %d of %d", pos, len(items))
+		}
+		it := items[pos-1]
+		it.Cursor = feed.Cursor(first + int64(j))
+		out = append(out, it)
+	}
+	return out, nil
+}
+
+// dedupField names the (id, hash) pair in the ids hash: "p" and 16 bytes of
+// a SHA-256 over the length-prefixed id and the hash, so that no two pairs
+// share a name whatever bytes they hold.
+func dedupField(id, hash string) string {
+	h := sha256.New()
+	var n [binary.MaxVarintLen64]byte
+	h.Write(n[:binary.PutUvarint(n[:], uint64(len(id)))])
+	h.Write([]byte(id))
+	h.Write([]byte(hash))
+	var sum [sha256.Size]byte
+	return "p" + string(h.Sum(sum[:0])[:16])
+}
+
+// streamID is the stream entry id of a cursor.
+func streamID(c feed.Cursor) string {
+	return strconv.FormatUint(uint64(c), 10) + "-0"
+}
+
+// Read implements store.Items in one round trip: the range read and the
+// topic's counter and state are pipelined.
+func (s *Store) Read(ctx context.Context, topic string, q store.Query) (store.Page, error) {
+	k := keysOf(topic)
+	count := int64(q.Count)
+	if count > int64(s.retention) {
+		count = int64(s.retention)
+	}
+	pipe := s.rdb.Pipeline()
+	var rng *redis.XMessageSliceCmd
+	if count > 0 {
+		switch q.From {
+		case store.Newest:
+			rng = pipe.XRevRangeN(ctx, k.items, "+", "-", count)
+		case store.After:
+			rng = pipe.XRangeN(ctx, k.items, "("+streamID(q.Cursor), "+", count)
+		case store.Before:
+			if q.Cursor > 1 {
+				rng = pipe.XRevRangeN(ctx, k.items, "("+streamID(q.Cursor), "-", count)
+			}
+		default:
+			return store.Page{}, fmt.Errorf("read %q: unknown query start %d", topic, q.From)
+		}
+	}
+	state := pipe.MGet(ctx, k.seq, k.meta)
+	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+		return store.Page{}, s.wrap("read", err)
+	}
+
+	page := store.Page{Topic: store.TopicState{Topic: topic}}
+	vals := state.Val()
+	if len(vals) == 2 {
+		if v, ok := vals[0].(string); ok {
+			n, err := strconv.ParseUint(v, 10, 64)
+			if err != nil {
+				return store.Page{}, fmt.Errorf("read %q: counter %s holds %q, not a number", topic, k.seq, v)
+			}
+			page.Last = feed.Cursor(n)
+		}
+		if v, ok := vals[1].(string); ok {
+			ts, err := decodeTopicState(topic, v)
+			if err != nil {
+				return store.Page{}, err
+			}
+			page.Topic = ts
+		}
+	}
+	if rng == nil {
+		return page, nil
+	}
+	msgs := rng.Val()
+	if len(msgs) == 0 {
+		return page, nil
+	}
+	// Readers see at most the retention's newest items, whatever another
+	// node configured with a larger retention left in the stream.
+	var floor feed.Cursor = 1
+	if page.Last > feed.Cursor(s.retention) {
+		floor = page.Last - feed.Cursor(s.retention) + 1
+	}
+	page.Items = make([]feed.Item, 0, len(msgs))
+	add := func(m redis.XMessage) error {
+		it, err := messageItem(m)
+		if err != nil {
+			return fmt.Errorf("read %q entry %s: %w", topic, m.ID, err)
+		}
+		if it.Cursor >= floor {
+			page.Items = append(page.Items, it)
+		}
+		return nil
+	}
+	if q.From == store.After {
+		// XRANGE answers oldest first; pages list newest first.
+		for i := len(msgs) - 1; i >= 0; i-- {
+			if err := add(msgs[i]); err != nil {
+				return store.Page{}, err
+			}
+		}
+		if n := len(page.Items); n > 0 && page.Items[n-1].Cursor > q.Cursor+1 {
+			page.Gap = true
+		} else if n < len(msgs) {
+			page.Gap = true
+		}
+		return page, nil
+	}
+	for _, m := range msgs {
+		if err := add(m); err != nil {
+			return store.Page{}, err
+		}
+	}
+	return page, nil
+}
+
+// messageItem decodes one stream entry.
+func messageItem(m redis.XMessage) (feed.Item, error) {
+	c, err := parseStreamID(m.ID)
+	if err != nil {
+		return feed.Item{}, err
+	}
+	d, ok := m.Values["d"].(string)
+	if !ok {
+		return feed.Item{}, errors.New("entry has no item field")
+	}
+	it, err := decodeItem(d)
+	if err != nil {
+		return feed.Item{}, err
+	}
+	it.Cursor = c
+	return it, nil
+}
+
+func parseStreamID(id string) (feed.Cursor, error) {
+	for i := 0; i < len(id); i++ {
+		if id[i] == '-' {
+			n, err := strconv.ParseUint(id[:i], 10, 64)
+			if err != nil {
+				break
+			}
+			return feed.Cursor(n), nil
+		}
+	}
+	return 0, fmt.Errorf("stream entry id %q is not a cursor", id)
+}
+
+// CursorOf implements store.Items.
+func (s *Store) CursorOf(ctx context.Context, topic, id string) (feed.Cursor, error) {
+	v, err := s.rdb.HGet(ctx, keysOf(topic).ids, "i"+id).Result()
+	if errors.Is(err, redis.Nil) {
+		return 0, fmt.Errorf("entry %q of topic %q: %w", id, topic, store.ErrNotFound)
+	}
+	if err != nil {
+		return 0, s.wrap("cursor of", err)
+	}
+	n, err := strconv.ParseUint(v, 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("entry %q of topic %q: stored cursor %q is not a number", id, topic, v)
+	}
+	return feed.Cursor(n), nil
+}
+
+// decodeTopicState reads a stored topic state.
+func decodeTopicState(topic, v string) (store.TopicState, error) {
+	var ts store.TopicState
+	if err := json.Unmarshal([]byte(v), &ts); err != nil {
+		return store.TopicState{}, fmt.Errorf("topic %q: stored state is not valid JSON: %w", topic, err)
+	}
+	ts.Topic = topic
+	return ts, nil
+}
