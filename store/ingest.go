@@ -71,8 +71,10 @@ type Upstream struct {
 	// hub.topic given to the hub (the feed's rel=self URL).
 	Topic    string `json:"topic"`
 	HubTopic string `json:"hubTopic"`
-	// Hub is the hub's URL (after permanent redirects).
-	Hub string `json:"hub"`
+	// Hub is the hub's URL as the feed advertises it; Endpoint is where
+	// requests go when a permanent redirect moved the hub ("" = Hub).
+	Hub      string `json:"hub"`
+	Endpoint string `json:"endpoint,omitempty"`
 	// Secret is the hub.secret sent; content must be signed with it.
 	Secret string        `json:"secret,omitempty"`
 	State  UpstreamState `json:"state"`
@@ -129,6 +131,9 @@ type IngestStore interface {
 	// moves it earlier, never later. A job that is claimed stays claimed;
 	// it is due again at the earlier time once released.
 	ScheduleJob(ctx context.Context, job string, at time.Time) error
+	// ExpediteJob moves an existing job earlier, to at (never later); it
+	// reports whether the job exists. An absent job is not added.
+	ExpediteJob(ctx context.Context, job string, at time.Time) (bool, error)
 	// AddJob adds the job due at at, unless it exists; it reports whether
 	// it was added.
 	AddJob(ctx context.Context, job string, at time.Time) (bool, error)
