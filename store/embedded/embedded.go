@@ -67,11 +67,13 @@ type Store struct {
 	retention int
 
 	ops       chan *op
+	maxGroup  int
 	closing   chan struct{}
 	writerEnd chan struct{}
 	closeOnce sync.Once
 
-	live live
+	live  live
+	cache itemCache
 }
 
 // Open opens (creating it if needed) the store in dir. It fails with an
@@ -109,10 +111,12 @@ func Open(dir string, opts store.Options) (*Store, error) {
 		dir:       dir,
 		retention: opts.RetentionOrDefault(),
 		ops:       make(chan *op),
+		maxGroup:  maxGroup,
 		closing:   make(chan struct{}),
 		writerEnd: make(chan struct{}),
 	}
 	s.live.init(defaultBacklog)
+	s.cache.init(defaultCacheBytes)
 	go s.writer()
 	return s, nil
 }

@@ -336,3 +336,56 @@ func TestRetentionChange(t *testing.T) {
 		t.Errorf("Check: %v", err)
 	}
 }
+
+// Items read are the caller's own: changing them does not change what the
+// next reader gets from the cache.
+func TestReadReturnsCopies(t *testing.T) {
+	s := mustOpen(t, t.TempDir(), store.Options{})
+	ctx := context.Background()
+	const topic = "https://example.com/"
+	in := testItems("a", 1)
+	in[0].Categories = []string{"go"}
+	in[0].Actor = &feed.Actor{DisplayName: "Ann"}
+	in[0].StandardLinks = &feed.Links{Alternate: []feed.Link{{Href: "https://example.com/a"}}}
+	if _, err := s.Append(ctx, topic, in); err != nil {
+		t.Fatal(err)
+	}
+	in[0].Categories[0] = "changed by the appender"
+	for range 2 {
+		p, err := s.Read(ctx, topic, store.Query{Count: 1})
+		if err != nil || len(p.Items) != 1 {
+			t.Fatalf("Read: %v, %d items", err, len(p.Items))
+		}
+		it := p.Items[0]
+		if it.Categories[0] != "go" || it.Actor.DisplayName != "Ann" || it.StandardLinks.Alternate[0].Href != "https://example.com/a" {
+			t.Fatalf("read item was changed through another copy: %+v", it)
+		}
+		it.Categories[0], it.Actor.DisplayName, it.StandardLinks.Alternate[0].Href = "x", "x", "x"
+	}
+}
+
+func TestCacheEviction(t *testing.T) {
+	var c itemCache
+	c.init(cacheShards * 4096)
+	for i := range 2000 {
+		c.put("t", feed.Item{ID: "x", Cursor: feed.Cursor(i + 1), Content: strings.Repeat("c", 500)})
+	}
+	total, n := 0, 0
+	for i := range c.shards {
+		sh := &c.shards[i]
+		total += sh.size
+		n += len(sh.items)
+		if sh.size > sh.budget {
+			t.Errorf("shard %d holds %d bytes, budget %d", i, sh.size, sh.budget)
+		}
+		if len(sh.order)-sh.head != len(sh.items) {
+			t.Errorf("shard %d: %d keys in order, %d items", i, len(sh.order)-sh.head, len(sh.items))
+		}
+	}
+	if n == 0 || n >= 2000 {
+		t.Errorf("cache holds %d of 2000 items", n)
+	}
+	if _, ok := c.get("t", 2000); !ok {
+		t.Error("newest item evicted")
+	}
+}

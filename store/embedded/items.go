@@ -51,12 +51,45 @@ func (s *Store) Append(ctx context.Context, topic string, items []feed.Item) ([]
 		return nil, ctx.Err()
 	}
 	prep := make([]pending, len(items))
+	idx := make([]int, len(items)) // index in items of each prep
 	for i, it := range items {
-		rec, err := encodeItem(it)
-		if err != nil {
-			return nil, fmt.Errorf("embedded store: cannot encode item %q: %w", it.ID, err)
+		prep[i] = pending{seen: seenKey(it.ID, it.Hash), id: idKey(it.ID)}
+		idx[i] = i
+	}
+	// Most appends re-deliver entries already stored (a poll of an unchanged
+	// feed): sort those out with a read, so that they cost no write. Seen
+	// pairs are never forgotten, so what is seen now stays seen.
+	err := s.view(ctx, func(tx *bolt.Tx) error {
+		tb := topicBucket(tx, topic)
+		if tb == nil {
+			return nil
 		}
-		prep[i] = pending{rec: rec, seen: seenKey(it.ID, it.Hash), id: idKey(it.ID)}
+		sb := tb.Bucket(bucketSeen)
+		if sb == nil {
+			return nil
+		}
+		n := 0
+		for j, p := range prep {
+			if sb.Get(p.seen) == nil {
+				prep[n], idx[n] = p, idx[j]
+				n++
+			}
+		}
+		prep, idx = prep[:n], idx[:n]
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	if len(prep) == 0 {
+		return nil, nil
+	}
+	for j := range prep {
+		rec, err := encodeItem(items[idx[j]])
+		if err != nil {
+			return nil, fmt.Errorf("embedded store: cannot encode item %q: %w", items[idx[j]].ID, err)
+		}
+		prep[j].rec = rec
 	}
 	retention := feed.Cursor(s.retention)
 	var stored []feed.Item
@@ -76,7 +109,7 @@ func (s *Store) Append(ctx context.Context, topic string, items []feed.Item) ([]
 			}
 		}
 		last := getCursor(tb, keyLast)
-		for i, p := range prep {
+		for j, p := range prep {
 			if sb.Get(p.seen) != nil {
 				continue
 			}
@@ -91,7 +124,7 @@ func (s *Store) Append(ctx context.Context, topic string, items []feed.Item) ([]
 			if err := idb.Put(p.id, ck); err != nil {
 				return err
 			}
-			it := items[i]
+			it := items[idx[j]]
 			it.Cursor = last
 			stored = append(stored, it)
 		}
@@ -113,9 +146,13 @@ func (s *Store) Append(ctx context.Context, topic string, items []feed.Item) ([]
 		return nil
 	}
 	committed := func() {
-		if len(stored) > 0 {
-			s.live.publish(topic, append([]feed.Item(nil), stored...))
+		if len(stored) == 0 {
+			return
 		}
+		for _, it := range stored {
+			s.cache.put(topic, it)
+		}
+		s.live.publish(topic, append([]feed.Item(nil), stored...))
 	}
 	if err := s.write(ctx, apply, committed); err != nil {
 		return nil, err
@@ -159,9 +196,13 @@ func (s *Store) Read(ctx context.Context, topic string, q store.Query) (store.Pa
 			if cur > hi {
 				continue
 			}
-			it, err := decodeItem(k, v)
-			if err != nil {
-				return err
+			it, ok := s.cache.get(topic, cur)
+			if !ok {
+				var err error
+				if it, err = decodeItem(k, v); err != nil {
+					return err
+				}
+				s.cache.put(topic, it)
 			}
 			page.Items = append(page.Items, it)
 		}

@@ -1,0 +1,139 @@
+package embedded
+
+import (
+	"hash/maphash"
+	"slices"
+	"sync"
+
+	"github.com/feedgate/feedgate/feed"
+)
+
+// itemCache keeps decoded items so that reads of recent items, the hot path
+// of retrieve, skip JSON decoding. An item never changes once stored under
+// its cursor, so entries never go stale; they are evicted oldest-inserted
+// first when a shard exceeds its share of the byte budget. Items go in when
+// appended and when read.
+type itemCache struct {
+	seed   maphash.Seed
+	shards [cacheShards]cacheShard
+}
+
+const cacheShards = 32
+
+// defaultCacheBytes is the approximate memory the cache may hold.
+const defaultCacheBytes = 64 << 20
+
+type cacheKey struct {
+	topic  string
+	cursor feed.Cursor
+}
+
+type cacheShard struct {
+	mu     sync.RWMutex
+	items  map[cacheKey]feed.Item
+	order  []cacheKey // insertion order, for eviction
+	head   int        // first live element of order
+	size   int
+	budget int
+}
+
+func (c *itemCache) init(budget int) {
+	c.seed = maphash.MakeSeed()
+	for i := range c.shards {
+		c.shards[i].items = make(map[cacheKey]feed.Item)
+		c.shards[i].budget = budget / cacheShards
+	}
+}
+
+func (c *itemCache) shard(k cacheKey) *cacheShard {
+	var h maphash.Hash
+	h.SetSeed(c.seed)
+	_, _ = h.WriteString(k.topic)
+	var b [8]byte
+	for i := range b {
+		b[i] = byte(k.cursor >> (8 * i))
+	}
+	_, _ = h.Write(b[:])
+	return &c.shards[h.Sum64()%cacheShards]
+}
+
+// get returns a private copy of the cached item.
+func (c *itemCache) get(topic string, cursor feed.Cursor) (feed.Item, bool) {
+	k := cacheKey{topic, cursor}
+	s := c.shard(k)
+	s.mu.RLock()
+	it, ok := s.items[k]
+	s.mu.RUnlock()
+	if !ok {
+		return feed.Item{}, false
+	}
+	return cloneItem(it), true
+}
+
+// put caches a private copy of the item under its cursor.
+func (c *itemCache) put(topic string, it feed.Item) {
+	k := cacheKey{topic, it.Cursor}
+	n := itemSize(it)
+	s := c.shard(k)
+	if n > s.budget/4 {
+		return // too big to be worth it
+	}
+	it = cloneItem(it)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.items[k]; ok {
+		return
+	}
+	s.items[k] = it
+	s.order = append(s.order, k)
+	s.size += n
+	for s.size > s.budget && s.head < len(s.order) {
+		old := s.order[s.head]
+		s.order[s.head] = cacheKey{}
+		s.head++
+		if v, ok := s.items[old]; ok {
+			s.size -= itemSize(v)
+			delete(s.items, old)
+		}
+	}
+	if s.head > len(s.order)/2 {
+		s.order = append(s.order[:0], s.order[s.head:]...)
+		s.head = 0
+	}
+}
+
+// itemSize approximates the memory an item holds.
+func itemSize(it feed.Item) int {
+	n := 256 + len(it.ID) + len(it.Title) + len(it.Content) + len(it.Summary) +
+		len(it.PermalinkURL) + len(it.Language) + len(it.Hash)
+	if l := it.StandardLinks; l != nil {
+		for _, g := range [][]feed.Link{l.Alternate, l.Self, l.Hub} {
+			for _, x := range g {
+				n += 48 + len(x.Href) + len(x.Type) + len(x.Title)
+			}
+		}
+	}
+	if a := it.Actor; a != nil {
+		n += 48 + len(a.DisplayName) + len(a.ID) + len(a.PermalinkURL)
+	}
+	for _, c := range it.Categories {
+		n += 16 + len(c)
+	}
+	return n
+}
+
+// cloneItem copies what an item points to, so that a caller changing its
+// copy cannot change the cache's.
+func cloneItem(it feed.Item) feed.Item {
+	if it.StandardLinks != nil {
+		l := *it.StandardLinks
+		l.Alternate, l.Self, l.Hub = slices.Clone(l.Alternate), slices.Clone(l.Self), slices.Clone(l.Hub)
+		it.StandardLinks = &l
+	}
+	if it.Actor != nil {
+		a := *it.Actor
+		it.Actor = &a
+	}
+	it.Categories = slices.Clone(it.Categories)
+	return it
+}
