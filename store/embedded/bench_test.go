@@ -6,6 +6,7 @@ import (
 	"sync/atomic"
 	"testing"
 
+	"github.com/feedgate/feedgate/feed"
 	"github.com/feedgate/feedgate/store"
 )
 
@@ -75,8 +76,8 @@ func BenchmarkAppendDuplicates(b *testing.B) {
 	}
 }
 
-// BenchmarkReadNewest10 reads the newest 10 items of a topic holding 1000,
-// from parallel readers, as retrieve count=10 does.
+// BenchmarkReadNewest10 reads the newest 10 items (and the topic's state)
+// of a topic holding 1000, from parallel readers, as retrieve count=10 does.
 func BenchmarkReadNewest10(b *testing.B) {
 	s := benchStore(b, maxGroup)
 	ctx := context.Background()
@@ -84,6 +85,19 @@ func BenchmarkReadNewest10(b *testing.B) {
 		if _, err := s.Append(ctx, "https://example.com/", testItems(fmt.Sprintf("i%d-", i), 100)); err != nil {
 			b.Fatal(err)
 		}
+	}
+	err := s.UpdateTopic(ctx, "https://example.com/", func(ts *store.TopicState) error {
+		ts.Meta = feed.Meta{Title: "Example feed", Subtitle: "All the news", ID: "urn:example", Updated: 1700000000,
+			PermalinkURL: "https://example.com/", StandardLinks: &feed.Links{
+				Alternate: []feed.Link{{Href: "https://example.com/", Type: "text/html"}},
+				Self:      []feed.Link{{Href: "https://example.com/feed.xml", Type: "application/atom+xml"}},
+				Hub:       []feed.Link{{Href: "https://hub.example.com/"}},
+			}}
+		ts.Status = feed.Status{Code: 200, HTTP: "200 OK", Feed: "https://example.com/", Period: 900, LastFetch: 1700000000}
+		return nil
+	})
+	if err != nil {
+		b.Fatal(err)
 	}
 	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {

@@ -1,11 +1,14 @@
 package embedded
 
 import (
+	"encoding/json"
+	"fmt"
 	"hash/maphash"
 	"slices"
 	"sync"
 
 	"github.com/feedgate/feedgate/feed"
+	"github.com/feedgate/feedgate/store"
 )
 
 // itemCache keeps decoded items so that reads of recent items, the hot path
@@ -136,4 +139,65 @@ func cloneItem(it feed.Item) feed.Item {
 	}
 	it.Categories = slices.Clone(it.Categories)
 	return it
+}
+
+// stateCache keeps decoded topic states, keyed by topic and checked
+// against the stored bytes, so a read that finds the bytes it decoded last
+// time skips decoding them again.
+type stateCache struct {
+	mu  sync.RWMutex
+	m   map[string]stateEntry
+	max int
+}
+
+type stateEntry struct {
+	raw string
+	ts  store.TopicState
+}
+
+// maxCachedStates bounds stateCache.
+const maxCachedStates = 10000
+
+func (c *stateCache) init(max int) {
+	c.m = make(map[string]stateEntry)
+	c.max = max
+}
+
+// decode sets *ts from v, the stored state of topic (nil: none).
+func (c *stateCache) decode(topic string, v []byte, ts *store.TopicState) error {
+	*ts = store.TopicState{Topic: topic}
+	if v == nil {
+		return nil
+	}
+	c.mu.RLock()
+	e, ok := c.m[topic]
+	c.mu.RUnlock()
+	if ok && e.raw == string(v) {
+		*ts = cloneState(e.ts)
+		return nil
+	}
+	if err := json.Unmarshal(v, ts); err != nil {
+		*ts = store.TopicState{Topic: topic}
+		return fmt.Errorf("embedded store: state of topic %q is corrupt: %w", topic, err)
+	}
+	ts.Topic = topic
+	c.mu.Lock()
+	if len(c.m) >= c.max {
+		for k := range c.m { // drop an arbitrary entry
+			delete(c.m, k)
+			break
+		}
+	}
+	c.m[topic] = stateEntry{raw: string(v), ts: cloneState(*ts)}
+	c.mu.Unlock()
+	return nil
+}
+
+func cloneState(ts store.TopicState) store.TopicState {
+	if l := ts.Meta.StandardLinks; l != nil {
+		c := *l
+		c.Alternate, c.Self, c.Hub = slices.Clone(c.Alternate), slices.Clone(c.Self), slices.Clone(c.Hub)
+		ts.Meta.StandardLinks = &c
+	}
+	return ts
 }

@@ -72,8 +72,9 @@ type Store struct {
 	writerEnd chan struct{}
 	closeOnce sync.Once
 
-	live  live
-	cache itemCache
+	live   live
+	cache  itemCache
+	states stateCache
 }
 
 // Open opens (creating it if needed) the store in dir. It fails with an
@@ -117,6 +118,7 @@ func Open(dir string, opts store.Options) (*Store, error) {
 	}
 	s.live.init(defaultBacklog)
 	s.cache.init(defaultCacheBytes)
+	s.states.init(maxCachedStates)
 	go s.writer()
 	return s, nil
 }

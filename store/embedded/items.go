@@ -168,7 +168,7 @@ func (s *Store) Read(ctx context.Context, topic string, q store.Query) (store.Pa
 		if tb == nil {
 			return nil
 		}
-		if err := decodeState(tb, &page.Topic); err != nil {
+		if err := s.states.decode(topic, tb.Get(keyState), &page.Topic); err != nil {
 			return err
 		}
 		page.Last = getCursor(tb, keyLast)

@@ -28,7 +28,7 @@ func (s *Store) Topic(ctx context.Context, topic string) (store.TopicState, erro
 	ts := store.TopicState{Topic: topic}
 	err := s.view(ctx, func(tx *bolt.Tx) error {
 		if tb := topicBucket(tx, topic); tb != nil {
-			return decodeState(tb, &ts)
+			return s.states.decode(topic, tb.Get(keyState), &ts)
 		}
 		return nil
 	})
