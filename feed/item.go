@@ -122,8 +122,11 @@ type Status struct {
 	LastParse         int64  `json:"lastParse"`
 	NextFetch         int64  `json:"nextFetch"`
 	LastMaintenanceAt int64  `json:"lastMaintenanceAt,omitempty"`
-	Cursor            Cursor `json:"cursor,omitempty"`
-	Gap               bool   `json:"gap"`
+	// EntriesCountSinceLastMaintenance is how many items the topic stored
+	// since LastMaintenanceAt, Superfeedr's measure of a feed's verbosity.
+	EntriesCountSinceLastMaintenance int    `json:"entriesCountSinceLastMaintenance,omitempty"`
+	Cursor                           Cursor `json:"cursor,omitempty"`
+	Gap                              bool   `json:"gap"`
 }
 
 // Notification is a retrieve answer or a live notification: a topic's status
