@@ -1,0 +1,11 @@
+package embedded
+
+import (
+	"testing"
+
+	"github.com/feedgate/feedgate/store/storetest"
+)
+
+func TestDeliveryConformance(t *testing.T) {
+	storetest.RunDelivery(t, openTemp)
+}
