@@ -23,7 +23,21 @@
 // are waiting in one transaction (group commit: one fsync for many appends)
 // and, after the commit, announces appended items to live listeners in
 // commit order — which is cursor order — so a notification never precedes
-// its data and two racing appends to one topic are announced in order.
+// its data and two racing appends to one topic are announced in order. An
+// Append has been fsynced when it returns. Appends whose entries are all
+// known already are answered by a read, without a write.
+//
+// Live listeners get their batches through a queue of their own, so a
+// listener that stops reading never blocks appends: past a backlog of
+// 10 000 items its queue is dropped and it receives a Resync batch instead,
+// after which it must re-read its topics by cursor (as after a Redis outage).
+//
+// Reads are served from the bbolt file, with decoded items and topic states
+// cached in memory (about 64 MiB at most): items never change once stored,
+// so the cache needs no invalidation.
+//
+// bbolt locks the file: a second process opening the same directory fails
+// after a second with ErrLocked.
 package embedded
 
 import (
