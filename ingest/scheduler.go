@@ -1,0 +1,511 @@
+package ingest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net/http"
+	"runtime/debug"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/feedgate/feedgate/feed"
+	"github.com/feedgate/feedgate/store"
+)
+
+// Track makes the topic tracked: it is fetched right away (by whichever
+// ingest node claims it first) and then kept fresh. Tracking a tracked topic
+// changes nothing.
+func (s *Service) Track(ctx context.Context, topic string) error {
+	added, err := s.is.AddJob(ctx, fetchJob(topic), time.Now())
+	if err != nil {
+		return errorf(err, "scheduling the first fetch of %s", topic)
+	}
+	if added {
+		s.notify()
+	}
+	return nil
+}
+
+// Untrack stops keeping the topic fresh (call it when its last
+// subscription goes): polling stops and its upstream hub subscriptions are
+// unsubscribed (by an ingest node, shortly). The stored items stay.
+func (s *Service) Untrack(ctx context.Context, topic string) error {
+	if err := s.is.RemoveJob(ctx, fetchJob(topic)); err != nil {
+		return errorf(err, "unscheduling %s", topic)
+	}
+	if err := s.is.DeleteIngestState(ctx, topic); err != nil {
+		return errorf(err, "forgetting the ingest state of %s", topic)
+	}
+	ups, err := s.is.TopicUpstreams(ctx, topic)
+	if err != nil {
+		return errorf(err, "listing the hub subscriptions of %s", topic)
+	}
+	for _, u := range ups {
+		if err := s.retire(ctx, u); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// retire ends an upstream subscription: one the hub may hold is
+// unsubscribed by its job; one it does not hold is forgotten.
+func (s *Service) retire(ctx context.Context, u store.Upstream) error {
+	s.forgetCached(u.ID)
+	switch u.State {
+	case store.UpstreamActive, store.UpstreamSubscribing:
+		err := s.is.UpdateUpstream(ctx, u.ID, func(x *store.Upstream) error {
+			x.State = store.UpstreamUnsubscribing
+			x.RequestedAt = time.Time{}
+			return nil
+		})
+		if errors.Is(err, store.ErrNotFound) {
+			return nil
+		}
+		if err != nil {
+			return errorf(err, "marking the hub subscription %s of %s for unsubscription", u.Hub, u.Topic)
+		}
+		if err := s.is.ScheduleJob(ctx, upstreamJob(u.ID), time.Now()); err != nil {
+			return errorf(err, "scheduling the unsubscription at %s", u.Hub)
+		}
+		s.notify()
+	case store.UpstreamUnsubscribing:
+	default:
+		if err := s.is.DeleteUpstream(ctx, u.ID); err != nil {
+			return errorf(err, "forgetting the hub subscription %s of %s", u.Hub, u.Topic)
+		}
+		if err := s.is.RemoveJob(ctx, upstreamJob(u.ID)); err != nil {
+			return errorf(err, "unscheduling the hub subscription %s", u.ID)
+		}
+	}
+	return nil
+}
+
+// Ping asks for each tracked topic among topics to be fetched now (a
+// publisher's ping); untracked topics are ignored.
+func (s *Service) Ping(ctx context.Context, topics []string) error {
+	now := time.Now()
+	any := false
+	for _, t := range topics {
+		ok, err := s.is.ExpediteJob(ctx, fetchJob(t), now)
+		if err != nil {
+			return errorf(err, "scheduling a fetch of %s", t)
+		}
+		any = any || ok
+	}
+	if any {
+		s.notify()
+	}
+	return nil
+}
+
+// Run fetches due topics and maintains upstream subscriptions until ctx
+// ends; it returns when every job it started has finished. It is called
+// once per node, on nodes with the ingest role.
+func (s *Service) Run(ctx context.Context) error {
+	if !s.running.CompareAndSwap(false, true) {
+		return errors.New("ingest: Run is already running")
+	}
+	defer s.running.Store(false)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	wg.Go(func() { s.restore(ctx) })
+
+	slots := make(chan struct{}, s.opts.Concurrency)
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+	var lastErr time.Time
+	for {
+		free := cap(slots) - len(slots)
+		claimedAll := false
+		if free > 0 {
+			claims, err := s.is.ClaimJobs(ctx, time.Now(), free, s.jobLease)
+			switch {
+			case ctx.Err() != nil:
+				return nil
+			case err != nil:
+				if time.Since(lastErr) > time.Minute {
+					lastErr = time.Now()
+					s.log.LogAttrs(ctx, slog.LevelError, "claiming due jobs", attrErr(err))
+				}
+			default:
+				for _, c := range claims {
+					slots <- struct{}{}
+					wg.Go(func() {
+						defer func() {
+							<-slots
+							s.notify()
+						}()
+						s.runJob(ctx, c)
+					})
+				}
+				claimedAll = len(claims) == free
+			}
+		}
+		if claimedAll {
+			// There may be more due jobs; look again at once.
+			if ctx.Err() != nil {
+				return nil
+			}
+			continue
+		}
+		timer.Reset(s.opts.PollInterval)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-s.wake:
+		case <-timer.C:
+		}
+	}
+}
+
+// restore makes sure every tracked topic, and every active upstream
+// subscription, has its job: after a restart, or when jobs were lost.
+func (s *Service) restore(ctx context.Context) {
+	var topics []string
+	for attempt := 0; ; attempt++ {
+		var err error
+		topics, err = s.st.TrackedTopics(ctx)
+		if err == nil {
+			break
+		}
+		s.log.LogAttrs(ctx, slogWarn, "listing tracked topics", attrErr(err))
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(min(time.Second<<attempt, time.Minute)):
+		}
+	}
+	now := time.Now()
+	added := 0
+	for _, t := range topics {
+		if ctx.Err() != nil {
+			return
+		}
+		ok, err := s.is.AddJob(ctx, fetchJob(t), now)
+		if err != nil {
+			s.log.LogAttrs(ctx, slogWarn, "scheduling a tracked topic", attrTopic(t), attrErr(err))
+			continue
+		}
+		if ok {
+			added++
+		}
+		ups, err := s.is.TopicUpstreams(ctx, t)
+		if err != nil {
+			continue
+		}
+		for _, u := range ups {
+			if u.State == store.UpstreamActive {
+				_, _ = s.is.AddJob(ctx, upstreamJob(u.ID), s.renewAt(u))
+			}
+		}
+	}
+	if added > 0 {
+		s.log.LogAttrs(ctx, slogInfo, "scheduled tracked topics", slog.Int("topics", added))
+		s.notify()
+	}
+}
+
+// runJob runs one claimed job and releases it with its next time.
+func (s *Service) runJob(ctx context.Context, c store.Claim) {
+	var next time.Time
+	func() {
+		defer func() {
+			if r := recover(); r != nil {
+				s.log.LogAttrs(ctx, slog.LevelError, "job failed", slog.String("job", c.Job),
+					slog.Any("panic", r), slog.String("stack", string(debug.Stack())))
+				next = time.Now().Add(s.opts.MaxBackoff)
+			}
+		}()
+		switch {
+		case strings.HasPrefix(c.Job, fetchJobPrefix):
+			next = s.fetchTopic(ctx, strings.TrimPrefix(c.Job, fetchJobPrefix))
+		case strings.HasPrefix(c.Job, upstreamJobPrefix):
+			next = s.maintainUpstream(ctx, strings.TrimPrefix(c.Job, upstreamJobPrefix))
+		default:
+			s.log.LogAttrs(ctx, slogWarn, "dropping an unknown job", slog.String("job", c.Job))
+		}
+	}()
+	if ctx.Err() != nil {
+		// Shutting down: hand the job back so another node takes it now.
+		next = time.Now()
+	}
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	if err := s.is.ReleaseJob(rctx, c, next); err != nil && !errors.Is(err, store.ErrLeaseLost) {
+		s.log.LogAttrs(ctx, slogWarn, "releasing a job", slog.String("job", c.Job), attrErr(err))
+	}
+}
+
+// fetchOutcome is what one fetch of a topic came to.
+type fetchOutcome struct {
+	code       int
+	message    string
+	ok         bool // fetched (and parsed), or not modified
+	changed    bool // new items were stored
+	doc        *feed.Document
+	retryAfter time.Duration
+}
+
+// fetchTopic fetches a due topic, stores what is new, keeps its hub
+// subscriptions in step with what it advertises, and returns when to fetch
+// it next.
+func (s *Service) fetchTopic(ctx context.Context, topic string) time.Time {
+	ist, err := s.is.IngestState(ctx, topic)
+	if err != nil {
+		s.log.LogAttrs(ctx, slogWarn, "reading ingest state", attrTopic(topic), attrErr(err))
+		return time.Now().Add(s.opts.MinPeriod)
+	}
+	ist.Topic = topic
+	out := s.fetchInto(ctx, &ist, 0)
+	if ctx.Err() != nil {
+		return time.Now()
+	}
+	now := time.Now()
+	ist.LastFetch = now
+	if out.changed {
+		ist.LastChange = now
+	}
+
+	hubbed, maintained := false, false
+	if out.ok {
+		hubbed, maintained = s.reconcileUpstreams(ctx, &ist)
+	}
+
+	var delay time.Duration
+	if out.ok {
+		ist.Failures = 0
+		ist.Period = s.adaptPeriod(ist.Period, out, now)
+		delay = ist.Period
+		if hubbed {
+			delay = s.opts.MaxPeriod
+		}
+	} else {
+		ist.Failures++
+		delay = s.backoff(ist.Failures)
+		if ist.Period == 0 {
+			ist.Period = s.opts.InitialPeriod
+		}
+	}
+	if out.retryAfter > 0 {
+		delay = max(delay, min(out.retryAfter, maxRetryAfter))
+	}
+	next := now.Add(s.jitter(delay))
+
+	if err := s.is.UpdateIngestState(ctx, topic, func(st *store.IngestState) error {
+		*st = ist
+		return nil
+	}); err != nil {
+		s.log.LogAttrs(ctx, slogWarn, "saving ingest state", attrTopic(topic), attrErr(err))
+	}
+	if err := s.st.UpdateTopic(ctx, topic, func(ts *store.TopicState) error {
+		ts.Topic = topic
+		if out.doc != nil {
+			applyMeta(ts, out.doc, now)
+		}
+		ts.Status.Feed = topic
+		ts.Status.Code = out.code
+		ts.Status.HTTP = out.message
+		ts.Status.Period = int(ist.Period.Round(time.Second) / time.Second)
+		if hubbed {
+			ts.Status.Period = int(s.opts.MaxPeriod / time.Second)
+		}
+		ts.Status.LastFetch = now.Unix()
+		ts.Status.NextFetch = next.Unix()
+		if maintained {
+			ts.Status.LastMaintenanceAt = now.Unix()
+		}
+		return nil
+	}); err != nil {
+		s.log.LogAttrs(ctx, slogWarn, "updating the status", attrTopic(topic), attrErr(err))
+	}
+	return next
+}
+
+// fetchInto fetches the topic's current URL into ist (validators, hubs,
+// permanent redirects) and stores what parses. depth guards the one
+// follow-up fetch of a feed an HTML page names.
+func (s *Service) fetchInto(ctx context.Context, ist *store.IngestState, depth int) fetchOutcome {
+	target := ist.FetchURL
+	if target == "" {
+		target = ist.Topic
+	}
+	resp, err := s.fetcher.Get(ctx, target, Conditional{ETag: ist.ETag, LastModified: ist.LastModified})
+	if err != nil {
+		if ctx.Err() != nil {
+			return fetchOutcome{}
+		}
+		reason := "network"
+		var refused *RefusedError
+		var tooLarge *BodyTooLargeError
+		switch {
+		case errors.As(err, &refused):
+			reason = "refused"
+		case errors.As(err, &tooLarge):
+			reason = "too_large"
+		}
+		s.m.fetches.WithLabelValues("error").Inc()
+		s.m.fetchErrors.WithLabelValues(reason).Inc()
+		return fetchOutcome{message: "fetch failed: " + err.Error()}
+	}
+	s.m.fetchDuration.Observe(resp.Duration.Seconds())
+	out := fetchOutcome{code: resp.StatusCode}
+	if ra, ok := resp.RetryAfter(time.Now()); ok && resp.StatusCode >= 300 {
+		out.retryAfter = ra
+	}
+	if (resp.StatusCode/100 == 2 || resp.StatusCode == http.StatusNotModified) && resp.PermanentURL != "" {
+		// Moved for good: fetch the new URL from now on.
+		ist.FetchURL = resp.PermanentURL
+		if ist.FetchURL == ist.Topic {
+			ist.FetchURL = ""
+		}
+	}
+	switch {
+	case resp.StatusCode == http.StatusNotModified:
+		s.m.fetches.WithLabelValues("not_modified").Inc()
+		out.ok = true
+		out.message = resp.Status
+		return out
+	case resp.StatusCode/100 != 2:
+		s.m.fetches.WithLabelValues("error").Inc()
+		s.m.fetchErrors.WithLabelValues("http").Inc()
+		out.message = resp.Status + answerSnippet(resp.Body)
+		if out.retryAfter > 0 {
+			out.message += fmt.Sprintf(" (retry after %s)", out.retryAfter.Round(time.Second))
+		}
+		return out
+	}
+
+	d := Discover(resp)
+	switch {
+	case len(d.Hubs) > 0:
+		ist.Hubs, ist.HubsFrom = d.Hubs, target
+		ist.Self = d.Self
+		if ist.Self == "" {
+			ist.Self = resp.URL
+		}
+	case ist.HubsFrom == target:
+		// The document that advertised hubs no longer does.
+		ist.Hubs, ist.HubsFrom, ist.Self = nil, "", ""
+	}
+
+	if d.HTML {
+		if len(d.Feeds) > 0 && depth == 0 {
+			// An HTML page naming its feed: poll the feed from now on.
+			ist.FetchURL, ist.ETag, ist.LastModified = d.Feeds[0], "", ""
+			return s.fetchInto(ctx, ist, depth+1)
+		}
+		s.m.fetches.WithLabelValues("error").Inc()
+		s.m.fetchErrors.WithLabelValues("parse").Inc()
+		out.message = resp.Status + ": an HTML page that names no feed"
+		if len(ist.Hubs) > 0 {
+			// Its hub pushes the updates; nothing to poll.
+			out.ok = true
+			out.message = resp.Status + ": an HTML page; updates come from its hub"
+		}
+		return out
+	}
+
+	res, err := s.storeDocument(ctx, ist.Topic, resp.Body, resp.Header.Get("Content-Type"), sourcePoll)
+	if err != nil {
+		s.m.fetches.WithLabelValues("error").Inc()
+		if errors.Is(err, ErrUnparseable) {
+			s.m.fetchErrors.WithLabelValues("parse").Inc()
+			out.message = resp.Status + " but " + err.Error()
+			// Fetch the whole document again next time.
+			ist.ETag, ist.LastModified = "", ""
+		} else {
+			s.m.fetchErrors.WithLabelValues("store").Inc()
+			out.message = resp.Status + " but storing failed: " + err.Error()
+		}
+		return out
+	}
+	s.m.fetches.WithLabelValues("ok").Inc()
+	ist.ETag = resp.Header.Get("ETag")
+	ist.LastModified = resp.Header.Get("Last-Modified")
+	out.ok = true
+	out.doc = res.doc
+	out.changed = len(res.stored) > 0
+	out.message = resp.Status + ": " + entriesSummary(len(res.doc.Items), len(res.stored))
+	return out
+}
+
+// answerSnippet returns the start of an error answer's body, for the
+// status message.
+func answerSnippet(body []byte) string {
+	s := strings.Join(strings.Fields(strings.ToValidUTF8(string(body[:min(len(body), 200)]), "")), " ")
+	if s == "" || strings.HasPrefix(s, "<") {
+		return ""
+	}
+	return ": " + s
+}
+
+// adaptPeriod returns the next polling period: estimated from the entries'
+// dates on the first fetch, then halved when a fetch found new items and
+// grown by half when it did not, within [MinPeriod, MaxPeriod].
+func (s *Service) adaptPeriod(period time.Duration, out fetchOutcome, now time.Time) time.Duration {
+	switch {
+	case period == 0 && out.doc != nil:
+		if est, ok := estimatePeriod(out.doc.Items, now); ok {
+			period = est
+		} else {
+			period = s.opts.InitialPeriod
+		}
+	case period == 0:
+		period = s.opts.InitialPeriod
+	case out.changed:
+		period /= 2
+	default:
+		period += period / 2
+	}
+	return clampDuration(period, s.opts.MinPeriod, s.opts.MaxPeriod)
+}
+
+// estimatePeriod guesses a polling period from the entries' dates: half the
+// mean interval between the newest entries, or half the time since the
+// newest one when the feed has gone quiet.
+func estimatePeriod(items []feed.Item, now time.Time) (time.Duration, bool) {
+	var dates []int64
+	for _, it := range items {
+		if d := max(it.Published, it.Updated); d > 0 && d <= now.Unix()+3600 {
+			dates = append(dates, d)
+		}
+	}
+	if len(dates) < 2 {
+		return 0, false
+	}
+	slices.Sort(dates)
+	dates = dates[max(0, len(dates)-10):]
+	newest := dates[len(dates)-1]
+	interval := (newest - dates[0]) / int64(len(dates)-1)
+	quiet := now.Unix() - newest
+	secs := max(interval, quiet) / 2
+	if secs <= 0 {
+		return 0, false
+	}
+	return time.Duration(min(secs, int64(1<<62)/int64(time.Second))) * time.Second, true
+}
+
+// backoff is the delay after the n-th failure in a row: MinPeriod doubling
+// up to MaxBackoff.
+func (s *Service) backoff(n int) time.Duration {
+	d := s.opts.MinPeriod
+	for i := 1; i < n && d < s.opts.MaxBackoff; i++ {
+		d *= 2
+	}
+	return min(d, s.opts.MaxBackoff)
+}
+
+// jitter spreads d by ± the configured fraction.
+func (s *Service) jitter(d time.Duration) time.Duration {
+	if s.opts.Jitter <= 0 || d <= 0 {
+		return d
+	}
+	f := 1 + s.opts.Jitter*(2*rand.Float64()-1)
+	return time.Duration(float64(d) * f)
+}
