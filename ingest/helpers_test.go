@@ -301,6 +301,7 @@ type hubSub struct {
 	callback, topic, secret string
 	active                  bool
 	verified                int // how many verifications succeeded
+	verifiedAt              []time.Time
 }
 
 func newTestHub(t testing.TB) *testHub {
@@ -406,6 +407,7 @@ func (h *testHub) verify(mode, topic, callback, secret string) int {
 		}
 		s.topic, s.secret, s.active = topic, secret, true
 		s.verified++
+		s.verifiedAt = append(s.verifiedAt, time.Now())
 	case "unsubscribe":
 		delete(h.subs, callback)
 	}
