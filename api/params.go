@@ -61,10 +61,10 @@ func IsFormBody(r *http.Request) bool {
 	return err == nil && mt == "application/x-www-form-urlencoded"
 }
 
-// Get returns the first value of name, trimmed of surrounding spaces.
+// Get returns the first value of name, as given.
 func (p Params) Get(name string) string {
 	if vs := p.Values[name]; len(vs) > 0 {
-		return strings.TrimSpace(vs[0])
+		return vs[0]
 	}
 	return ""
 }

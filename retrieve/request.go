@@ -151,8 +151,8 @@ func Parse(r *http.Request, p api.Params, lim Limits) (Request, error) {
 		}
 	}
 
-	if c := p.Get("count"); c != "" {
-		n, err := strconv.Atoi(c)
+	if p.Has("count") {
+		n, err := strconv.Atoi(p.Get("count"))
 		if err != nil || n < 1 || n > lim.MaxCount {
 			return req, api.Invalid("count must be an integer from 1 to %d", lim.MaxCount)
 		}
@@ -179,8 +179,8 @@ func Parse(r *http.Request, p api.Params, lim Limits) (Request, error) {
 		}
 	}
 
-	if t := p.Get("timeout"); t != "" {
-		n, err := strconv.Atoi(t)
+	if p.Has("timeout") {
+		n, err := strconv.Atoi(p.Get("timeout"))
 		if err != nil || n < 1 || time.Duration(n)*time.Second > lim.MaxTimeout {
 			return req, api.Invalid("timeout must be a whole number of seconds from 1 to %d", int(lim.MaxTimeout/time.Second))
 		}

@@ -12,6 +12,7 @@ import (
 	"github.com/feedgate/feedgate/api"
 	"github.com/feedgate/feedgate/auth"
 	"github.com/feedgate/feedgate/hub"
+	"github.com/feedgate/feedgate/ingest"
 	"github.com/feedgate/feedgate/retrieve"
 	"github.com/feedgate/feedgate/store"
 )
@@ -244,7 +245,10 @@ func (h *handlers) publish(c *gin.Context, p api.Params, principal *auth.Princip
 			return
 		}
 	}
-	h.cfg.Publish.Ping(ctx, topics)
+	if err := h.cfg.Publish.Ping(ctx, topics); err != nil {
+		fail(c, p, err)
+		return
+	}
 	c.Status(http.StatusNoContent)
 }
 
@@ -276,6 +280,9 @@ func (h *handlers) fatPing(c *gin.Context, p api.Params, principal *auth.Princip
 		return
 	}
 	items, err := h.cfg.Publish.StoreFeed(c.Request.Context(), topic, body, c.Request.Header.Get("Content-Type"))
+	if errors.Is(err, ingest.ErrUnparseable) {
+		err = api.Invalid("%v; POST an RSS, Atom or JSON Feed document", err)
+	}
 	if err != nil {
 		fail(c, p, err)
 		return

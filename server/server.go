@@ -25,7 +25,7 @@ import (
 // Publisher takes publish pings and fat pings (package ingest).
 type Publisher interface {
 	// Ping fetches the tracked topics among topics now.
-	Ping(ctx context.Context, topics []string)
+	Ping(ctx context.Context, topics []string) error
 	// StoreFeed parses a feed document pushed for topic and stores its new
 	// entries.
 	StoreFeed(ctx context.Context, topic string, body []byte, contentType string) ([]feed.Item, error)

@@ -18,8 +18,9 @@ import (
 // equivalent; defaults and help live in the tags, so flags, environment and
 // `gateway --help` cannot drift apart.
 type CLI struct {
-	Serve ServeCmd `cmd:"" default:"withargs" help:"Run the gateway (the default command)."`
-	User  UserCmd  `cmd:"" help:"Manage users and their tokens."`
+	Serve  ServeCmd  `cmd:"" default:"withargs" help:"Run the gateway (the default command)."`
+	User   UserCmd   `cmd:"" help:"Manage users and their tokens."`
+	Health HealthCmd `cmd:"" help:"Check a running gateway's /healthz (for container health checks)."`
 }
 
 // StoreConfig selects and tunes the store.

@@ -1,0 +1,191 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/feedgate/feedgate/admin"
+	"github.com/feedgate/feedgate/auth"
+	"github.com/feedgate/feedgate/hub"
+	"github.com/feedgate/feedgate/ingest"
+	"github.com/feedgate/feedgate/retrieve"
+	"github.com/feedgate/feedgate/server"
+	"github.com/feedgate/feedgate/store"
+)
+
+// version is set at build time (-ldflags "-X main.version=...").
+var version = "dev"
+
+// ServeCmd is `gateway serve`.
+type ServeCmd struct {
+	StoreConfig
+	LogConfig
+
+	Listen         string        `env:"FEEDGATE_LISTEN" default:":8080" help:"Address to listen on."`
+	PublicURL      string        `name:"public-url" env:"FEEDGATE_PUBLIC_URL" help:"Public base URL of this gateway (callbacks, rel=hub links). Default: http://localhost:<port>."`
+	Role           string        `env:"FEEDGATE_ROLE" default:"all" enum:"all,api,ingest" help:"What this node does: all, api (hub endpoint and streams, never fetches) or ingest (fetching, upstream WebSub callbacks and health only)."`
+	AllowPrivate   bool          `name:"allow-private" env:"FEEDGATE_ALLOW_PRIVATE" help:"Allow fetching and calling back loopback, private and link-local addresses (tests, private networks)."`
+	AllowedOrigins []string      `name:"allowed-origins" env:"FEEDGATE_ALLOWED_ORIGINS" help:"Origins allowed by CORS and WebSocket (comma-separated; * for any). Empty: same origin only."`
+	MaxCount       int           `name:"max-count" env:"FEEDGATE_MAX_COUNT" default:"50" help:"Largest count a retrieve may ask for."`
+	MaxBody        int64         `name:"max-body" env:"FEEDGATE_MAX_BODY" default:"10485760" help:"Largest request body (fat pings), in bytes."`
+	PollTimeout    time.Duration `name:"poll-timeout" env:"FEEDGATE_POLL_TIMEOUT" default:"30s" help:"Default wait=poll timeout."`
+	MaxPollTimeout time.Duration `name:"max-poll-timeout" env:"FEEDGATE_MAX_POLL_TIMEOUT" default:"120s" help:"Largest wait=poll timeout a client may ask for."`
+	AuthCache      time.Duration `name:"auth-cache" env:"FEEDGATE_AUTH_CACHE" default:"5s" help:"How long a node caches verified credentials (a removed token may work that long on other nodes)."`
+
+	FetchConcurrency int           `name:"fetch-concurrency" env:"FEEDGATE_FETCH_CONCURRENCY" default:"16" help:"Fetches and hub requests run at once by an ingest node."`
+	MinPeriod        time.Duration `name:"min-period" env:"FEEDGATE_MIN_PERIOD" default:"1m" help:"Shortest polling period of a feed."`
+	MaxPeriod        time.Duration `name:"max-period" env:"FEEDGATE_MAX_PERIOD" default:"1h" help:"Longest polling period (also the safety-net period of feeds with a hub)."`
+
+	ShutdownTimeout time.Duration `name:"shutdown-timeout" env:"FEEDGATE_SHUTDOWN_TIMEOUT" default:"10s" help:"How long SIGTERM waits for in-flight requests."`
+}
+
+func (c *ServeCmd) publicURL() (string, error) {
+	if c.PublicURL != "" {
+		return strings.TrimRight(c.PublicURL, "/"), nil
+	}
+	_, port, err := net.SplitHostPort(c.Listen)
+	if err != nil {
+		return "", fmt.Errorf("--listen %q is not host:port: %w", c.Listen, err)
+	}
+	return "http://localhost:" + port, nil
+}
+
+// Run serves until ctx ends (SIGINT/SIGTERM), then shuts down gracefully.
+func (c *ServeCmd) Run(ctx context.Context) error {
+	log := c.logger()
+	slog.SetDefault(log)
+	public, err := c.publicURL()
+	if err != nil {
+		return err
+	}
+	st, err := c.open(ctx)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err := st.Close(); err != nil {
+			log.Error("closing the store", slog.Any("err", err))
+		}
+	}()
+	is, ok := st.(store.IngestStore)
+	if !ok {
+		return errors.New("the store does not keep ingest state")
+	}
+	if err := seedDemoUser(ctx, st, log); err != nil {
+		return err
+	}
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+
+	ing, err := ingest.New(st, is, ingest.Options{
+		PublicURL:    public,
+		Version:      version,
+		AllowPrivate: c.AllowPrivate,
+		Concurrency:  c.FetchConcurrency,
+		MinPeriod:    c.MinPeriod,
+		MaxPeriod:    c.MaxPeriod,
+		Registerer:   reg,
+		Logger:       log,
+	})
+	if err != nil {
+		return err
+	}
+	authn := auth.NewAuthenticator(st, c.AuthCache)
+	rs := retrieve.New(st, public+"/", retrieve.Limits{MaxCount: c.MaxCount, DefaultTimeout: c.PollTimeout, MaxTimeout: c.MaxPollTimeout})
+	handler := server.New(server.Config{
+		Role:           server.Role(c.Role),
+		Store:          st,
+		Auth:           authn,
+		Retrieve:       rs,
+		Hub:            hub.New(st, ing),
+		Publish:        ing,
+		Callback:       ing,
+		AllowedOrigins: splitList(c.AllowedOrigins),
+		MaxBody:        c.MaxBody,
+		Registry:       reg,
+		Logger:         log,
+	})
+
+	ln, err := net.Listen("tcp", c.Listen)
+	if err != nil {
+		return err
+	}
+	srv := &http.Server{
+		Handler:           handler,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+
+	runCtx, stopRun := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer stopRun()
+	if c.Role != string(server.RoleAPI) {
+		wg.Go(func() {
+			if err := ing.Run(runCtx); err != nil && !errors.Is(err, context.Canceled) {
+				log.Error("ingest stopped", slog.Any("err", err))
+			}
+		})
+	}
+	if c.RedisURL == "" {
+		sock := filepath.Join(c.DataDir, admin.SocketName)
+		wg.Go(func() {
+			if err := admin.Serve(runCtx, sock, admin.Direct{Store: st, Forget: authn.Forget}); err != nil {
+				log.Warn("admin socket unavailable: `gateway user` commands cannot reach this process", slog.Any("err", err))
+			}
+		})
+	}
+
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- srv.Serve(ln) }()
+	log.Info("feedgate serving", slog.String("listen", ln.Addr().String()), slog.String("public_url", public),
+		slog.String("store", c.describe()), slog.String("role", c.Role), slog.String("version", version))
+
+	select {
+	case err := <-serveErr:
+		return err
+	case <-ctx.Done():
+	}
+	log.Info("shutting down")
+	sctx, cancel := context.WithTimeout(context.Background(), c.ShutdownTimeout)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		log.Warn("in-flight requests cut at shutdown", slog.Any("err", err))
+		srv.Close()
+	}
+	stopRun()
+	wg.Wait()
+	log.Info("stopped")
+	return nil
+}
+
+// seedDemoUser creates `demo` with every right on a store without users and
+// logs its token once.
+func seedDemoUser(ctx context.Context, st store.Store, log *slog.Logger) error {
+	users, err := st.ListUsers(ctx)
+	if err != nil || len(users) > 0 {
+		return err
+	}
+	token, err := auth.AddUser(ctx, st, auth.NewUser{Login: "demo", Rights: store.AllRights})
+	if err != nil {
+		if errors.Is(err, store.ErrExists) || strings.Contains(err.Error(), "already exists") {
+			return nil
+		}
+		return err
+	}
+	log.Warn("created user demo with every right; its token is shown only now", slog.String("login", "demo"), slog.String("token", token))
+	return nil
+}
