@@ -1,0 +1,43 @@
+package stream
+
+import (
+	"github.com/feedgate/feedgate/feed"
+)
+
+// atomSink writes wait=stream in Atom: one <feed> that stays open while
+// the stream lives, opened with the first topic's answer; every later item
+// is an <entry> written as it arrives. Whitespace is the keep-alive.
+type atomSink struct {
+	*httpOut
+	hubURL string
+	opened bool
+}
+
+func (a *atomSink) send(_ *session, ev *event, first bool) error {
+	if first || !a.opened {
+		// A first answer: its entries, newest first as in a retrieve
+		// answer, after the feed's head for the stream's first topic.
+		a.buf = a.buf[:0]
+		if !a.opened {
+			a.opened = true
+			a.buf = feed.AppendAtomOpen(a.buf, &ev.n, ev.topic, a.hubURL)
+		}
+		for i := range ev.n.Items {
+			a.buf = feed.AppendAtomEntry(a.buf, ev.topic, &ev.n.Items[i])
+		}
+		return a.write(a.buf)
+	}
+	return a.write(ev.atomEntries())
+}
+
+var atomSpace = []byte("\n")
+
+func (a *atomSink) keepalive() error { return a.writeNow(atomSpace) }
+
+// bye closes the feed document, so that what was received parses as a
+// whole, and ends the response.
+func (a *atomSink) bye(reason) {
+	if a.opened {
+		_ = a.writeNow([]byte(feed.AtomClose))
+	}
+}

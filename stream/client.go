@@ -1,0 +1,103 @@
+package stream
+
+import (
+	"net/http"
+	"sync"
+
+	"github.com/feedgate/feedgate/api"
+)
+
+// reason says why the gateway ends a live connection.
+type reason int
+
+const (
+	reasonNone reason = iota
+	// reasonSlow: the client fell behind (its queue filled up).
+	reasonSlow
+	// reasonShutdown: the node is shutting down.
+	reasonShutdown
+	// reasonLifetime: the connection reached its maximum lifetime.
+	reasonLifetime
+	// reasonLost: the live link was interrupted and what was missed could
+	// not be re-read.
+	reasonLost
+)
+
+// message is the reason as told to the client.
+func (r reason) message() string {
+	switch r {
+	case reasonSlow:
+		return "too slow: notifications were not read fast enough; reconnect with the cursor of the last item you received"
+	case reasonShutdown:
+		return "the gateway is restarting; reconnect with the cursor of the last item you received"
+	case reasonLifetime:
+		return "the connection reached its maximum lifetime; reconnect with the cursor of the last item you received"
+	case reasonLost:
+		return "live delivery was interrupted; reconnect with the cursor of the last item you received"
+	}
+	return "the connection ends"
+}
+
+// client is one live connection (or held long-poll) registered with the
+// broker. Its queue is bounded: when the broker finds it full, the client
+// is dropped, never waited for.
+type client struct {
+	b     *Broker
+	login string
+	kind  kind
+	q     chan *event
+
+	// abort interrupts a write in progress (set before the client is
+	// subscribed to anything, never changed after).
+	abort func()
+
+	// topics are those the client is subscribed to; owned by the client's
+	// goroutine, and read by the broker under Broker.mu.
+	topics map[string]*topic
+
+	dropOnce sync.Once
+	gone     chan struct{} // closed by drop
+	why      reason
+}
+
+// offer queues ev for c, or drops c when its queue is full.
+func (c *client) offer(ev *event) {
+	select {
+	case c.q <- ev:
+	default:
+		if c.drop(reasonSlow) {
+			c.b.m.slow[c.kind].Inc()
+		}
+	}
+}
+
+// drop ends the client's connection for r; it reports whether this call
+// dropped it (the first one does).
+func (c *client) drop(r reason) bool {
+	first := false
+	c.dropOnce.Do(func() {
+		first = true
+		c.why = r
+		close(c.gone)
+		if c.abort != nil {
+			c.abort()
+		}
+	})
+	return first
+}
+
+// reason returns why the client was dropped; only valid once gone is
+// closed.
+func (c *client) reason() reason {
+	select {
+	case <-c.gone:
+		return c.why
+	default:
+		return reasonNone
+	}
+}
+
+// err is the error of a dropped client.
+func (c *client) err() error {
+	return api.Errorf(http.StatusServiceUnavailable, "%s", c.reason().message())
+}

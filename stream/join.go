@@ -1,0 +1,276 @@
+package stream
+
+import (
+	"context"
+	"errors"
+	"net"
+	"os"
+	"time"
+
+	"github.com/feedgate/feedgate/feed"
+	"github.com/feedgate/feedgate/retrieve"
+	"github.com/feedgate/feedgate/store"
+)
+
+// sink writes one form of live answer (NDJSON, Atom, SSE, WebSocket).
+type sink interface {
+	// begin starts a round of writes: it sets the write deadline.
+	begin() error
+	// send writes a notification; first marks a topic's first answer.
+	send(s *session, ev *event, first bool) error
+	// flush sends what the round wrote.
+	flush() error
+	// keepalive writes a keep-alive and flushes it.
+	keepalive() error
+	// bye tells the client, as far as the form allows, why the connection
+	// ends and that it should reconnect.
+	bye(r reason)
+}
+
+// session is one client's side of the gap-free join and its live loop.
+type session struct {
+	b   *Broker
+	c   *client
+	out sink
+	// last is the newest cursor sent per subscribed topic.
+	last map[string]feed.Cursor
+	// order lists the subscribed topics in the order they were asked for.
+	order []string
+	// cmds carries WebSocket client messages (nil for other forms).
+	cmds  <-chan wsCommand
+	onCmd func(context.Context, wsCommand) error
+}
+
+func (b *Broker) newSession(c *client, out sink) *session {
+	return &session{b: b, c: c, out: out, last: make(map[string]feed.Cursor)}
+}
+
+// start is where a topic's first answer starts.
+type start struct {
+	topic string
+	q     store.Query
+	// resume: the client resumes (SSE Last-Event-ID); a first answer with
+	// no items is not sent.
+	resume bool
+}
+
+// load is the first half of the join: register for the topics (from now
+// on live items queue up), then read their history. Nothing is written, so
+// a failure can still be answered with an HTTP error.
+func (s *session) load(ctx context.Context, starts []start) ([]*feed.Notification, error) {
+	names := make([]string, len(starts))
+	for i, st := range starts {
+		names[i] = st.topic
+	}
+	if err := s.b.subscribe(ctx, s.c, names...); err != nil {
+		return nil, err
+	}
+	ns := make([]*feed.Notification, len(starts))
+	for i, st := range starts {
+		n, err := s.b.rs.Load(ctx, st.topic, st.q)
+		if err != nil {
+			return nil, err
+		}
+		ns[i] = n
+	}
+	return ns, nil
+}
+
+// emit is the second half: send the first answers, then whatever followed
+// them up to the newest item when they were read (an after= replay longer
+// than count). Live items queued meanwhile are sent by loop, those already
+// sent skipped.
+func (s *session) emit(ctx context.Context, starts []start, ns []*feed.Notification) error {
+	for i, st := range starts {
+		if _, ok := s.last[st.topic]; !ok {
+			s.order = append(s.order, st.topic)
+		}
+		s.last[st.topic] = lastSent(st.q, ns[i])
+	}
+	if err := s.out.begin(); err != nil {
+		return err
+	}
+	for i, st := range starts {
+		if st.resume && len(ns[i].Items) == 0 {
+			continue
+		}
+		if err := s.out.send(s, eventOf(ns[i], s.b.rs.HubURL()), true); err != nil {
+			return err
+		}
+	}
+	if err := s.out.flush(); err != nil {
+		return err
+	}
+	for i, st := range starts {
+		if err := s.fill(ctx, st.topic, ns[i].Status.Cursor); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// lastSent is the newest cursor a first answer covers.
+func lastSent(q store.Query, n *feed.Notification) feed.Cursor {
+	if q.From == store.After {
+		if len(n.Items) > 0 {
+			return n.Items[0].Cursor
+		}
+		// Nothing follows the cursor; a cursor ahead of the topic (a reset
+		// store) must not hide the items to come.
+		return min(q.Cursor, n.Status.Cursor)
+	}
+	return n.Status.Cursor
+}
+
+// fill sends topic's items after the last one sent, up to cursor upTo,
+// read from the store.
+func (s *session) fill(ctx context.Context, topic string, upTo feed.Cursor) error {
+	for {
+		from, ok := s.last[topic]
+		if !ok || from >= upTo {
+			return nil
+		}
+		n, err := s.b.rs.Load(ctx, topic, store.Query{From: store.After, Cursor: from, Count: fillPage})
+		if err != nil {
+			return err
+		}
+		if len(n.Items) == 0 || n.Items[0].Cursor <= from {
+			return nil
+		}
+		ev := eventOf(n, s.b.rs.HubURL()).since(from)
+		s.last[topic] = ev.last
+		if err := s.out.begin(); err != nil {
+			return err
+		}
+		if err := s.out.send(s, ev, false); err != nil {
+			return err
+		}
+		if err := s.out.flush(); err != nil {
+			return err
+		}
+		s.b.m.deliveries[s.c.kind].Inc()
+	}
+}
+
+// handle sends a live event: only items after the last sent, and the
+// missing ones first when cursors were skipped.
+func (s *session) handle(ctx context.Context, ev *event) error {
+	last, ok := s.last[ev.topic]
+	if !ok || ev.last <= last {
+		return nil
+	}
+	if ev.first > last+1 {
+		if err := s.fill(ctx, ev.topic, ev.first-1); err != nil {
+			return err
+		}
+		if last = s.last[ev.topic]; ev.last <= last {
+			return nil
+		}
+	}
+	ev = ev.since(last)
+	s.last[ev.topic] = ev.last
+	if err := s.out.send(s, ev, false); err != nil {
+		return err
+	}
+	s.b.m.deliveries[s.c.kind].Inc()
+	return nil
+}
+
+// maxRound bounds the notifications written between two flushes.
+const maxRound = 64
+
+// loop delivers live notifications until the client leaves, falls behind,
+// the connection reaches its lifetime or the node shuts down.
+func (s *session) loop(ctx context.Context) error {
+	lifetime, stop := s.b.lifetime()
+	defer stop()
+	ka := time.NewTimer(s.b.opts.Keepalive)
+	defer ka.Stop()
+	for {
+		select {
+		case ev := <-s.c.q:
+			if err := s.round(ctx, ev); err != nil {
+				return s.writeFailed(err)
+			}
+			ka.Reset(s.b.opts.Keepalive)
+		case cmd := <-s.cmds:
+			if err := s.onCmd(ctx, cmd); err != nil {
+				return s.writeFailed(err)
+			}
+			ka.Reset(s.b.opts.Keepalive)
+		case <-ka.C:
+			if err := s.out.keepalive(); err != nil {
+				return s.writeFailed(err)
+			}
+			ka.Reset(s.b.opts.Keepalive)
+		case <-lifetime:
+			s.out.bye(reasonLifetime)
+			return nil
+		case <-s.b.closing:
+			s.out.bye(reasonShutdown)
+			return nil
+		case <-s.c.gone:
+			if r := s.c.reason(); r != reasonSlow {
+				s.out.bye(r)
+			}
+			return nil
+		case <-ctx.Done():
+			return nil
+		}
+	}
+}
+
+// round writes ev and whatever else is queued, then flushes once.
+func (s *session) round(ctx context.Context, ev *event) error {
+	if err := s.out.begin(); err != nil {
+		return err
+	}
+	if err := s.handle(ctx, ev); err != nil {
+		return err
+	}
+	for i := 1; i < maxRound; i++ {
+		select {
+		case ev := <-s.c.q:
+			if err := s.handle(ctx, ev); err != nil {
+				return err
+			}
+			continue
+		default:
+		}
+		break
+	}
+	return s.out.flush()
+}
+
+// writeFailed classifies a failed write: one that timed out means the
+// client does not read fast enough.
+func (s *session) writeFailed(err error) error {
+	if s.c.reason() == reasonSlow {
+		return err
+	}
+	var ne net.Error
+	if errors.Is(err, os.ErrDeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout()) {
+		if s.c.drop(reasonSlow) {
+			s.b.m.slow[s.c.kind].Inc()
+		}
+	}
+	return err
+}
+
+// startsFor turns a request's topics and after= into where each topic's
+// first answer starts.
+func (b *Broker) startsFor(ctx context.Context, req retrieve.Request, resume map[string]feed.Cursor) ([]start, error) {
+	out := make([]start, 0, len(req.Topics))
+	for _, t := range req.Topics {
+		if c, ok := resume[t]; ok {
+			out = append(out, start{topic: t, q: store.Query{From: store.After, Cursor: c, Count: req.Count}, resume: true})
+			continue
+		}
+		q, err := b.rs.Query(ctx, t, req)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, start{topic: t, q: q})
+	}
+	return out, nil
+}

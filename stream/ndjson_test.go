@@ -1,0 +1,98 @@
+package stream_test
+
+import (
+	"testing"
+	"time"
+
+	"github.com/feedgate/feedgate/feed"
+	"github.com/feedgate/feedgate/store"
+	"github.com/feedgate/feedgate/stream"
+)
+
+func TestNDJSONDeliversWithinASecond(t *testing.T) {
+	forEachStore(t, func(t *testing.T, st store.Store) {
+		n := newNode(t, st, stream.Options{})
+		n.publish(topicA, 3)
+		c := n.openNDJSON([]string{topicA}, "count", "2")
+		h := c.resp.Header
+		for k, want := range map[string]string{
+			"Content-Type":      stream.ContentTypeNDJSON,
+			"Cache-Control":     "no-cache",
+			"X-Accel-Buffering": "no",
+		} {
+			if got := h.Get(k); got != want {
+				t.Errorf("%s = %q, want %q", k, got, want)
+			}
+		}
+		first := c.next(waitFor)
+		if got := first.cursors(); len(got) != 2 || got[0] != 2 || got[1] != 3 {
+			t.Fatalf("first line cursors = %v, want [2 3] (the newest count=2)", got)
+		}
+		if first.Status.Feed != topicA || first.Status.Cursor != 3 {
+			t.Errorf("first line status = %+v, want feed %s cursor 3", first.Status, topicA)
+		}
+		for i := 0; i < 3; i++ {
+			start := time.Now()
+			cs := n.publish(topicA, 1)
+			got := c.next(time.Second)
+			if d := time.Since(start); d > time.Second {
+				t.Fatalf("notification took %v", d)
+			}
+			if len(got.Items) != 1 || got.Items[0].Cursor != cs[0] || got.Status.Feed != topicA || got.Status.Cursor != cs[0] {
+				t.Fatalf("notification = %+v, want one item with cursor %d", got, cs[0])
+			}
+		}
+	})
+}
+
+func TestNDJSONAfterReplaysThenGoesLive(t *testing.T) {
+	forEachStore(t, func(t *testing.T, st store.Store) {
+		n := newNode(t, st, stream.Options{})
+		n.publish(topicA, 30)
+		// count=5 after 10: the first line holds 11..15, then 16..30 follow
+		// before anything live.
+		c := n.openNDJSON([]string{topicA}, "count", "5", "after", feed.Cursor(10).String())
+		var seq sequence
+		seq.next = 11
+		for seq.next <= 30 {
+			seq.add(c.next(waitFor).cursors())
+			if seq.err != nil {
+				t.Fatal(seq.err)
+			}
+		}
+		n.publish(topicA, 2)
+		for seq.next <= 32 {
+			seq.add(c.next(waitFor).cursors())
+		}
+		if seq.err != nil {
+			t.Fatal(seq.err)
+		}
+	})
+}
+
+func TestNDJSONMergesTopics(t *testing.T) {
+	st := openEmbedded(t)
+	n := newNode(t, st, stream.Options{})
+	n.publish(topicB, 1)
+	c := n.openNDJSON([]string{topicA, topicB})
+	a, b := c.next(waitFor), c.next(waitFor)
+	if a.Status.Feed != topicA || len(a.Items) != 0 || b.Status.Feed != topicB || len(b.Items) != 1 {
+		t.Fatalf("first lines = %+v, %+v; want A's empty answer then B's with one item", a, b)
+	}
+	n.publish(topicB, 1)
+	n.publish(topicA, 2)
+	if got := c.next(waitFor); got.Status.Feed != topicB || len(got.Items) != 1 || got.Items[0].Cursor != 2 {
+		t.Fatalf("want B's item 2, got %+v", got)
+	}
+	if got := c.next(waitFor); got.Status.Feed != topicA || len(got.Items) != 2 || got.Items[0].Cursor != 2 {
+		t.Fatalf("want A's items 2,1 (newest first), got %+v", got)
+	}
+}
+
+func TestNDJSONKeepalive(t *testing.T) {
+	st := openEmbedded(t)
+	n := newNode(t, st, stream.Options{Keepalive: 50 * time.Millisecond})
+	c := n.openNDJSON([]string{topicA})
+	c.next(waitFor)
+	eventually(t, "three blank keep-alive lines", func() bool { return c.blanks.Load() >= 3 })
+}

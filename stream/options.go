@@ -1,0 +1,102 @@
+package stream
+
+import (
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Defaults of Options.
+const (
+	DefaultKeepalive      = 20 * time.Second
+	DefaultClientQueue    = 256
+	DefaultWriteTimeout   = 10 * time.Second
+	DefaultRetry          = 3 * time.Second
+	DefaultLinger         = 5 * time.Second
+	DefaultMaxMessageSize = 16 << 10
+)
+
+// Options tune a Broker. The zero value is usable: every field has a
+// default.
+type Options struct {
+	// Keepalive is how long a stream may stay silent before a keep-alive
+	// (blank NDJSON line, SSE comment, Atom whitespace, WebSocket ping) is
+	// sent. Default 20 s.
+	Keepalive time.Duration
+	// ClientQueue bounds the notifications waiting for one client. A client
+	// whose queue is full is disconnected: it resumes by cursor and never
+	// slows the others. Default 256.
+	ClientQueue int
+	// WriteTimeout bounds every write and flush to a client. Default 10 s.
+	WriteTimeout time.Duration
+	// MaxLifetime ends a stream after this long (minus up to 10% of random
+	// jitter, so that clients do not all come back at once), telling it to
+	// reconnect. 0 keeps streams open for as long as they live.
+	MaxLifetime time.Duration
+	// MaxConnsPerUser bounds the streams, sockets and held long-polls a
+	// user may have open on this node (429 beyond). 0: no limit.
+	MaxConnsPerUser int
+	// AllowedOrigins lists the Origin values a WebSocket may come from,
+	// besides the gateway's own origin ("*" allows any). Clients that send
+	// no Origin (not browsers) are always allowed.
+	AllowedOrigins []string
+	// MaxMessageSize bounds a WebSocket client message. Default 16 KiB.
+	MaxMessageSize int64
+	// Retry is the reconnection delay announced to EventSource clients
+	// (retry:). Default 3 s.
+	Retry time.Duration
+	// Linger keeps a topic's live subscription this long after its last
+	// local client left, so that reconnecting clients find it ready.
+	// Default 5 s; negative: drop it at once.
+	Linger time.Duration
+	// Logger receives operational messages (default slog.Default()).
+	Logger *slog.Logger
+	// Registry receives the metrics (none when nil).
+	Registry prometheus.Registerer
+}
+
+func (o Options) withDefaults() (Options, error) {
+	if o.Keepalive == 0 {
+		o.Keepalive = DefaultKeepalive
+	}
+	if o.ClientQueue == 0 {
+		o.ClientQueue = DefaultClientQueue
+	}
+	if o.WriteTimeout == 0 {
+		o.WriteTimeout = DefaultWriteTimeout
+	}
+	if o.Retry == 0 {
+		o.Retry = DefaultRetry
+	}
+	if o.Linger == 0 {
+		o.Linger = DefaultLinger
+	}
+	if o.Linger < 0 {
+		o.Linger = 0
+	}
+	if o.MaxMessageSize == 0 {
+		o.MaxMessageSize = DefaultMaxMessageSize
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	switch {
+	case o.Keepalive < 0:
+		return o, fmt.Errorf("stream: Keepalive must be positive (got %v)", o.Keepalive)
+	case o.ClientQueue < 1:
+		return o, fmt.Errorf("stream: ClientQueue must be at least 1 (got %d)", o.ClientQueue)
+	case o.WriteTimeout < 0:
+		return o, fmt.Errorf("stream: WriteTimeout must be positive (got %v)", o.WriteTimeout)
+	case o.MaxLifetime < 0:
+		return o, fmt.Errorf("stream: MaxLifetime must be 0 (off) or positive (got %v)", o.MaxLifetime)
+	case o.MaxConnsPerUser < 0:
+		return o, fmt.Errorf("stream: MaxConnsPerUser must be 0 (no limit) or positive (got %d)", o.MaxConnsPerUser)
+	case o.MaxMessageSize < 256:
+		return o, fmt.Errorf("stream: MaxMessageSize must be at least 256 bytes (got %d)", o.MaxMessageSize)
+	case o.Retry < 0:
+		return o, fmt.Errorf("stream: Retry must be positive (got %v)", o.Retry)
+	}
+	return o, nil
+}

@@ -1,0 +1,325 @@
+package stream
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/gin-gonic/gin"
+	"github.com/gorilla/websocket"
+
+	"github.com/feedgate/feedgate/api"
+	"github.com/feedgate/feedgate/auth"
+	"github.com/feedgate/feedgate/retrieve"
+	"github.com/feedgate/feedgate/store"
+)
+
+// wsCommand is a client message on a WebSocket:
+// {"mode":"subscribe","topic":"...","after":"...","count":10} or
+// {"mode":"unsubscribe","topic":"..."}.
+type wsCommand struct {
+	Mode  string `json:"mode"`
+	Topic string `json:"topic"`
+	After string `json:"after,omitempty"`
+	Count int    `json:"count,omitempty"`
+
+	// bad is set by the reader for a message that is not a command.
+	bad *api.Error
+}
+
+// WebSocket close codes (RFC 6455 §7.4 and the IANA registry).
+const (
+	closeGoingAway      = 1001
+	closeInternalError  = 1011
+	closeServiceRestart = 1012
+	closeTryAgainLater  = 1013
+)
+
+// closeFrame is how a reason ends a WebSocket: the code and a short text
+// (a close frame holds at most 123 bytes of it).
+func closeFrame(r reason) (int, string) {
+	switch r {
+	case reasonShutdown:
+		return closeServiceRestart, "gateway restarting; reconnect with your last cursors"
+	case reasonLifetime:
+		return closeGoingAway, "maximum connection lifetime reached; reconnect with your last cursors"
+	case reasonSlow:
+		return closeTryAgainLater, "too slow; reconnect with your last cursors"
+	case reasonLost:
+		return closeTryAgainLater, "live delivery interrupted; reconnect with your last cursors"
+	}
+	return websocket.CloseNormalClosure, ""
+}
+
+var wsWriteBuffers sync.Pool
+
+// serveWebSocket upgrades the request and serves it: first the retrieve
+// answer of every topic of the URL, then notifications; client messages
+// subscribe to and unsubscribe from topics on the open socket.
+func (b *Broker) serveWebSocket(gc *gin.Context, p *auth.Principal, req retrieve.Request) {
+	want := api.Want{JSON: true}
+	r := gc.Request
+	if !b.originAllowed(r) {
+		api.WriteError(gc.Writer, want, api.Errorf(http.StatusForbidden, "WebSocket connections from origin %q are not allowed; connect from the gateway's own origin or ask the operator to allow yours", truncate(r.Header.Get("Origin"))))
+		return
+	}
+	cl, err := b.attach(p, kindWebSocket, b.opts.ClientQueue)
+	if err != nil {
+		api.WriteError(gc.Writer, want, err)
+		return
+	}
+	defer b.detach(cl)
+	starts, err := b.startsFor(r.Context(), req, nil)
+	if err != nil {
+		api.WriteError(gc.Writer, want, err)
+		return
+	}
+	up := websocket.Upgrader{
+		HandshakeTimeout: b.opts.WriteTimeout,
+		WriteBufferPool:  &wsWriteBuffers,
+		CheckOrigin:      func(*http.Request) bool { return true }, // checked above
+		Error: func(w http.ResponseWriter, _ *http.Request, status int, reason error) {
+			api.WriteError(w, want, api.Errorf(status, "WebSocket handshake failed: %v", reason))
+		},
+	}
+	conn, err := up.Upgrade(gc.Writer, r, nil)
+	if err != nil {
+		return
+	}
+	defer conn.Close()
+	nc := conn.NetConn()
+	cl.abort = func() { _ = nc.SetWriteDeadline(time.Unix(1, 0)) }
+
+	ctx, cancel := context.WithCancel(r.Context())
+	defer cancel()
+	cmds := make(chan wsCommand, 8)
+	readerDone := make(chan struct{})
+	go b.wsRead(ctx, cancel, conn, cmds, readerDone)
+	defer func() {
+		cancel()
+		_ = conn.Close()
+		<-readerDone
+	}()
+
+	out := &wsSink{conn: conn, timeout: b.opts.WriteTimeout}
+	s := b.newSession(cl, out)
+	ws := &wsSession{session: s, p: p, count: req.Count, maxTopics: b.rs.Limits().MaxTopics, maxCount: b.rs.Limits().MaxCount}
+	s.cmds, s.onCmd = cmds, ws.command
+
+	if len(starts) > 0 {
+		ns, err := s.load(ctx, starts)
+		if err != nil {
+			if ctx.Err() == nil {
+				_ = out.sendError(err)
+				out.closeWith(closeTryAgainLater, "the first answer could not be read; retry")
+			}
+			return
+		}
+		if err := s.emit(ctx, starts, ns); err != nil {
+			s.writeFailed(err)
+			return
+		}
+	}
+	if err := s.loop(ctx); err != nil {
+		b.debugEnd(ctx, kindWebSocket, err)
+	}
+}
+
+// wsRead reads client messages until the connection fails or ctx ends.
+// A client must answer pings (or send something) within two keep-alive
+// periods.
+func (b *Broker) wsRead(ctx context.Context, cancel context.CancelFunc, conn *websocket.Conn, cmds chan<- wsCommand, done chan<- struct{}) {
+	defer close(done)
+	defer cancel()
+	wait := 2*b.opts.Keepalive + b.opts.WriteTimeout
+	conn.SetReadLimit(b.opts.MaxMessageSize)
+	_ = conn.SetReadDeadline(time.Now().Add(wait))
+	conn.SetPongHandler(func(string) error {
+		return conn.SetReadDeadline(time.Now().Add(wait))
+	})
+	for {
+		typ, msg, err := conn.ReadMessage()
+		if err != nil {
+			return
+		}
+		_ = conn.SetReadDeadline(time.Now().Add(wait))
+		var cmd wsCommand
+		switch {
+		case typ != websocket.TextMessage:
+			cmd.bad = api.Invalid("send text messages holding JSON, such as {\"mode\":\"subscribe\",\"topic\":\"https://example.com/feed.xml\"}")
+		default:
+			if err := json.Unmarshal(msg, &cmd); err != nil {
+				cmd = wsCommand{bad: api.Invalid("a message must be a JSON object such as {\"mode\":\"subscribe\",\"topic\":\"https://example.com/feed.xml\",\"after\":\"<cursor>\"}: %v", err)}
+			}
+		}
+		select {
+		case cmds <- cmd:
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+// originAllowed reports whether a WebSocket may come from the request's
+// Origin: none (not a browser), the gateway's own, or a configured one.
+func (b *Broker) originAllowed(r *http.Request) bool {
+	origin := r.Header.Get("Origin")
+	if origin == "" {
+		return true
+	}
+	if u, err := url.Parse(origin); err == nil && u.Host != "" && strings.EqualFold(u.Host, r.Host) {
+		return true
+	}
+	for _, o := range b.opts.AllowedOrigins {
+		if o == "*" || strings.EqualFold(strings.TrimRight(o, "/"), origin) {
+			return true
+		}
+	}
+	return false
+}
+
+// wsSession is a session whose topics the client changes by messages.
+type wsSession struct {
+	*session
+	p         *auth.Principal
+	count     int
+	maxCount  int
+	maxTopics int
+}
+
+// command applies a client message; only a failed write ends the socket.
+func (w *wsSession) command(ctx context.Context, cmd wsCommand) error {
+	out := w.out.(*wsSink)
+	if cmd.bad != nil {
+		return out.sendError(cmd.bad)
+	}
+	var err error
+	switch strings.ToLower(cmd.Mode) {
+	case "subscribe":
+		err = w.subscribe(ctx, cmd)
+	case "unsubscribe":
+		err = w.unsubscribe(cmd)
+	default:
+		err = api.Invalid("mode must be subscribe or unsubscribe (got %q)", truncate(cmd.Mode))
+	}
+	var we writeError
+	if err == nil || errors.As(err, &we) {
+		return err
+	}
+	return out.sendError(err)
+}
+
+// writeError is a failure to write to the socket, which ends it.
+type writeError struct{ err error }
+
+func (e writeError) Error() string { return e.err.Error() }
+func (e writeError) Unwrap() error { return e.err }
+
+func (w *wsSession) subscribe(ctx context.Context, cmd wsCommand) error {
+	topic := strings.TrimSpace(cmd.Topic)
+	if err := api.CheckURL("topic", topic); err != nil {
+		return err
+	}
+	if _, ok := w.last[topic]; ok {
+		return api.Errorf(http.StatusConflict, "already subscribed to %s on this socket; unsubscribe first to start over", truncate(topic))
+	}
+	if len(w.last) >= w.maxTopics {
+		return api.Invalid("at most %d topics per socket; unsubscribe from one first", w.maxTopics)
+	}
+	count := w.count
+	if cmd.Count != 0 {
+		if cmd.Count < 1 || cmd.Count > w.maxCount {
+			return api.Invalid("count must be an integer from 1 to %d", w.maxCount)
+		}
+		count = cmd.Count
+	}
+	if err := w.b.rs.Authorize(ctx, w.p, topic); err != nil {
+		return err
+	}
+	q := store.Query{From: store.Newest, Count: count}
+	if after := strings.TrimSpace(cmd.After); after != "" {
+		if len(after) > api.MaxTopicLength {
+			return api.Invalid("after must be at most %d characters", api.MaxTopicLength)
+		}
+		c, err := w.b.rs.ResolveCursor(ctx, topic, after)
+		if err != nil {
+			return err
+		}
+		q = store.Query{From: store.After, Cursor: c, Count: count}
+	}
+	starts := []start{{topic: topic, q: q}}
+	ns, err := w.load(ctx, starts)
+	if err != nil {
+		w.b.unsubscribe(w.c, topic)
+		return err
+	}
+	if err := w.emit(ctx, starts, ns); err != nil {
+		return writeError{err}
+	}
+	return nil
+}
+
+func (w *wsSession) unsubscribe(cmd wsCommand) error {
+	topic := strings.TrimSpace(cmd.Topic)
+	if _, ok := w.last[topic]; !ok {
+		return api.Errorf(http.StatusNotFound, "not subscribed to %q on this socket", truncate(topic))
+	}
+	w.b.unsubscribe(w.c, topic)
+	delete(w.last, topic)
+	for i, t := range w.order {
+		if t == topic {
+			w.order = append(w.order[:i], w.order[i+1:]...)
+			break
+		}
+	}
+	return nil
+}
+
+// wsSink writes WebSocket text messages, each one JSON object.
+type wsSink struct {
+	conn    *websocket.Conn
+	timeout time.Duration
+}
+
+func (w *wsSink) begin() error {
+	return w.conn.SetWriteDeadline(time.Now().Add(w.timeout))
+}
+
+func (w *wsSink) send(_ *session, ev *event, _ bool) error {
+	pm, err := ev.wsMessage()
+	if err != nil {
+		return err
+	}
+	return w.conn.WritePreparedMessage(pm)
+}
+
+func (w *wsSink) flush() error { return nil }
+
+func (w *wsSink) keepalive() error {
+	return w.conn.WriteControl(websocket.PingMessage, nil, time.Now().Add(w.timeout))
+}
+
+func (w *wsSink) bye(r reason) {
+	code, text := closeFrame(r)
+	w.closeWith(code, text)
+}
+
+func (w *wsSink) closeWith(code int, text string) {
+	_ = w.conn.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, text), time.Now().Add(w.timeout))
+}
+
+// sendError writes {"error":{"code":...,"message":...}}.
+func (w *wsSink) sendError(err error) error {
+	body, _ := json.Marshal(struct {
+		Error *api.Error `json:"error"`
+	}{api.ErrorOf(err)})
+	if err := w.begin(); err != nil {
+		return err
+	}
+	return w.conn.WriteMessage(websocket.TextMessage, body)
+}
