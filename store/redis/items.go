@@ -125,7 +125,7 @@ func (s *Store) Read(ctx context.Context, topic string, q store.Query) (store.Pa
 			page.Last = feed.Cursor(n)
 		}
 		if v, ok := vals[1].(string); ok {
-			ts, err := decodeTopicState(topic, v)
+			ts, err := s.meta.decode(topic, v)
 			if err != nil {
 				return store.Page{}, err
 			}

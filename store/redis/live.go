@@ -21,7 +21,7 @@ import (
 // this far behind, the queued batches are dropped and replaced by one Resync
 // batch: the consumer re-reads the store from its cursors, which loses
 // nothing.
-const (
+var (
 	maxQueuedBatches = 10000
 	maxQueuedBytes   = 64 << 20
 )
@@ -54,6 +54,10 @@ func (s *Store) Listen(ctx context.Context) (store.Listener, error) {
 		syncReq:  make(chan chan struct{}),
 		out:      make(chan store.Batch),
 		done:     make(chan struct{}),
+
+		health:     healthInterval,
+		maxBatches: maxQueuedBatches,
+		maxBytes:   maxQueuedBytes,
 	}
 	// The first ping connects; its answer proves the link works.
 	b := l.newBarrier()
@@ -113,6 +117,10 @@ type listener struct {
 	tokens     uint64
 	closed     bool
 
+	health     time.Duration
+	maxBatches int
+	maxBytes   int
+
 	healthy atomic.Bool
 	wake    chan struct{}      // something was queued
 	syncReq chan chan struct{} // Remove asks forward to drop removed topics
@@ -162,7 +170,7 @@ func (l *listener) Add(ctx context.Context, topics ...string) error {
 	chans := channels(topics)
 	pause := 20 * time.Millisecond
 	var err error
-	for {
+	for attempt := 1; ; attempt++ {
 		var b *barrier
 		l.psMu.RLock()
 		err = l.ps.Subscribe(ctx, chans...)
@@ -179,8 +187,12 @@ func (l *listener) Add(ctx context.Context, topics ...string) error {
 			}
 			break
 		}
-		// A write on a connection that just broke fails; go-redis has
-		// reconnected by now, or the next attempt dials.
+		// A write on a connection that just broke fails, and go-redis
+		// reconnects at once: one more attempt is worth it. More are not:
+		// the caller learns that Redis is away without delay.
+		if attempt == 3 {
+			break
+		}
 		select {
 		case <-ctx.Done():
 		case <-l.done:
@@ -322,7 +334,7 @@ func (l *listener) receive() {
 			}
 			resyncToken, resyncEpoch = token, epoch
 		}
-		msg, err := ps.ReceiveTimeout(l.ctx, healthInterval)
+		msg, err := ps.ReceiveTimeout(l.ctx, l.health)
 		select {
 		case <-l.done:
 			return
@@ -437,7 +449,7 @@ func (l *listener) announce(payload string) {
 }
 
 func (l *listener) enqueueLocked(q queued) {
-	if len(l.queue) >= maxQueuedBatches || l.queueBytes+q.size > maxQueuedBytes {
+	if len(l.queue) >= l.maxBatches || l.queueBytes+q.size > l.maxBytes {
 		// The consumer fell behind: drop what it has not taken and tell
 		// it to re-read instead.
 		clear(l.queue)

@@ -62,6 +62,7 @@ type Store struct {
 	// keep is how many stored items of a topic the dedup memory reaches
 	// back (see append.lua).
 	keep int
+	meta metaCache
 
 	mu        sync.Mutex
 	listeners map[*listener]struct{}

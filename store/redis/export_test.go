@@ -1,0 +1,29 @@
+package redisstore
+
+import "time"
+
+// SetHealthInterval shortens the pub/sub health check for a test and
+// returns a function restoring it.
+func SetHealthInterval(d time.Duration) (restore func()) {
+	old := healthInterval
+	healthInterval = d
+	return func() { healthInterval = old }
+}
+
+// SetQueueLimits shrinks listener queues for a test and returns a function
+// restoring them.
+func SetQueueLimits(batches, bytes int) (restore func()) {
+	ob, oy := maxQueuedBatches, maxQueuedBytes
+	maxQueuedBatches, maxQueuedBytes = batches, bytes
+	return func() { maxQueuedBatches, maxQueuedBytes = ob, oy }
+}
+
+// Decode exposes the item codec to fuzzing.
+var (
+	EncodeItem = encodeItem
+	DecodeItem = decodeItem
+	DecodeLive = decodeLive
+)
+
+// ItemsKey is the stream key of a topic.
+func ItemsKey(topic string) string { return keysOf(topic).items }
