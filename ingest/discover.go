@@ -293,7 +293,6 @@ func discoverXML(body []byte, base *url.URL) Discovery {
 	var d Discovery
 	dec := xml.NewDecoder(bytes.NewReader(body))
 	dec.Strict = false
-	dec.AutoClose = xml.HTMLAutoClose
 	dec.Entity = xml.HTMLEntity
 	// Link URLs are ASCII in every encoding a feed uses; reading the bytes
 	// as they are is enough to find them.
@@ -314,7 +313,7 @@ func discoverXML(body []byte, base *url.URL) Discovery {
 				// Feed-level links: children of <feed> (depth 2) or of
 				// <channel> (depth 3). RSS's own <link> has no rel and no
 				// href and is skipped by addRels.
-				if depth > 3 || (t.Name.Space != "" && t.Name.Space != atomNS && t.Name.Space != atom03NS) {
+				if depth > 3 || !atomSpace(t.Name.Space) {
 					continue
 				}
 				var rel, href, typ string
@@ -338,6 +337,16 @@ func discoverXML(body []byte, base *url.URL) Discovery {
 		}
 	}
 	return d
+}
+
+// atomSpace reports whether a link element's namespace is Atom's (or
+// none, or an undeclared "atom" prefix, as sloppy RSS feeds write it).
+func atomSpace(ns string) bool {
+	switch ns {
+	case "", atomNS, atom03NS, "atom":
+		return true
+	}
+	return false
 }
 
 // discoverJSON reads a JSON Feed's hubs and feed_url.
