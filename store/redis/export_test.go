@@ -27,3 +27,10 @@ var (
 
 // ItemsKey is the stream key of a topic.
 func ItemsKey(topic string) string { return keysOf(topic).items }
+
+// SetDedupMemory changes how many stored items the dedup memory of s
+// reaches back.
+func SetDedupMemory(s *Store, n int) { s.keep = n }
+
+// IDsKey is the dedup hash key of a topic.
+func IDsKey(topic string) string { return keysOf(topic).ids }

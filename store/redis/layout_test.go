@@ -1,0 +1,82 @@
+package redisstore_test
+
+import (
+	"context"
+	"regexp"
+	"testing"
+
+	"github.com/feedgate/feedgate/feed"
+	"github.com/feedgate/feedgate/internal/redistest"
+	"github.com/feedgate/feedgate/store"
+	redisstore "github.com/feedgate/feedgate/store/redis"
+)
+
+// TestTopicKeysShareSlot checks that every key of a topic carries the same
+// hash tag, so the append script runs on Redis Cluster.
+func TestTopicKeysShareSlot(t *testing.T) {
+	srv := redistest.Start(t)
+	s := newStore(t, srv.URL(), store.Options{})
+	defer s.Close()
+	ctx := context.Background()
+	mustAppend(t, s, testItems("a", 2))
+	if err := s.UpdateTopic(ctx, topic, func(ts *store.TopicState) error { ts.Status.Code = 200; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	keys, err := s.Client().Keys(ctx, "fg:*").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	re := regexp.MustCompile(`^fg:\{([0-9a-f]{32})\}:(items|ids|seq|meta)$`)
+	tags := map[string]bool{}
+	kinds := map[string]bool{}
+	for _, k := range keys {
+		m := re.FindStringSubmatch(k)
+		if m == nil {
+			t.Errorf("unexpected key %q", k)
+			continue
+		}
+		tags[m[1]] = true
+		kinds[m[2]] = true
+	}
+	if len(tags) != 1 || len(kinds) != 4 {
+		t.Errorf("keys %q: want the 4 keys of one topic under one hash tag", keys)
+	}
+}
+
+// TestDedupMemoryBounded appends many distinct items with a small dedup
+// memory: the ids hash stays bounded, and recent items still deduplicate.
+func TestDedupMemoryBounded(t *testing.T) {
+	srv := redistest.Start(t)
+	s := newStore(t, srv.URL(), store.Options{Retention: 5})
+	defer s.Close()
+	const keep = 20
+	redisstore.SetDedupMemory(s, keep)
+	ctx := context.Background()
+	all := testItems("d", 400)
+	for i := 0; i < len(all); i += 2 {
+		mustAppend(t, s, all[i:i+2])
+	}
+	n, err := s.Client().HLen(ctx, redisstore.IDsKey(topic)).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Two fields per item are kept for `keep` items; the sweep lets the
+	// hash grow to a little over twice that before it catches up.
+	if n > 4*keep+1+2*256 || n < 2*keep {
+		t.Errorf("ids hash holds %d fields after 400 items with a memory of %d", n, keep)
+	}
+	got, err := s.Append(ctx, topic, all[len(all)-keep:])
+	if err != nil || len(got) != 0 {
+		t.Errorf("re-append of the last %d items stored %d (%v)", keep, len(got), err)
+	}
+	c, err := s.CursorOf(ctx, topic, all[len(all)-1].ID)
+	if err != nil || c != feed.Cursor(len(all)) {
+		t.Errorf("CursorOf(newest) = %v, %v; want %d", c, err, len(all))
+	}
+	// Long-forgotten entries are stored again, as new items.
+	got, err = s.Append(ctx, topic, all[:1])
+	if err != nil || len(got) != 1 {
+		t.Errorf("re-append of the first item, forgotten: stored %d (%v), want 1", len(got), err)
+	}
+	t.Logf("ids hash: %d fields", n)
+}
