@@ -369,6 +369,7 @@
   function text(html) {
     if (!html) return '';
     const d = new DOMParser().parseFromString(String(html), 'text/html');
+    for (const x of d.querySelectorAll('script,style,template,noscript')) x.remove();
     return (d.body ? d.body.textContent : '').replace(/\s+/g, ' ').trim();
   }
 
@@ -382,7 +383,7 @@
   }
 
   function cut(s, n) {
-    return s.length > n ? s.slice(0, n - 1).trimEnd() + '\u2026' : s;
+    return s.length > n ? s.slice(0, n - 1).replace(/\s+$/, '') + '\u2026' : s;
   }
 
   function el(tag, cls, txt) {
