@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -92,6 +93,9 @@ type node struct {
 	srv    *httptest.Server
 	seq    atomic.Int64
 	closed atomic.Bool
+	// closedConns holds the client addresses of connections the server
+	// closed.
+	closedConns sync.Map
 }
 
 func newNode(t *testing.T, st store.Store, opts stream.Options) *node {
@@ -137,8 +141,15 @@ func newNode(t *testing.T, st store.Store, opts stream.Options) *node {
 	}
 	e.GET("/", a.Middleware(), h)
 	e.GET("/ws", a.Middleware(), h)
-	srv := httptest.NewServer(e)
-	n := &node{t: t, st: st, b: b, rs: rs, url: srv.URL, reg: reg, srv: srv}
+	srv := httptest.NewUnstartedServer(e)
+	n := &node{t: t, st: st, b: b, rs: rs, reg: reg, srv: srv}
+	srv.Config.ConnState = func(c net.Conn, s http.ConnState) {
+		if s == http.StateClosed {
+			n.closedConns.Store(c.RemoteAddr().String(), true)
+		}
+	}
+	srv.Start()
+	n.url = srv.URL
 	// Cleanups run last first: the broker ends the streams, then the
 	// server can wait for its handlers.
 	t.Cleanup(srv.Close)
