@@ -308,6 +308,25 @@ describe('live connection', () => {
   });
 });
 
+describe('widget', () => {
+  test('keeps at most max items, links only http(s) and closes', { timeout: 30000 }, async () => {
+    const T = topic('cap');
+    await gw.subscribe(pub, T);
+    await gw.publish(pub, T, [1, 2, 3, 4].map(i => entry(`old ${i}`)));
+    const { page, errors } = await open(allowedSite.origin + '/blank.html');
+    await page.evaluate(o => { window.w = Feedgate.widget('#feed', o); }, { topic: T, login: pub.login, token: pub.token, max: 3 });
+    await waitLive(page, '#feed');
+    assert.deepEqual(await titles(page, '#feed'), ['old 4', 'old 3', 'old 2']);
+    await publishAndSee(page, '#feed', T, [entry('unsafe link', { link: 'javascript:window.__pwned=1' }), entry('data link', { link: 'data:text/html,hi' })]);
+    assert.deepEqual(await titles(page, '#feed'), ['data link', 'unsafe link', 'old 4']);
+    const hrefs = await page.$$eval('#feed a', as => as.map(a => a.getAttribute('href')));
+    assert.deepEqual(hrefs.filter(h => !/^https?:/.test(h)), [], 'only http and https links');
+    await page.evaluate(() => w.close());
+    assert.equal(await page.getAttribute('#feed .feedgate-live', 'data-state'), 'closed');
+    assert.deepEqual(errors, []);
+  });
+});
+
 describe('errors', () => {
   const cases = [
     { name: 'a token scoped to another topic', code: 403, user: () => gw.addUser('scoped', { rights: 'retrieve', topics: [topic('embed')] }) },
