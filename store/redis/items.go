@@ -85,15 +85,23 @@ func streamID(c feed.Cursor) string {
 	return strconv.FormatUint(uint64(c), 10) + "-0"
 }
 
-// Read implements store.Items in one round trip: the range read and the
-// topic's counter and state are pipelined.
+// Read implements store.Items in one round trip: the topic's counter and
+// state, then the range, pipelined. Other clients' commands may run between
+// the two, so Last is raised to the newest item read when that is newer:
+// a page never holds an item past its Last, and a Newest page's Last is its
+// first item.
 func (s *Store) Read(ctx context.Context, topic string, q store.Query) (store.Page, error) {
+	return s.read(ctx, topic, q, true)
+}
+
+func (s *Store) read(ctx context.Context, topic string, q store.Query, again bool) (store.Page, error) {
 	k := keysOf(topic)
 	count := int64(q.Count)
 	if count > int64(s.retention) {
 		count = int64(s.retention)
 	}
 	pipe := s.rdb.Pipeline()
+	state := pipe.MGet(ctx, k.seq, k.meta)
 	var rng *redis.XMessageSliceCmd
 	if count > 0 {
 		switch q.From {
@@ -109,7 +117,6 @@ func (s *Store) Read(ctx context.Context, topic string, q store.Query) (store.Pa
 			return store.Page{}, fmt.Errorf("read %q: unknown query start %d", topic, q.From)
 		}
 	}
-	state := pipe.MGet(ctx, k.seq, k.meta)
 	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
 		return store.Page{}, s.wrap("read", err)
 	}
@@ -139,41 +146,46 @@ func (s *Store) Read(ctx context.Context, topic string, q store.Query) (store.Pa
 	if len(msgs) == 0 {
 		return page, nil
 	}
-	// Readers see at most the retention's newest items, whatever another
-	// node configured with a larger retention left in the stream.
-	var floor feed.Cursor = 1
-	if page.Last > feed.Cursor(s.retention) {
-		floor = page.Last - feed.Cursor(s.retention) + 1
-	}
-	page.Items = make([]feed.Item, 0, len(msgs))
-	add := func(m redis.XMessage) error {
+	items := make([]feed.Item, len(msgs))
+	for i, m := range msgs {
+		// XRANGE (After) answers oldest first; pages list newest first.
+		j := i
+		if q.From == store.After {
+			j = len(msgs) - 1 - i
+		}
 		it, err := messageItem(m)
 		if err != nil {
-			return fmt.Errorf("read %q entry %s: %w", topic, m.ID, err)
+			return store.Page{}, fmt.Errorf("read %q entry %s: %w", topic, m.ID, err)
 		}
-		if it.Cursor >= floor {
-			page.Items = append(page.Items, it)
-		}
-		return nil
+		items[j] = it
 	}
-	if q.From == store.After {
-		// XRANGE answers oldest first; pages list newest first.
-		for i := len(msgs) - 1; i >= 0; i-- {
-			if err := add(msgs[i]); err != nil {
-				return store.Page{}, err
+	page.Last = max(page.Last, items[0].Cursor)
+	// Readers see at most the retention's newest items, whatever another
+	// node configured with a larger retention left in the stream.
+	if page.Last > feed.Cursor(s.retention) {
+		floor := page.Last - feed.Cursor(s.retention) + 1
+		n := len(items)
+		for n > 0 && items[n-1].Cursor < floor {
+			n--
+		}
+		if n < len(items) {
+			if q.From == store.After && again {
+				// The range started below what this node shows: read
+				// again from the oldest shown (a second round trip, only
+				// when nodes disagree on the retention).
+				p, err := s.read(ctx, topic, store.Query{From: store.After, Cursor: floor - 1, Count: q.Count}, false)
+				p.Gap = true
+				return p, err
 			}
+			items = items[:n]
+			page.Gap = page.Gap || q.From == store.After
 		}
-		if n := len(page.Items); n > 0 && page.Items[n-1].Cursor > q.Cursor+1 {
-			page.Gap = true
-		} else if n < len(msgs) {
-			page.Gap = true
-		}
-		return page, nil
 	}
-	for _, m := range msgs {
-		if err := add(m); err != nil {
-			return store.Page{}, err
-		}
+	if q.From == store.After && len(items) > 0 && items[len(items)-1].Cursor > q.Cursor+1 {
+		page.Gap = true
+	}
+	if len(items) > 0 {
+		page.Items = items
 	}
 	return page, nil
 }

@@ -80,3 +80,38 @@ func TestDedupMemoryBounded(t *testing.T) {
 	}
 	t.Logf("ids hash: %d fields", n)
 }
+
+// TestReadersSeeTheirRetention: a node configured with a smaller retention
+// than the node that appended never shows more than its own retention.
+func TestReadersSeeTheirRetention(t *testing.T) {
+	srv := redistest.Start(t)
+	wide := newStore(t, srv.URL(), store.Options{Retention: 10})
+	defer wide.Close()
+	narrow := newStore(t, srv.URL(), store.Options{Retention: 4})
+	defer narrow.Close()
+	mustAppend(t, wide, testItems("w", 10))
+	ctx := context.Background()
+	for _, c := range []struct {
+		q     store.Query
+		first feed.Cursor
+		n     int
+		gap   bool
+	}{
+		{store.Query{From: store.Newest, Count: 50}, 10, 4, false},
+		{store.Query{From: store.After, Cursor: 0, Count: 50}, 10, 4, true},
+		{store.Query{From: store.After, Cursor: 6, Count: 2}, 8, 2, false},
+		{store.Query{From: store.Before, Cursor: 9, Count: 50}, 8, 2, false},
+	} {
+		p, err := narrow.Read(ctx, topic, c.q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(p.Items) != c.n || p.Items[0].Cursor != c.first || p.Gap != c.gap || p.Last != 10 {
+			var got []feed.Cursor
+			for _, it := range p.Items {
+				got = append(got, it.Cursor)
+			}
+			t.Errorf("%+v: cursors %v gap %v last %v; want %d from %v, gap %v, last 10", c.q, got, p.Gap, p.Last, c.n, c.first, c.gap)
+		}
+	}
+}
