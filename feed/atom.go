@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
 	"unicode/utf8"
 )
 
@@ -59,7 +60,7 @@ func AppendAtomOpen(dst []byte, n *Notification, selfURL, hubURL string) []byte 
 		title = firstNonBlank(hostOf(topic), "Untitled feed")
 	}
 	dst = appendXMLElement(dst, "title", title)
-	if strings.TrimSpace(m.Subtitle) != "" {
+	if !blank(m.Subtitle) {
 		dst = appendXMLElement(dst, "subtitle", m.Subtitle)
 	}
 	dst = append(dst, "<id>"...)
@@ -96,8 +97,8 @@ func AppendAtomOpen(dst []byte, n *Notification, selfURL, hubURL string) []byte 
 	}
 	start := len(dst)
 	dst = appendAlternates(dst, m.PermalinkURL, alternates)
-	if len(dst) == start && strings.TrimSpace(topic) != "" {
-		dst = appendLink(dst, "alternate", topic, "", "")
+	if len(dst) == start {
+		dst = appendLink(dst, "alternate", firstNonBlank(topic, selfURL), "", "")
 	}
 	if self := firstNonBlank(selfURL, topic); self != "" {
 		dst = appendLink(dst, "self", self, "application/atom+xml", "")
@@ -202,7 +203,7 @@ func AppendAtomEntry(dst []byte, topic string, it *Item) []byte {
 		dst = appendAtomAuthor(dst, a)
 	}
 	for _, c := range it.Categories {
-		if strings.TrimSpace(c) == "" {
+		if blank(c) {
 			continue
 		}
 		dst = append(dst, `<category term="`...)
@@ -260,22 +261,7 @@ func appendAtomAuthor(dst []byte, a *Actor) []byte {
 func appendAlternates(dst []byte, permalink string, links []Link) []byte {
 	var types [maxLinksPerRel + 1]string
 	seen := types[:0]
-	add := func(href, typ, title string) {
-		if strings.TrimSpace(href) == "" {
-			return
-		}
-		for _, t := range seen {
-			if strings.EqualFold(t, typ) {
-				return
-			}
-		}
-		if len(seen) == cap(seen) {
-			return
-		}
-		seen = append(seen, typ)
-		dst = appendLink(dst, "alternate", href, typ, title)
-	}
-	if permalink != "" {
+	if strings.TrimSpace(permalink) != "" {
 		typ, title := "", ""
 		for _, l := range links {
 			if l.Href == permalink {
@@ -283,23 +269,49 @@ func appendAlternates(dst []byte, permalink string, links []Link) []byte {
 				break
 			}
 		}
-		add(permalink, typ, title)
+		dst = appendLink(dst, "alternate", permalink, typ, title)
+		seen = append(seen, linkType(typ))
 	}
 	for _, l := range links {
-		if l.Href != permalink {
-			add(l.Href, l.Type, l.Title)
+		typ := linkType(l.Type)
+		if l.Href == permalink || strings.TrimSpace(l.Href) == "" || len(seen) == cap(seen) || containsFold(seen, typ) {
+			continue
 		}
+		dst = appendLink(dst, "alternate", l.Href, typ, l.Title)
+		seen = append(seen, typ)
 	}
 	return dst
 }
 
+// linkType is the type an atom:link is written with: "" unless valid.
+func linkType(typ string) string {
+	if validMediaType(typ) {
+		return typ
+	}
+	return ""
+}
+
+func containsFold(list []string, s string) bool {
+	for _, x := range list {
+		if strings.EqualFold(x, s) {
+			return true
+		}
+	}
+	return false
+}
+
+// appendLink writes an atom:link; a blank href writes nothing.
 func appendLink(dst []byte, rel, href, typ, title string) []byte {
+	href = strings.TrimSpace(href)
+	if href == "" {
+		return dst
+	}
 	dst = append(dst, `<link rel="`...)
 	dst = append(dst, rel...)
 	dst = append(dst, `" href="`...)
-	dst = appendHref(dst, strings.TrimSpace(href))
+	dst = appendHref(dst, href)
 	dst = append(dst, '"')
-	if validMediaType(typ) {
+	if typ = linkType(typ); typ != "" {
 		dst = append(dst, ` type="`...)
 		dst = append(dst, typ...)
 		dst = append(dst, '"')
@@ -474,11 +486,22 @@ func appendShortHash(dst []byte, a, b string) []byte {
 
 func firstNonBlank(ss ...string) string {
 	for _, s := range ss {
-		if strings.TrimSpace(s) != "" {
+		if !blank(s) {
 			return s
 		}
 	}
 	return ""
+}
+
+// blank reports whether s has nothing to show once written as XML: only
+// white space and characters XML forbids.
+func blank(s string) bool {
+	for _, r := range s {
+		if r != utf8.RuneError && xmlChar(r) && !unicode.IsSpace(r) {
+			return false
+		}
+	}
+	return true
 }
 
 func hostOf(topic string) string {
@@ -589,11 +612,12 @@ func validEmail(s string) bool {
 			return false
 		}
 	}
-	labels := strings.Split(s[at+1:], ".")
-	if len(labels) < 2 {
+	domain := s[at+1:]
+	if !strings.Contains(domain, ".") {
 		return false
 	}
-	for _, l := range labels {
+	last := ""
+	for l := range strings.SplitSeq(domain, ".") {
 		if l == "" {
 			return false
 		}
@@ -602,8 +626,9 @@ func validEmail(s string) bool {
 				return false
 			}
 		}
+		last = l
 	}
-	return isAlnum(labels[len(labels)-1][0])
+	return isAlnum(last[0])
 }
 
 // validLang accepts language tags of the BCP 47 shape (en, en-US, zh-Hant).
@@ -611,7 +636,9 @@ func validLang(s string) bool {
 	if s == "" || len(s) > maxLanguageLength {
 		return false
 	}
-	for i, part := range strings.Split(s, "-") {
+	i := -1
+	for part := range strings.SplitSeq(s, "-") {
+		i++
 		if len(part) == 0 || len(part) > 8 || (i == 0 && (len(part) < 2 || len(part) > 3)) {
 			return false
 		}

@@ -24,7 +24,8 @@ func (c Cursor) String() string {
 }
 
 func (c Cursor) appendTo(dst []byte) []byte {
-	s := strconv.AppendUint(nil, uint64(c), 10)
+	var buf [20]byte
+	s := strconv.AppendUint(buf[:0], uint64(c), 10)
 	for i := len(s); i < cursorWidth; i++ {
 		dst = append(dst, '0')
 	}

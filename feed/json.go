@@ -165,38 +165,38 @@ func appendJSONLinks(dst []byte, l *Links) []byte {
 		return append(dst, '}')
 	}
 	sep := false
-	for _, rel := range [...]struct {
-		key   string
-		links []Link
-	}{{`"alternate":[`, l.Alternate}, {`"self":[`, l.Self}, {`"hub":[`, l.Hub}} {
-		if len(rel.links) == 0 {
-			continue
-		}
-		if sep {
+	dst, sep = appendJSONLinkList(dst, `"alternate":[`, l.Alternate, sep)
+	dst, sep = appendJSONLinkList(dst, `"self":[`, l.Self, sep)
+	dst, _ = appendJSONLinkList(dst, `"hub":[`, l.Hub, sep)
+	return append(dst, '}')
+}
+
+func appendJSONLinkList(dst []byte, key string, links []Link, sep bool) ([]byte, bool) {
+	if len(links) == 0 {
+		return dst, sep
+	}
+	if sep {
+		dst = append(dst, ',')
+	}
+	dst = append(dst, key...)
+	for i := range links {
+		if i > 0 {
 			dst = append(dst, ',')
 		}
-		sep = true
-		dst = append(dst, rel.key...)
-		for i := range rel.links {
-			if i > 0 {
-				dst = append(dst, ',')
-			}
-			k := &rel.links[i]
-			dst = append(dst, `{"href":`...)
-			dst = appendJSONString(dst, k.Href)
-			if k.Type != "" {
-				dst = append(dst, `,"type":`...)
-				dst = appendJSONString(dst, k.Type)
-			}
-			if k.Title != "" {
-				dst = append(dst, `,"title":`...)
-				dst = appendJSONString(dst, k.Title)
-			}
-			dst = append(dst, '}')
+		k := &links[i]
+		dst = append(dst, `{"href":`...)
+		dst = appendJSONString(dst, k.Href)
+		if k.Type != "" {
+			dst = append(dst, `,"type":`...)
+			dst = appendJSONString(dst, k.Type)
 		}
-		dst = append(dst, ']')
+		if k.Title != "" {
+			dst = append(dst, `,"title":`...)
+			dst = appendJSONString(dst, k.Title)
+		}
+		dst = append(dst, '}')
 	}
-	return append(dst, '}')
+	return append(dst, ']'), true
 }
 
 // jsonSafe marks the ASCII bytes that appear in a JSON string as they are
