@@ -319,6 +319,9 @@ func (f *Fetcher) Do(req *http.Request) (*Response, error) {
 	}
 	body, err := io.ReadAll(io.LimitReader(resp.Body, limit+1))
 	if err != nil {
+		if resp.Uncompressed && ctx.Err() == nil {
+			return nil, fmt.Errorf("reading %s: the body is corrupt gzip (%v)", resp.Request.URL.Redacted(), err)
+		}
 		return nil, f.explain(resp.Request.URL.Redacted(), err, ctx)
 	}
 	if int64(len(body)) > limit {

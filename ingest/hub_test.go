@@ -371,4 +371,3 @@ func TestSignatures(t *testing.T) {
 		}
 	}
 }
-
