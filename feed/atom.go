@@ -75,14 +75,14 @@ func AppendAtomOpen(dst []byte, n *Notification, selfURL, hubURL string) []byte 
 	}
 	dst = append(dst, "</id>"...)
 
-	updated := m.Updated
+	updated := latest(0, m.Updated)
 	for i := range n.Items {
-		updated = max(updated, n.Items[i].Updated, n.Items[i].Published)
+		updated = latest(updated, n.Items[i].Updated, n.Items[i].Published)
 	}
 	if updated == 0 {
-		updated = max(st.LastParse, st.LastFetch)
+		updated = latest(0, st.LastParse, st.LastFetch)
 	}
-	if !validTime(updated) {
+	if updated == 0 {
 		updated = time.Now().Unix()
 	}
 	dst = appendXMLDate(dst, "updated", updated)
@@ -158,7 +158,8 @@ func appendAtomStatus(dst []byte, s *Status) []byte {
 // AppendAtomEntry appends one item as an Atom <entry> of the given topic,
 // with its cursor as <sf:cursor>. The entry always has an id (the item's when
 // it is a valid IRI, else a URN derived from the topic and the item's id), a
-// title and an updated date (else published, else now). Content and summary
+// title and an updated date (the later of updated and published, else now).
+// Content and summary
 // are HTML; an entry with no link to its page always carries content.
 func AppendAtomEntry(dst []byte, topic string, it *Item) []byte {
 	dst = append(dst, "<entry"...)
@@ -176,8 +177,9 @@ func AppendAtomEntry(dst []byte, topic string, it *Item) []byte {
 	}
 	dst = append(dst, "</id>"...)
 	dst = appendXMLElement(dst, "title", it.Title)
+	// atom:updated is never before atom:published.
 	updated := it.Updated
-	if !validTime(updated) {
+	if !validTime(updated) || (validTime(it.Published) && it.Published > updated) {
 		updated = it.Published
 	}
 	if !validTime(updated) {
@@ -356,6 +358,16 @@ const (
 )
 
 func validTime(sec int64) bool { return sec != 0 && sec >= minTime && sec <= maxTime }
+
+// latest returns the latest of the valid dates among t and ts, or t.
+func latest(t int64, ts ...int64) int64 {
+	for _, x := range ts {
+		if validTime(x) && (t == 0 || x > t) {
+			t = x
+		}
+	}
+	return t
+}
 
 // xmlPlain marks the ASCII bytes written as they are in text (and, with
 // xmlPlainAttr, in attribute values); the others are escaped or, for the

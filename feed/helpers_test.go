@@ -253,6 +253,10 @@ func checkAtom(b []byte, n *Notification) error {
 			if err := checkDate(what+" published", p); err != nil {
 				return err
 			}
+			pt, _ := time.Parse(time.RFC3339, p)
+			if ut, _ := time.Parse(time.RFC3339, e.Updated[0]); ut.Before(pt) {
+				return fmt.Errorf("%s: updated %s before published %s", what, e.Updated[0], p)
+			}
 		}
 		if err := checkLinks(what, e.Links); err != nil {
 			return err

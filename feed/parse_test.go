@@ -652,3 +652,43 @@ func gofeedShouldParse(path string) (should, shouldNot bool) {
 	}
 	return false, false
 }
+
+func BenchmarkParse(b *testing.B) {
+	var body strings.Builder
+	body.WriteString(`<?xml version="1.0" encoding="UTF-8"?><rss version="2.0" xmlns:atom="http://www.w3.org/2005/Atom"><channel><title>t</title><link>https://example.com/</link><atom:link rel="hub" href="https://hub.example.com/"/>`)
+	for i := 50; i > 0; i-- {
+		fmt.Fprintf(&body, `<item><title>Post %d</title><link>https://example.com/posts/%d</link><guid>https://example.com/posts/%d</guid><pubDate>Mon, 01 Jan 2024 10:%02d:00 GMT</pubDate><description>%s</description><category>go</category></item>`,
+			i, i, i, i, strings.Repeat("&lt;p&gt;Lorem ipsum dolor sit amet &amp;amp; more.&lt;/p&gt;", 20))
+	}
+	body.WriteString(`</channel></rss>`)
+	data := []byte(body.String())
+	b.SetBytes(int64(len(data)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := Parse(data, "application/rss+xml"); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func TestParseHubDiscovery(t *testing.T) {
+	t.Parallel()
+	tests := []struct{ name, body string }{
+		{"RSS atom:link", `<rss version="2.0" xmlns:atom="http://www.w3.org/2005/Atom"><channel><atom:link rel="hub" href="https://hub.example/"/><atom:link rel="self" href="https://e.com/feed"/></channel></rss>`},
+		{"RSS default namespace", `<rss version="2.0"><channel><link rel="hub" href="https://hub.example/" xmlns="http://www.w3.org/2005/Atom"/><link rel="self" href="https://e.com/feed" xmlns="http://www.w3.org/2005/Atom"/></channel></rss>`},
+		{"RSS FeedBurner atom10", `<rss version="2.0" xmlns:atom10="http://www.w3.org/2005/Atom"><channel><atom10:link rel="hub" href="https://hub.example/"/><atom10:link rel="self" href="https://e.com/feed"/></channel></rss>`},
+		{"RSS 1.0", `<rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#" xmlns="http://purl.org/rss/1.0/" xmlns:atom="http://www.w3.org/2005/Atom"><channel><title>t</title><atom:link rel="hub" href="https://hub.example/"/><atom:link rel="self" href="https://e.com/feed"/></channel></rdf:RDF>`},
+		{"Atom", `<feed xmlns="http://www.w3.org/2005/Atom"><link rel="hub" href="https://hub.example/"/><link rel="self" href="https://e.com/feed"/></feed>`},
+		{"Atom relative to self", `<feed xmlns="http://www.w3.org/2005/Atom"><link rel="self" href="https://e.com/feed"/><link rel="hub" href="//hub.example/"/></feed>`},
+		{"JSON Feed", `{"version":"https://jsonfeed.org/version/1.1","feed_url":"https://e.com/feed","hubs":[{"type":"WebSub","url":"https://hub.example/"}],"items":[]}`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			l := mustParse(t, tt.body, "").Meta.StandardLinks
+			if l == nil || len(l.Hub) != 1 || l.Hub[0].Href != "https://hub.example/" || len(l.Self) != 1 || l.Self[0].Href != "https://e.com/feed" {
+				t.Errorf("links %+v", l)
+			}
+		})
+	}
+}
