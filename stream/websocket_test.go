@@ -15,8 +15,8 @@ import (
 )
 
 type wsClient struct {
-	t    *testing.T
-	conn *websocket.Conn
+	t     *testing.T
+	conn  *websocket.Conn
 	msgs  chan []byte
 	err   chan error
 	pings chan struct{}
@@ -67,7 +67,10 @@ func (c *wsClient) send(v any) {
 }
 
 // next returns the next message decoded as a notification, or its error.
-func (c *wsClient) next() (notification, *struct{ Code int; Message string }) {
+func (c *wsClient) next() (notification, *struct {
+	Code    int
+	Message string
+}) {
 	c.t.Helper()
 	select {
 	case m, ok := <-c.msgs:
