@@ -16,6 +16,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/signal"
 	"syscall"
@@ -34,6 +35,8 @@ Commands:
   stream     open --clients live clients (--kind ndjson|sse|ws|poll), publish --items
              by fat ping and report deliveries/s, latency, lost, duplicated, drops
              and the gateway's memory per connection
+
+  free-port  print a free TCP port on 127.0.0.1 (for scripts)
 
 Run 'loadgen <command> -h' for its flags.
 `
@@ -60,6 +63,8 @@ func main() {
 		err = redisRaw(ctx, args)
 	case "stream":
 		code, err = stream(ctx, args)
+	case "free-port":
+		err = freePort()
 	case "-h", "-help", "--help", "help":
 		fmt.Print(usage)
 		return
@@ -345,4 +350,15 @@ func stream(ctx context.Context, args []string) (int, error) {
 		return exitUnclean, nil
 	}
 	return 0, nil
+}
+
+// freePort prints a TCP port on 127.0.0.1 that nothing listens on now.
+func freePort() error {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	defer ln.Close()
+	fmt.Println(ln.Addr().(*net.TCPAddr).Port)
+	return nil
 }

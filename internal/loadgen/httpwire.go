@@ -175,14 +175,13 @@ func (c *chunkedBody) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// DiscardBody skips the response body.
-func (h Head) DiscardBody(br *bufio.Reader) error {
+// DiscardBody skips the response body and returns its size.
+func (h Head) DiscardBody(br *bufio.Reader) (int64, error) {
 	if h.Length >= 0 && !h.Chunked {
-		_, err := br.Discard(int(h.Length))
-		return err
+		n, err := br.Discard(int(h.Length))
+		return int64(n), err
 	}
-	_, err := io.Copy(io.Discard, h.Body(br))
-	return err
+	return io.Copy(io.Discard, h.Body(br))
 }
 
 // ReadBody appends the response body to buf, refusing bodies above max.

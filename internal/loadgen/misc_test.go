@@ -139,8 +139,8 @@ func TestReadHeadAndBodies(t *testing.T) {
 	if h.Status != 404 {
 		t.Fatalf("/missing: %+v", h)
 	}
-	if err := h.DiscardBody(br); err != nil {
-		t.Fatal(err)
+	if n, err := h.DiscardBody(br); err != nil || n != int64(len("no such thing\n")) {
+		t.Fatalf("discarded %d bytes, %v", n, err)
 	}
 	h = get("/chunked")
 	if !h.Chunked || h.Status != 200 {

@@ -66,24 +66,54 @@ func CPUTime(pid int) (time.Duration, error) {
 	return time.Duration(ut+st) * time.Second / clockTick, nil
 }
 
+// Syscalls returns the read and write system calls process pid has made
+// (/proc/PID/io syscr and syscw; pid 0: this process).
+func Syscalls(pid int) (reads, writes int64, err error) {
+	path := "/proc/self/io"
+	if pid > 0 {
+		path = fmt.Sprintf("/proc/%d/io", pid)
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return 0, 0, err
+	}
+	for _, line := range bytes.Split(b, []byte("\n")) {
+		k, v, ok := bytes.Cut(line, []byte(": "))
+		if !ok {
+			continue
+		}
+		n, _ := strconv.ParseInt(string(bytes.TrimSpace(v)), 10, 64)
+		switch string(k) {
+		case "syscr":
+			reads = n
+		case "syscw":
+			writes = n
+		}
+	}
+	return reads, writes, nil
+}
+
 // CPUMeter measures CPU use of this process and, when pid > 0, of the
 // gateway over an interval.
 type CPUMeter struct {
 	pid             int
 	name            string
+	load            float64
 	start           time.Time
 	self0, gateway0 time.Duration
 	selfOK, gwOK    bool
+	r0, w0          int64
 }
 
 // StartCPU starts measuring; name says what pid is in reports.
 func StartCPU(pid int, name string) *CPUMeter {
-	m := &CPUMeter{pid: pid, name: name, start: time.Now()}
+	m := &CPUMeter{pid: pid, name: name, start: time.Now(), load: LoadAvg()}
 	m.self0, _ = CPUTime(0)
 	if pid > 0 {
 		var err error
 		m.gateway0, err = CPUTime(pid)
 		m.gwOK = err == nil
+		m.r0, m.w0, _ = Syscalls(pid)
 	}
 	return m
 }
@@ -95,17 +125,27 @@ type CPUUse struct {
 	// Server is the CPU time of the measured server process (Name).
 	Server time.Duration `json:"server_cpu_ns,omitempty"`
 	Name   string        `json:"server,omitempty"`
+	// ServerReads and ServerWrites count the server's read and write
+	// system calls (/proc/PID/io), a cost that does not depend on how
+	// busy the machine is.
+	ServerReads  int64 `json:"server_read_syscalls,omitempty"`
+	ServerWrites int64 `json:"server_write_syscalls,omitempty"`
+	// LoadAvg is the machine's 1-minute load average when the measure began.
+	LoadAvg float64 `json:"loadavg"`
 }
 
 // Stop ends the measure.
 func (m *CPUMeter) Stop() CPUUse {
-	u := CPUUse{Wall: time.Since(m.start), Name: m.name}
+	u := CPUUse{Wall: time.Since(m.start), Name: m.name, LoadAvg: m.load}
 	if s, err := CPUTime(0); err == nil {
 		u.Self = s - m.self0
 	}
 	if m.gwOK {
 		if g, err := CPUTime(m.pid); err == nil {
 			u.Server = g - m.gateway0
+		}
+		if r, w, err := Syscalls(m.pid); err == nil {
+			u.ServerReads, u.ServerWrites = r-m.r0, w-m.w0
 		}
 	}
 	return u
@@ -117,7 +157,31 @@ func (u CPUUse) String() string {
 	}
 	s := fmt.Sprintf("loadgen %.2f cores", u.Self.Seconds()/u.Wall.Seconds())
 	if u.Server > 0 {
-		s += fmt.Sprintf(", %s %.2f cores", u.Name, u.Server.Seconds()/u.Wall.Seconds())
+		s += fmt.Sprintf(", %s %.2f cores", u.Name, u.Cores())
 	}
+	s += fmt.Sprintf(" (machine load average %.1f at start)", u.LoadAvg)
 	return s
+}
+
+// LoadAvg returns the 1-minute load average (0 when unknown): other work on
+// the machine skews every figure, so reports print it.
+func LoadAvg() float64 {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return 0
+	}
+	f := bytes.Fields(b)
+	if len(f) == 0 {
+		return 0
+	}
+	v, _ := strconv.ParseFloat(string(f[0]), 64)
+	return v
+}
+
+// Cores is the average number of cores the server used.
+func (u CPUUse) Cores() float64 {
+	if u.Wall <= 0 {
+		return 0
+	}
+	return u.Server.Seconds() / u.Wall.Seconds()
 }

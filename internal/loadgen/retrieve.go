@@ -55,6 +55,11 @@ func (r RetrieveResult) String() string {
 	if c := r.CPU.String(); c != "" {
 		s += "\n  cpu " + c
 	}
+	if cores := r.CPU.Cores(); cores > 0 && r.Requests > 0 {
+		s += fmt.Sprintf("\n  %s per request: %.1f µs CPU, %.2f read and %.2f write syscalls (%.0f requests per CPU-second)",
+			r.CPU.Name, float64(r.CPU.Server.Microseconds())/float64(r.Requests),
+			float64(r.CPU.ServerReads)/float64(r.Requests), float64(r.CPU.ServerWrites)/float64(r.Requests), r.PerSecond/cores)
+	}
 	return s
 }
 
@@ -199,11 +204,12 @@ func rawRetrieveWorker(ctx context.Context, d *Dialer, req []byte, w *worker, wi
 			if h, err = ReadHead(br); err != nil {
 				break
 			}
-			if size.Load() == 0 && h.Length > 0 {
-				size.Store(h.Length)
-			}
-			if err = h.DiscardBody(br); err != nil {
+			var n int64
+			if n, err = h.DiscardBody(br); err != nil {
 				break
+			}
+			if h.Status == 200 && size.Load() == 0 {
+				size.Store(n)
 			}
 			if measured && win.on.Load() {
 				w.lat = append(w.lat, time.Since(t0))
@@ -236,7 +242,7 @@ func netHTTPRetrieveWorker(ctx context.Context, hc *http.Client, u string, auth 
 			var n int64
 			n, err = io.Copy(io.Discard, resp.Body)
 			resp.Body.Close()
-			if size.Load() == 0 && n > 0 {
+			if resp.StatusCode == 200 && size.Load() == 0 {
 				size.Store(n)
 			}
 		}

@@ -1,0 +1,179 @@
+#!/usr/bin/env bash
+# bench/run.sh — feedgate's load runs (BENCHMARKS.md), on loopback only.
+#
+# Builds the gateway and loadgen, and for each store starts a private
+# redis-server (free port, appendonly no) when needed and a gateway on a free
+# port with its own data directory, creates the user `bench`, runs the
+# chosen runs, and stops everything it started. Every step has a time limit.
+#
+#   bench/run.sh                      everything, full size (several minutes)
+#   SMALL=1 bench/run.sh              the same runs with small numbers (smoke)
+#   STORES=redis RUNS=retrieve bench/run.sh
+#
+# Environment:
+#   STORES     "redis embedded" (default) or one of them
+#   RUNS       any of: retrieve ndjson sse ws poll idle (default: all but ws, poll)
+#   SMALL=1    small clients/items/durations
+#   DURATION   retrieve measured time (default 10s)
+#   OUT        directory for logs and JSON results (default: a new temp dir)
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+STORES=${STORES:-"redis embedded"}
+RUNS=${RUNS:-"retrieve ndjson sse idle"}
+DURATION=${DURATION:-10s}
+OUT=${OUT:-$(mktemp -d /tmp/feedgate-bench.XXXXXX)}
+mkdir -p "$OUT"
+BIN=$OUT/bin
+mkdir -p "$BIN"
+
+if [[ -n "${SMALL:-}" ]]; then
+	DURATION=${DURATION_SMALL:-3s}
+	NDJSON_CLIENTS=200 NDJSON_ITEMS=20 NDJSON_RATE=10
+	SSE_CLIENTS=200 SSE_ITEMS=20
+	IDLE_CLIENTS=500 IDLE_HOLD=3s
+	WS_CLIENTS=200 WS_ITEMS=20 POLL_CLIENTS=200 POLL_ITEMS=20
+else
+	# The issue's targets (issue 4, "Targets").
+	NDJSON_CLIENTS=10000 NDJSON_ITEMS=100 NDJSON_RATE=10
+	SSE_CLIENTS=5000 SSE_ITEMS=20
+	IDLE_CLIENTS=10000 IDLE_HOLD=20s
+	WS_CLIENTS=5000 WS_ITEMS=20 POLL_CLIENTS=2000 POLL_ITEMS=20
+fi
+
+PIDS=()
+cleanup() {
+	local pid
+	for pid in "${PIDS[@]}"; do
+		kill -TERM "$pid" 2>/dev/null || true
+	done
+	for pid in "${PIDS[@]}"; do
+		for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+		kill -KILL "$pid" 2>/dev/null || true
+	done
+	PIDS=()
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+log() { printf '\n=== %s\n' "$*" | tee -a "$OUT/summary.txt" >&2; }
+
+echo "building into $BIN" >&2
+go build -o "$BIN/gateway" ./cmd/gateway
+go build -o "$BIN/loadgen" ./cmd/loadgen
+LG=$BIN/loadgen
+
+# stop_pid PID: SIGTERM, wait up to 15 s, then SIGKILL.
+stop_pid() {
+	local pid=$1
+	kill -TERM "$pid" 2>/dev/null || return 0
+	for _ in $(seq 150); do kill -0 "$pid" 2>/dev/null || return 0; sleep 0.1; done
+	echo "pid $pid did not stop in 15 s; killing it" >&2
+	kill -KILL "$pid" 2>/dev/null || true
+}
+
+start_redis() {
+	REDIS_PORT=$("$LG" free-port)
+	mkdir -p "$OUT/redis"
+	redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --appendonly no --save '' \
+		--dir "$OUT/redis" --logfile "$OUT/redis/redis.log" --daemonize no &
+	REDIS_PID=$!
+	PIDS+=("$REDIS_PID")
+	for _ in $(seq 100); do
+		redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1 && break
+		sleep 0.1
+	done
+	redis-cli -p "$REDIS_PORT" ping >/dev/null
+	REDIS_URL=redis://127.0.0.1:$REDIS_PORT/0
+}
+
+# start_gateway STORE: serve on a free port; sets GW_URL, GW_PID, TOKEN, STORE_FLAGS.
+start_gateway() {
+	local store=$1
+	GW_PORT=$("$LG" free-port)
+	GW_URL=http://127.0.0.1:$GW_PORT
+	if [[ $store == redis ]]; then
+		STORE_FLAGS=(--redis-url "$REDIS_URL")
+	else
+		rm -rf "$OUT/data"
+		STORE_FLAGS=(--data-dir "$OUT/data")
+	fi
+	"$BIN/gateway" serve --listen "127.0.0.1:$GW_PORT" "${STORE_FLAGS[@]}" --allow-private \
+		--log-level warn ${GATEWAY_FLAGS:-} >"$OUT/gateway-$store.log" 2>&1 &
+	GW_PID=$!
+	PIDS+=("$GW_PID")
+	for _ in $(seq 100); do
+		curl -fsS "$GW_URL/healthz" >/dev/null 2>&1 && break
+		sleep 0.1
+	done
+	curl -fsS "$GW_URL/healthz" >/dev/null
+	TOKEN=$(timeout 30 "$BIN/gateway" user add bench --rights all "${STORE_FLAGS[@]}" 2>/dev/null | tail -n 1)
+	[[ -n $TOKEN ]] || { echo "gateway user add printed no token" >&2; exit 1; }
+	export LOADGEN_TOKEN=$TOKEN
+}
+
+# lg NAME ARGS...: run loadgen with a time limit, keep its output.
+lg() {
+	local name=$1
+	shift
+	local code=0
+	timeout --kill-after=10 1200 "$LG" "$@" --url "$GW_URL" --json "$OUT/$name.json" \
+		2> >(tee "$OUT/$name.err" >&2) | tee "$OUT/$name.txt" | tee -a "$OUT/summary.txt" || code=$?
+	[[ $code == 0 ]] || echo "($name: loadgen exit status $code)" | tee -a "$OUT/summary.txt" >&2
+}
+
+for store in $STORES; do
+	if [[ $store == redis ]]; then start_redis; fi
+	start_gateway "$store"
+	log "store $store: gateway pid $GW_PID at $GW_URL"
+	timeout 60 "$LG" seed --url "$GW_URL" --items 50 | tee -a "$OUT/summary.txt"
+
+	for run in $RUNS; do
+		case $run in
+		retrieve)
+			log "$store: retrieve count=10 JSON, 50 connections, $DURATION"
+			if [[ $store == redis ]]; then
+				lg "$store-retrieve" retrieve --conns 50 --duration "$DURATION" --count 10 --format json \
+					--gateway-pid "$GW_PID" --compare-redis --redis-url "$REDIS_URL" --redis-pid "$REDIS_PID"
+			else
+				lg "$store-retrieve" retrieve --conns 50 --duration "$DURATION" --count 10 --format json \
+					--gateway-pid "$GW_PID"
+			fi
+			;;
+		ndjson)
+			log "$store: $NDJSON_CLIENTS NDJSON clients, $NDJSON_ITEMS items at $NDJSON_RATE/s"
+			lg "$store-ndjson" stream --kind ndjson --clients "$NDJSON_CLIENTS" --items "$NDJSON_ITEMS" \
+				--rate "$NDJSON_RATE" --gateway-pid "$GW_PID"
+			;;
+		sse)
+			log "$store: $SSE_CLIENTS SSE clients, $SSE_ITEMS items back-to-back"
+			lg "$store-sse" stream --kind sse --clients "$SSE_CLIENTS" --items "$SSE_ITEMS" --rate 0 \
+				--gateway-pid "$GW_PID"
+			;;
+		ws)
+			log "$store: $WS_CLIENTS WebSocket clients, $WS_ITEMS items back-to-back"
+			lg "$store-ws" stream --kind ws --clients "$WS_CLIENTS" --items "$WS_ITEMS" --rate 0 \
+				--gateway-pid "$GW_PID"
+			;;
+		poll)
+			log "$store: $POLL_CLIENTS long-poll clients, $POLL_ITEMS items at 10/s"
+			lg "$store-poll" stream --kind poll --clients "$POLL_CLIENTS" --items "$POLL_ITEMS" --rate 10 \
+				--gateway-pid "$GW_PID"
+			;;
+		idle)
+			log "$store: $IDLE_CLIENTS idle NDJSON connections held $IDLE_HOLD"
+			lg "$store-idle" stream --kind ndjson --clients "$IDLE_CLIENTS" --items 0 --hold "$IDLE_HOLD" \
+				--gateway-pid "$GW_PID"
+			;;
+		*)
+			echo "unknown run $run (use retrieve ndjson sse ws poll idle)" >&2
+			exit 2
+			;;
+		esac
+	done
+
+	stop_pid "$GW_PID"
+	if [[ $store == redis ]]; then stop_pid "$REDIS_PID"; fi
+	PIDS=()
+done
+log "done; results in $OUT (summary.txt, *.json, gateway logs)"
