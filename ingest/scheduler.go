@@ -272,6 +272,10 @@ func (s *Service) fetchTopic(ctx context.Context, topic string) time.Time {
 		ist.LastChange = now
 	}
 
+	if _, tracked, err := s.is.JobDue(ctx, fetchJob(topic)); err == nil && !tracked {
+		// Untracked while it was being fetched: leave no state behind.
+		return time.Time{}
+	}
 	hubbed, maintained := false, false
 	if out.ok {
 		hubbed, maintained = s.reconcileUpstreams(ctx, &ist)

@@ -257,7 +257,6 @@ func errorf(err error, format string, args ...any) error {
 const (
 	slogWarn  = slog.LevelWarn
 	slogInfo  = slog.LevelInfo
-	slogDebug = slog.LevelDebug
 )
 
 func attrTopic(topic string) slog.Attr { return slog.String("topic", topic) }

@@ -36,7 +36,8 @@ func (s *Service) reconcileUpstreams(ctx context.Context, ist *store.IngestState
 		s.log.LogAttrs(ctx, slogWarn, "listing hub subscriptions", attrTopic(ist.Topic), attrErr(err))
 		return false, false
 	}
-	if len(ups) == 0 && len(ist.Hubs) == 0 {
+	if len(ups) == 0 && (len(ist.Hubs) == 0 || s.opts.PublicURL == "") {
+		// Without a public URL no hub could reach the callback: poll.
 		return false, false
 	}
 	self := ist.Self
@@ -59,6 +60,9 @@ func (s *Service) reconcileUpstreams(ctx context.Context, ist *store.IngestState
 		current[u.Hub] = u
 	}
 	for _, hub := range ist.Hubs {
+		if s.opts.PublicURL == "" {
+			break
+		}
 		u, ok := current[hub]
 		if ok {
 			age := now.Sub(u.RequestedAt)
@@ -99,11 +103,22 @@ func (s *Service) reconcileUpstreams(ctx context.Context, ist *store.IngestState
 // subscribe sends a subscription request for u (new, retried or renewed).
 // The record is stored first: a hub may verify before it answers.
 func (s *Service) subscribe(ctx context.Context, u store.Upstream) error {
-	if u.State != store.UpstreamActive {
-		u.State = store.UpstreamSubscribing
+	now := time.Now()
+	var err error
+	if u.RequestedAt.IsZero() {
+		u.State, u.RequestedAt = store.UpstreamSubscribing, now
+		err = s.is.PutUpstream(ctx, u)
+	} else {
+		err = s.is.UpdateUpstream(ctx, u.ID, func(x *store.Upstream) error {
+			if x.State != store.UpstreamActive {
+				x.State = store.UpstreamSubscribing
+			}
+			x.RequestedAt = now
+			u = *x
+			return nil
+		})
 	}
-	u.RequestedAt = time.Now()
-	if err := s.is.PutUpstream(ctx, u); err != nil {
+	if err != nil {
 		return errorf(err, "storing the subscription request")
 	}
 	s.forgetCached(u.ID)
