@@ -255,8 +255,8 @@ func errorf(err error, format string, args ...any) error {
 }
 
 const (
-	slogWarn  = slog.LevelWarn
-	slogInfo  = slog.LevelInfo
+	slogWarn = slog.LevelWarn
+	slogInfo = slog.LevelInfo
 )
 
 func attrTopic(topic string) slog.Attr { return slog.String("topic", topic) }
