@@ -191,6 +191,11 @@ func (n *node) publish(topic string, count int, mod ...func(*feed.Item)) []feed.
 }
 
 func publish(st store.Store, topic string, count int, seq *atomic.Int64, mod ...func(*feed.Item)) ([]feed.Cursor, error) {
+	return appendItems(st, topic, newItems(count, seq, mod...))
+}
+
+// newItems makes count items with fresh ids.
+func newItems(count int, seq *atomic.Int64, mod ...func(*feed.Item)) []feed.Item {
 	items := make([]feed.Item, count)
 	for i := range items {
 		k := seq.Add(1)
@@ -205,6 +210,10 @@ func publish(st store.Store, topic string, count int, seq *atomic.Int64, mod ...
 			m(&items[i])
 		}
 	}
+	return items
+}
+
+func appendItems(st store.Store, topic string, items []feed.Item) ([]feed.Cursor, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
 	defer cancel()
 	stored, err := st.Append(ctx, topic, items)
