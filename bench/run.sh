@@ -87,19 +87,20 @@ start_redis() {
 	REDIS_URL=redis://127.0.0.1:$REDIS_PORT/0
 }
 
-# start_gateway STORE: serve on a free port; sets GW_URL, GW_PID, TOKEN, STORE_FLAGS.
+# start_gateway STORE [fresh]: serve on a free port (a fresh data directory for
+# the embedded store when "fresh"); sets GW_URL, GW_PID, STORE_FLAGS.
 start_gateway() {
-	local store=$1
+	local store=$1 fresh=${2:-}
 	GW_PORT=$("$LG" free-port)
 	GW_URL=http://127.0.0.1:$GW_PORT
 	if [[ $store == redis ]]; then
 		STORE_FLAGS=(--redis-url "$REDIS_URL")
 	else
-		rm -rf "$OUT/data"
+		[[ -z $fresh ]] || rm -rf "$OUT/data"
 		STORE_FLAGS=(--data-dir "$OUT/data")
 	fi
 	"$BIN/gateway" serve --listen "127.0.0.1:$GW_PORT" "${STORE_FLAGS[@]}" --allow-private \
-		--log-level warn ${GATEWAY_FLAGS:-} >"$OUT/gateway-$store.log" 2>&1 &
+		--log-level warn ${GATEWAY_FLAGS:-} >>"$OUT/gateway-$store.log" 2>&1 &
 	GW_PID=$!
 	PIDS+=("$GW_PID")
 	for _ in $(seq 100); do
@@ -107,6 +108,18 @@ start_gateway() {
 		sleep 0.1
 	done
 	curl -fsS "$GW_URL/healthz" >/dev/null
+}
+
+# restart_gateway STORE: a new gateway process on the same store, so that
+# memory readings start from a fresh process.
+restart_gateway() {
+	stop_pid "$GW_PID"
+	start_gateway "$1"
+	echo "(gateway restarted: pid $GW_PID at $GW_URL)" >&2
+}
+
+# add_user: create `bench` with every right; exports its token.
+add_user() {
 	TOKEN=$(timeout 30 "$BIN/gateway" user add bench --rights all "${STORE_FLAGS[@]}" 2>/dev/null | tail -n 1)
 	[[ -n $TOKEN ]] || { echo "gateway user add printed no token" >&2; exit 1; }
 	export LOADGEN_TOKEN=$TOKEN
@@ -124,7 +137,8 @@ lg() {
 
 for store in $STORES; do
 	if [[ $store == redis ]]; then start_redis; fi
-	start_gateway "$store"
+	start_gateway "$store" fresh
+	add_user
 	log "store $store: gateway pid $GW_PID at $GW_URL"
 	timeout 60 "$LG" seed --url "$GW_URL" --items 50 | tee -a "$OUT/summary.txt"
 
@@ -141,26 +155,31 @@ for store in $STORES; do
 			fi
 			;;
 		ndjson)
+			restart_gateway "$store"
 			log "$store: $NDJSON_CLIENTS NDJSON clients, $NDJSON_ITEMS items at $NDJSON_RATE/s"
 			lg "$store-ndjson" stream --kind ndjson --clients "$NDJSON_CLIENTS" --items "$NDJSON_ITEMS" \
 				--rate "$NDJSON_RATE" --gateway-pid "$GW_PID"
 			;;
 		sse)
+			restart_gateway "$store"
 			log "$store: $SSE_CLIENTS SSE clients, $SSE_ITEMS items back-to-back"
 			lg "$store-sse" stream --kind sse --clients "$SSE_CLIENTS" --items "$SSE_ITEMS" --rate 0 \
 				--gateway-pid "$GW_PID"
 			;;
 		ws)
+			restart_gateway "$store"
 			log "$store: $WS_CLIENTS WebSocket clients, $WS_ITEMS items back-to-back"
 			lg "$store-ws" stream --kind ws --clients "$WS_CLIENTS" --items "$WS_ITEMS" --rate 0 \
 				--gateway-pid "$GW_PID"
 			;;
 		poll)
+			restart_gateway "$store"
 			log "$store: $POLL_CLIENTS long-poll clients, $POLL_ITEMS items at 10/s"
 			lg "$store-poll" stream --kind poll --clients "$POLL_CLIENTS" --items "$POLL_ITEMS" --rate 10 \
 				--gateway-pid "$GW_PID"
 			;;
 		idle)
+			restart_gateway "$store"
 			log "$store: $IDLE_CLIENTS idle NDJSON connections held $IDLE_HOLD"
 			lg "$store-idle" stream --kind ndjson --clients "$IDLE_CLIENTS" --items 0 --hold "$IDLE_HOLD" \
 				--gateway-pid "$GW_PID"
