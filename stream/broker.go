@@ -313,6 +313,8 @@ func (b *Broker) subscribe(ctx context.Context, c *client, names ...string) erro
 			return ctx.Err()
 		case <-c.gone:
 			return c.err()
+		case <-b.closing:
+			return api.Errorf(http.StatusServiceUnavailable, "this gateway node is shutting down; reconnect (to another node) in a moment")
 		case <-timeout:
 			return api.Errorf(http.StatusServiceUnavailable, "live delivery of %s is not available right now (the store cannot be reached); retry in a few seconds", t.name)
 		}

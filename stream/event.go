@@ -25,6 +25,8 @@ type event struct {
 	json     []byte // notification JSON and '\n' (an NDJSON line)
 	sseOnce  sync.Once
 	sse      []byte // "event: notification\ndata: ...\n" without id and end of event
+	sse1Once sync.Once
+	sse1     []byte // the whole event with "id: <newest cursor>", for one-topic streams
 	atomOnce sync.Once
 	atom     []byte // the items as Atom entries, oldest first (arrival order)
 	docOnce  sync.Once
@@ -108,6 +110,20 @@ func (ev *event) sseData() []byte {
 		ev.sse = appendSSEField(b, "data", js)
 	})
 	return ev.sse
+}
+
+// sseFrame is the whole event as a one-topic stream sends it: its id is
+// the newest cursor.
+func (ev *event) sseFrame() []byte {
+	ev.sse1Once.Do(func() {
+		data := ev.sseData()
+		b := make([]byte, 0, len(data)+24)
+		b = append(b, data...)
+		b = append(b, "id: "...)
+		b = append(b, ev.last.String()...)
+		ev.sse1 = append(b, "\n\n"...)
+	})
+	return ev.sse1
 }
 
 // atomEntries is the event's items as Atom entries in arrival order.

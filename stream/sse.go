@@ -31,6 +31,9 @@ func (s *sseSink) open() error {
 }
 
 func (s *sseSink) send(sess *session, ev *event, _ bool) error {
+	if len(sess.order) == 1 && len(ev.n.Items) > 0 && sess.last[ev.topic] == ev.last {
+		return s.write(ev.sseFrame())
+	}
 	if err := s.write(ev.sseData()); err != nil {
 		return err
 	}
