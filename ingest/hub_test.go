@@ -161,10 +161,10 @@ func TestHubByHTMLLink(t *testing.T) {
 		waitFor(t, 2*time.Second, "the subscription to be verified", func() bool { return len(h.active()) == 1 })
 		checkSubscribeRequest(t, h, n, srv.URL+"/feed.atom")
 		waitFor(t, time.Second, "the alternate feed's entries", func() bool { return len(readAll(t, n.st, topic)) == 1 })
-		ist, _ := n.st.IngestState(ctxT(t), topic)
-		if ist.FetchURL != srv.URL+"/feed.atom" {
-			t.Fatalf("FetchURL = %q, want the page's alternate feed", ist.FetchURL)
-		}
+		waitFor(t, time.Second, "the fetch URL to become the page's alternate feed", func() bool {
+			ist, _ := n.st.IngestState(ctxT(t), topic)
+			return ist.FetchURL == srv.URL+"/feed.atom"
+		})
 		exerciseDeliveries(t, h, n, topic, 1)
 	})
 }

@@ -283,7 +283,7 @@ func TestPermanentRedirectMovesFetchURL(t *testing.T) {
 	n := startNode(t, openEmbedded(t), testOptions(), true)
 	topic := srv.URL + "/old"
 	subscribe(t, n, topic)
-	waitFor(t, time.Second, "the first fetch", func() bool { return len(readAll(t, n.st, topic)) == 1 })
+	waitFor(t, time.Second, "the first fetch", func() bool { return topicState(t, n.st, topic).Status.Code == 200 })
 	ist, _ := n.st.IngestState(ctxT(t), topic)
 	if ist.FetchURL != srv.URL+"/new" {
 		t.Fatalf("FetchURL = %q after a 301, want %s/new", ist.FetchURL, srv.URL)

@@ -19,6 +19,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -190,7 +191,7 @@ func New(st store.Store, is store.IngestStore, opts Options) (*Service, error) {
 	} else {
 		fo := opts.Fetch
 		fo.AllowPrivate = opts.AllowPrivate
-		fo.AllowAddrs = append(fo.AllowAddrs, opts.AllowAddrs...)
+		fo.AllowAddrs = slices.Concat(fo.AllowAddrs, opts.AllowAddrs)
 		if fo.UserAgent == "" {
 			fo.UserAgent = UserAgent(opts.Version, opts.PublicURL)
 		}
