@@ -310,7 +310,7 @@ func (f *Fetcher) Do(req *http.Request) (*Response, error) {
 	}
 	resp, err := f.client.Do(req)
 	if err != nil {
-		return nil, f.explain(req.URL.Redacted(), err, ctx)
+		return nil, f.explain(ctx, req.URL.Redacted(), err)
 	}
 	defer resp.Body.Close()
 	limit := f.opts.MaxBody
@@ -322,7 +322,7 @@ func (f *Fetcher) Do(req *http.Request) (*Response, error) {
 		if resp.Uncompressed && ctx.Err() == nil {
 			return nil, fmt.Errorf("reading %s: the body is corrupt gzip (%v)", resp.Request.URL.Redacted(), err)
 		}
-		return nil, f.explain(resp.Request.URL.Redacted(), err, ctx)
+		return nil, f.explain(ctx, resp.Request.URL.Redacted(), err)
 	}
 	if int64(len(body)) > limit {
 		if limit < f.opts.MaxBody {
@@ -346,7 +346,7 @@ func (f *Fetcher) Do(req *http.Request) (*Response, error) {
 }
 
 // explain turns a client error into one that says what went wrong.
-func (f *Fetcher) explain(u string, err error, ctx context.Context) error {
+func (f *Fetcher) explain(ctx context.Context, u string, err error) error {
 	var refused *RefusedError
 	if errors.As(err, &refused) {
 		return refused
