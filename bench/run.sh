@@ -14,7 +14,8 @@
 #   STORES     "redis embedded" (default) or one of them
 #   RUNS       any of: retrieve ndjson sse ws poll idle (default: all but ws, poll)
 #   SMALL=1    small clients/items/durations
-#   DURATION   retrieve measured time (default 10s)
+#   DURATION   retrieve measured time per round (default 10s)
+#   ROUNDS     retrieve rounds, alternating with raw Redis; medians reported (default 3)
 #   OUT        directory for logs and JSON results (default: a new temp dir)
 set -euo pipefail
 
@@ -22,6 +23,7 @@ cd "$(dirname "$0")/.."
 STORES=${STORES:-"redis embedded"}
 RUNS=${RUNS:-"retrieve ndjson sse idle"}
 DURATION=${DURATION:-10s}
+ROUNDS=${ROUNDS:-3}
 OUT=${OUT:-$(mktemp -d /tmp/feedgate-bench.XXXXXX)}
 mkdir -p "$OUT"
 BIN=$OUT/bin
@@ -29,6 +31,7 @@ mkdir -p "$BIN"
 
 if [[ -n "${SMALL:-}" ]]; then
 	DURATION=${DURATION_SMALL:-3s}
+	ROUNDS=1
 	NDJSON_CLIENTS=200 NDJSON_ITEMS=20 NDJSON_RATE=10
 	SSE_CLIENTS=200 SSE_ITEMS=20
 	IDLE_CLIENTS=500 IDLE_HOLD=3s
@@ -147,10 +150,10 @@ for store in $STORES; do
 		retrieve)
 			log "$store: retrieve count=10 JSON, 50 connections, $DURATION"
 			if [[ $store == redis ]]; then
-				lg "$store-retrieve" retrieve --conns 50 --duration "$DURATION" --count 10 --format json \
+				lg "$store-retrieve" retrieve --conns 50 --duration "$DURATION" --rounds "$ROUNDS" --count 10 --format json \
 					--gateway-pid "$GW_PID" --compare-redis --redis-url "$REDIS_URL" --redis-pid "$REDIS_PID"
 			else
-				lg "$store-retrieve" retrieve --conns 50 --duration "$DURATION" --count 10 --format json \
+				lg "$store-retrieve" retrieve --conns 50 --duration "$DURATION" --rounds "$ROUNDS" --count 10 --format json \
 					--gateway-pid "$GW_PID"
 			fi
 			;;

@@ -19,6 +19,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"slices"
 	"syscall"
 	"time"
 
@@ -210,6 +211,7 @@ func retrieve(ctx context.Context, args []string) error {
 	pid := fs.Int("gateway-pid", 0, "gateway pid, to report its CPU use (0: not reported)")
 	sources := fs.Int("source-ips", 1, "spread connections over this many source addresses 127.0.0.2...")
 	compare := fs.Bool("compare-redis", false, "also run redis-raw with the same --conns and --duration and print the ratio")
+	rounds := fs.Int("rounds", 1, "repeat the measure (alternating with redis-raw) and print medians")
 	jsonOut := fs.String("json", "", "also write the results as JSON to this file (- for stdout)")
 	if err := parse(fs, args); err != nil {
 		return err
@@ -221,19 +223,30 @@ func retrieve(ctx context.Context, args []string) error {
 	if *compare && rf.url == "" {
 		return errors.New("--compare-redis needs --redis-url")
 	}
-	ctx, cancel := context.WithTimeout(ctx, 2*(*warmup+*dur)+time.Minute)
-	defer cancel()
-	out := map[string]any{}
-	res, err := loadgen.RunRetrieve(ctx, loadgen.RetrieveConfig{
-		Target: t, Auth: auth, Topic: g.topic, Conns: *conns, Warmup: *warmup, Duration: *dur,
-		Format: *format, Count: *count, Client: *client, GatewayPID: *pid, SourceIPs: *sources,
-	})
-	if err != nil {
-		return err
+	if *rounds < 1 {
+		return errors.New("--rounds must be at least 1")
 	}
-	fmt.Println(res)
-	out["retrieve"] = res
-	if *compare {
+	ctx, cancel := context.WithTimeout(ctx, time.Duration(2**rounds)*(*warmup+*dur)+time.Minute)
+	defer cancel()
+	// Rounds alternate the gateway and raw Redis, so that other work on a
+	// shared machine weighs on both alike; the summary takes medians.
+	var gw, raw []loadgen.RetrieveResult
+	for i := range *rounds {
+		if *rounds > 1 {
+			fmt.Printf("--- round %d of %d\n", i+1, *rounds)
+		}
+		res, err := loadgen.RunRetrieve(ctx, loadgen.RetrieveConfig{
+			Target: t, Auth: auth, Topic: g.topic, Conns: *conns, Warmup: *warmup, Duration: *dur,
+			Format: *format, Count: *count, Client: *client, GatewayPID: *pid, SourceIPs: *sources,
+		})
+		if err != nil {
+			return err
+		}
+		fmt.Println(res)
+		gw = append(gw, res)
+		if !*compare {
+			continue
+		}
 		rr, err := loadgen.RunRedisRaw(ctx, loadgen.RedisConfig{
 			URL: rf.url, Key: rf.key, Topic: g.topic, Conns: *conns, Count: int64(*count),
 			Warmup: *warmup, Duration: *dur, RedisPID: rf.pid,
@@ -242,12 +255,28 @@ func retrieve(ctx context.Context, args []string) error {
 			return err
 		}
 		fmt.Println(rr)
-		out["redis_raw"] = rr
+		raw = append(raw, rr)
 		if rr.PerSecond > 0 {
-			ratio := res.PerSecond / rr.PerSecond
-			out["ratio"] = ratio
-			fmt.Printf("ratio retrieve / raw Redis: %.0f / %.0f = %.2f\n", res.PerSecond, rr.PerSecond, ratio)
+			fmt.Printf("ratio retrieve / raw Redis: %.0f / %.0f = %.2f\n", res.PerSecond, rr.PerSecond, res.PerSecond/rr.PerSecond)
 		}
+	}
+	out := map[string]any{"retrieve": gw}
+	mg := medianRate(gw)
+	if *rounds > 1 {
+		fmt.Printf("=== median of %d rounds: retrieve %.0f req/s", *rounds, mg)
+	}
+	if *compare {
+		mr := medianRate(raw)
+		out["redis_raw"] = raw
+		if mr > 0 {
+			out["ratio"] = mg / mr
+			if *rounds > 1 {
+				fmt.Printf(", raw Redis %.0f req/s, ratio %.2f", mr, mg/mr)
+			}
+		}
+	}
+	if *rounds > 1 {
+		fmt.Println()
 	}
 	return writeJSON(*jsonOut, out)
 }
@@ -361,4 +390,20 @@ func freePort() error {
 	defer ln.Close()
 	fmt.Println(ln.Addr().(*net.TCPAddr).Port)
 	return nil
+}
+
+// medianRate is the median of the runs' request rates.
+func medianRate(rs []loadgen.RetrieveResult) float64 {
+	if len(rs) == 0 {
+		return 0
+	}
+	v := make([]float64, len(rs))
+	for i, r := range rs {
+		v[i] = r.PerSecond
+	}
+	slices.Sort(v)
+	if len(v)%2 == 1 {
+		return v[len(v)/2]
+	}
+	return (v[len(v)/2-1] + v[len(v)/2]) / 2
 }
