@@ -75,13 +75,18 @@ func (r *streamRun) streamClient(c *client, release func()) error {
 		return statusError(h.Status, body)
 	}
 	lr := NewLineReader(h.Body(br), 4096)
-	if !sse {
-		// Line 1 is the retrieve answer: the client is connected.
+	// The first answer (NDJSON: line 1; SSE: the first data line, the
+	// retrieve answer as an event) means the client is connected.
+	for {
 		line, err := lr.Line()
 		if err != nil {
-			return fmt.Errorf("reading the first line: %w", err)
+			return fmt.Errorf("reading the first answer: %w", err)
+		}
+		if sse && !bytes.HasPrefix(line, []byte("data:")) {
+			continue
 		}
 		r.deliver(c, line, time.Now().UnixNano())
+		break
 	}
 	stop, err := r.handoff(c, stopConnect, release, func() { nc.Close() })
 	if err != nil {

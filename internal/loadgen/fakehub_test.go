@@ -201,7 +201,7 @@ func (h *fakeHub) stream(w http.ResponseWriter, r *http.Request, sse bool) {
 	if sse {
 		w.Header().Set("Content-Type", "text/event-stream")
 		w.WriteHeader(200)
-		io.WriteString(w, "retry: 1000\n\n")
+		fmt.Fprintf(w, "retry: 1000\n\n: hello\nevent: notification\ndata: %s\nid: 1\n\n", h.answer(h.newest(1)))
 	} else {
 		w.Header().Set("Content-Type", "application/x-ndjson")
 		w.Write(h.answer(h.newest(1)))
