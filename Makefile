@@ -8,9 +8,9 @@ GO      ?= go
 SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 PKGS    := ./...
 
-.PHONY: test deps fmt-check vet unit run build bench
+.PHONY: test deps fmt-check vet unit browser run build bench
 
-test: deps fmt-check vet unit
+test: deps fmt-check vet unit browser
 
 deps:
 	@command -v redis-server >/dev/null 2>&1 || { \
@@ -27,6 +27,11 @@ vet:
 
 unit:
 	$(GO) test -race -count=1 -timeout 20m $(PKGS)
+
+# Browser tests: headless Chromium against a real gateway (installs chromium
+# and the npm packages of web/e2e when missing).
+browser:
+	bash web/e2e/run.sh
 
 run:
 	$(GO) run ./cmd/gateway

@@ -94,7 +94,6 @@ func (p Params) collect(name string, split func(string) []string) []string {
 	for _, key := range []string{name, name + "[]"} {
 		for _, v := range p.Values[key] {
 			for _, part := range split(v) {
-				part = strings.TrimSpace(part)
 				if part == "" || seen[part] {
 					continue
 				}
@@ -115,6 +114,9 @@ func splitURLs(v string) []string {
 			continue
 		}
 		out = append(out, part)
+	}
+	for i := range out {
+		out[i] = strings.TrimSpace(out[i])
 	}
 	return out
 }

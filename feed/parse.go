@@ -335,7 +335,7 @@ func scanXML(b []byte) error {
 	for {
 		j := bytes.IndexByte(b[i:], '<')
 		if j < 0 || i+j+1 >= len(b) {
-			return nil
+			return unclosed(stack)
 		}
 		i += j + 1
 		c := b[i]
@@ -345,13 +345,13 @@ func scanXML(b []byte) error {
 			case bytes.HasPrefix(b[i:], []byte("!--")):
 				k := bytes.Index(b[i+3:], []byte("-->"))
 				if k < 0 {
-					return nil
+					return unclosed(stack)
 				}
 				i += 3 + k + 3
 			case bytes.HasPrefix(b[i:], []byte("![CDATA[")):
 				k := bytes.Index(b[i+8:], []byte("]]>"))
 				if k < 0 {
-					return nil
+					return unclosed(stack)
 				}
 				i += 8 + k + 3
 			default: // <!DOCTYPE ...> with an optional [internal subset]
@@ -369,7 +369,7 @@ func scanXML(b []byte) error {
 		case c == '?':
 			k := bytes.Index(b[i:], []byte("?>"))
 			if k < 0 {
-				return nil
+				return unclosed(stack)
 			}
 			i += k + 2
 		case c == '/':
@@ -382,7 +382,7 @@ func scanXML(b []byte) error {
 			}
 			k := bytes.IndexByte(b[i:], '>')
 			if k < 0 {
-				return nil
+				return unclosed(stack)
 			}
 			i += k + 1
 		case c == '_' || c == ':' || c >= utf8.RuneSelf || ('a' <= c && c <= 'z') || ('A' <= c && c <= 'Z'):
@@ -406,7 +406,7 @@ func scanXML(b []byte) error {
 				case '"', '\'':
 					k := bytes.IndexByte(b[i+1:], b[i])
 					if k < 0 {
-						return nil
+						return unclosed(stack)
 					}
 					i += k + 2
 					continue
@@ -430,6 +430,15 @@ func scanXML(b []byte) error {
 			}
 		}
 	}
+}
+
+// unclosed refuses a document that ends inside its root element: it was cut
+// short, and what a lenient parser would make of it is not what was sent.
+func unclosed(stack [][]byte) error {
+	if len(stack) == 0 {
+		return nil
+	}
+	return parseErrorf(nil, "it ends before its <%s> element is closed; the document looks truncated", stack[0])
 }
 
 // xmlName returns the tag name at the start of b.

@@ -480,7 +480,7 @@ func TestParseErrors(t *testing.T) {
 		{"HTML page", "<!DOCTYPE html>\n<html><head><title>x</title></head><body>hi</body></html>", "text/html; charset=utf-8", "looks like an HTML page"},
 		{"plain text", "hello", "text/plain", `does not start with an <rss>, <rdf:RDF> or <feed> element or a JSON Feed object (Content-Type "text/plain")`},
 		{"other XML", `<?xml version="1.0"?><opml version="2.0"><body/></opml>`, "text/xml", "does not start with an <rss>"},
-		{"truncated RSS", `<rss version="2.0"><channel><item><title>a`, "", "not well-formed XML (XML syntax error"},
+		{"truncated RSS", `<rss version="2.0"><channel><item><title>a`, "", "looks truncated"},
 		{"broken JSON", `{"version": "https://jsonfeed.org/version/1", "items": [`, "", "not well-formed JSON"},
 		{"JSON but not a feed", `{"a": 1}`, "application/json", "is JSON but not a JSON Feed"},
 		{"too deep", deep, "", "nests elements more than 256 deep"},

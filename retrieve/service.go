@@ -48,6 +48,16 @@ func (s *Service) Authorize(ctx context.Context, p *auth.Principal, topic string
 	if err != nil {
 		return err
 	}
+	if !ok && p.Scoped() {
+		// A token scoped to topics is an admin's explicit grant (the
+		// read-only token a web page embeds): it reads the topics of its
+		// scope that someone keeps tracked, without a subscription of its own.
+		subs, err := s.store.TopicSubscriptions(ctx, topic)
+		if err != nil {
+			return err
+		}
+		ok = len(subs) > 0
+	}
 	if !ok {
 		return api.Errorf(http.StatusNotFound, "you have no subscription to %s: subscribe to it first (hub.mode=subscribe)", topic)
 	}

@@ -183,6 +183,16 @@ func TestScopedToken(t *testing.T) {
 		if a := g.get("hub.mode=retrieve&format=json&hub.topic="+url.QueryEscape(other), site); a.code != http.StatusForbidden {
 			t.Fatalf("scoped token on another topic: %d %s", a.code, a.body)
 		}
+		// The scope is an explicit grant: a tracked topic in it is readable
+		// without a subscription of the token's own user.
+		if a := g.get("hub.mode=retrieve&format=json&hub.topic="+url.QueryEscape(topic), site); a.code != http.StatusOK {
+			t.Fatalf("scoped token on its tracked topic: %d %s", a.code, a.body)
+		}
+		untracked := "https://blog.example/untracked"
+		wide := g.user("wide", "retrieve", "https://blog.example/*")
+		if a := g.get("hub.mode=retrieve&format=json&hub.topic="+url.QueryEscape(untracked), wide); a.code != http.StatusNotFound {
+			t.Fatalf("scoped token on an untracked topic: %d %s", a.code, a.body)
+		}
 		prefix := g.user("prefix", "subscribe,retrieve", "https://blog.example/*")
 		g.subscribe(prefix, topic)
 		if a := g.get("hub.mode=retrieve&format=json&hub.topic="+url.QueryEscape(topic), prefix); a.code != http.StatusOK {

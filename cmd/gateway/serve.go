@@ -22,6 +22,8 @@ import (
 	"github.com/feedgate/feedgate/retrieve"
 	"github.com/feedgate/feedgate/server"
 	"github.com/feedgate/feedgate/store"
+	"github.com/feedgate/feedgate/stream"
+	"github.com/feedgate/feedgate/web"
 )
 
 // version is set at build time (-ldflags "-X main.version=...").
@@ -46,6 +48,12 @@ type ServeCmd struct {
 	FetchConcurrency int           `name:"fetch-concurrency" env:"FEEDGATE_FETCH_CONCURRENCY" default:"16" help:"Fetches and hub requests run at once by an ingest node."`
 	MinPeriod        time.Duration `name:"min-period" env:"FEEDGATE_MIN_PERIOD" default:"1m" help:"Shortest polling period of a feed."`
 	MaxPeriod        time.Duration `name:"max-period" env:"FEEDGATE_MAX_PERIOD" default:"1h" help:"Longest polling period (also the safety-net period of feeds with a hub)."`
+
+	Keepalive       time.Duration `env:"FEEDGATE_KEEPALIVE" default:"20s" help:"Keep-alive interval of streams (blank NDJSON line, SSE comment, WebSocket ping)."`
+	ClientQueue     int           `name:"client-queue" env:"FEEDGATE_CLIENT_QUEUE" default:"256" help:"Notifications that may wait for one stream client before it is disconnected (it resumes by cursor)."`
+	WriteTimeout    time.Duration `name:"write-timeout" env:"FEEDGATE_WRITE_TIMEOUT" default:"10s" help:"Deadline of every write to a stream client."`
+	MaxLifetime     time.Duration `name:"max-lifetime" env:"FEEDGATE_MAX_LIFETIME" default:"0s" help:"End streams after this long (minus up to 10% jitter), telling clients to reconnect; 0: never."`
+	MaxConnsPerUser int           `name:"max-conns-per-user" env:"FEEDGATE_MAX_CONNS_PER_USER" default:"1000" help:"Streams, sockets and held long-polls one user may have open on a node (429 beyond); 0: no limit."`
 
 	ShutdownTimeout time.Duration `name:"shutdown-timeout" env:"FEEDGATE_SHUTDOWN_TIMEOUT" default:"10s" help:"How long SIGTERM waits for in-flight requests."`
 }
@@ -104,6 +112,21 @@ func (c *ServeCmd) Run(ctx context.Context) error {
 	}
 	authn := auth.NewAuthenticator(st, c.AuthCache)
 	rs := retrieve.New(st, public+"/", retrieve.Limits{MaxCount: c.MaxCount, DefaultTimeout: c.PollTimeout, MaxTimeout: c.MaxPollTimeout})
+	origins := splitList(c.AllowedOrigins)
+	broker, err := stream.New(st, rs, stream.Options{
+		Keepalive:       c.Keepalive,
+		ClientQueue:     c.ClientQueue,
+		WriteTimeout:    c.WriteTimeout,
+		MaxLifetime:     c.MaxLifetime,
+		MaxConnsPerUser: c.MaxConnsPerUser,
+		AllowedOrigins:  origins,
+		Logger:          log,
+		Registry:        reg,
+	})
+	if err != nil {
+		return err
+	}
+	defer broker.Close()
 	handler := server.New(server.Config{
 		Role:           server.Role(c.Role),
 		Store:          st,
@@ -112,7 +135,10 @@ func (c *ServeCmd) Run(ctx context.Context) error {
 		Hub:            hub.New(st, ing),
 		Publish:        ing,
 		Callback:       ing,
-		AllowedOrigins: splitList(c.AllowedOrigins),
+		Live:           broker,
+		Extra:          web.Register,
+		Landing:        web.Landing,
+		AllowedOrigins: origins,
 		MaxBody:        c.MaxBody,
 		Registry:       reg,
 		Logger:         log,
@@ -162,6 +188,10 @@ func (c *ServeCmd) Run(ctx context.Context) error {
 	log.Info("shutting down")
 	sctx, cancel := context.WithTimeout(context.Background(), c.ShutdownTimeout)
 	defer cancel()
+	// Streams are told to reconnect first: they would hold Shutdown open.
+	if err := broker.Shutdown(sctx); err != nil {
+		log.Warn("streams cut at shutdown", slog.Any("err", err))
+	}
 	if err := srv.Shutdown(sctx); err != nil {
 		log.Warn("in-flight requests cut at shutdown", slog.Any("err", err))
 		srv.Close()
