@@ -1,6 +1,7 @@
 package server
 
 import (
+	"net/http"
 	"strconv"
 	"time"
 
@@ -9,8 +10,9 @@ import (
 )
 
 type httpMetrics struct {
-	requests *prometheus.CounterVec
-	latency  *prometheus.HistogramVec
+	requests    *prometheus.CounterVec
+	latency     *prometheus.HistogramVec
+	unavailable prometheus.Counter
 }
 
 func newHTTPMetrics(reg prometheus.Registerer) *httpMetrics {
@@ -25,7 +27,11 @@ func newHTTPMetrics(reg prometheus.Registerer) *httpMetrics {
 			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 10, 60},
 		}, []string{"route", "mode"}),
 	}
-	reg.MustRegister(m.requests, m.latency)
+	m.unavailable = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "feedgate_store_unavailable_total",
+		Help: "Requests answered 503 because the store could not be reached.",
+	})
+	reg.MustRegister(m.requests, m.latency, m.unavailable)
 	return m
 }
 
@@ -40,6 +46,9 @@ func (m *httpMetrics) middleware() gin.HandlerFunc {
 			route = "unmatched"
 		}
 		mode := c.GetString(modeKey)
+		if c.Writer.Status() == http.StatusServiceUnavailable {
+			m.unavailable.Inc()
+		}
 		m.requests.WithLabelValues(route, mode, strconv.Itoa(c.Writer.Status())).Inc()
 		m.latency.WithLabelValues(route, mode).Observe(time.Since(start).Seconds())
 	}

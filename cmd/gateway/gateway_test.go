@@ -1,6 +1,7 @@
 package main_test
 
 import (
+	"bufio"
 	"bytes"
 	"encoding/json"
 	"fmt"
@@ -274,4 +275,71 @@ func TestUserCommands(t *testing.T) {
 	if out, err := run("user", "remove", "carol"); err == nil {
 		t.Fatalf("removing an unknown user succeeded: %s", out)
 	}
+}
+
+// TestSIGTERMEndsStreams opens an NDJSON stream and an SSE stream, sends
+// SIGTERM, and checks that both end promptly, the process exits cleanly and
+// what was stored is still there after a restart.
+func TestSIGTERMEndsStreams(t *testing.T) {
+	t.Parallel()
+	addr := freeAddr(t)
+	env := []string{"FEEDGATE_LISTEN=" + addr, "FEEDGATE_DATA_DIR=" + t.TempDir(), "FEEDGATE_ALLOW_PRIVATE=true", "FEEDGATE_SHUTDOWN_TIMEOUT=20s"}
+	p := start(t, addr, env)
+	creds := "erin:" + userAdd(t, env, "erin", "--rights", "all")
+	topic := "https://walk.example/term"
+	walk(t, p.url, creds, topic)
+
+	login, token, _ := strings.Cut(creds, ":")
+	open := func(query string) (*http.Response, *bufio.Reader) {
+		req, _ := http.NewRequest("GET", p.url+"/?hub.mode=retrieve&hub.topic="+url.QueryEscape(topic)+query, nil)
+		req.SetBasicAuth(login, token)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil || resp.StatusCode != 200 {
+			t.Fatalf("open stream %s: %v %v", query, err, resp)
+		}
+		r := bufio.NewReader(resp.Body)
+		if _, err := r.ReadString('\n'); err != nil {
+			t.Fatalf("first line of %s: %v", query, err)
+		}
+		return resp, r
+	}
+	ndjson, nr := open("&wait=stream&format=json")
+	defer ndjson.Body.Close()
+	sse, sr := open("&format=sse")
+	defer sse.Body.Close()
+
+	ended := make(chan string, 2)
+	drain := func(name string, r *bufio.Reader) {
+		for {
+			if _, err := r.ReadString('\n'); err != nil {
+				ended <- name
+				return
+			}
+		}
+	}
+	go drain("ndjson", nr)
+	go drain("sse", sr)
+
+	began := time.Now()
+	p.cmd.Process.Signal(syscall.SIGTERM)
+	for range 2 {
+		select {
+		case <-ended:
+		case <-time.After(5 * time.Second):
+			t.Fatalf("streams still open 5 s after SIGTERM")
+		}
+	}
+	select {
+	case err := <-p.done:
+		if err != nil {
+			t.Fatalf("exit after SIGTERM: %v\n%s", err, p.logs.String())
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatalf("gateway still running 5 s after SIGTERM")
+	}
+	t.Logf("streams ended and the gateway exited %v after SIGTERM", time.Since(began).Round(time.Millisecond))
+	p.done <- nil
+
+	p = start(t, addr, env)
+	checkItems(t, p.url, creds, topic)
 }
