@@ -81,3 +81,11 @@ func splitList(s []string) []string {
 }
 
 func seconds(d time.Duration) int { return int(d / time.Second) }
+
+// redisLog sends go-redis's own messages (failed dials while Redis is away)
+// to the structured log instead of stderr.
+type redisLog struct{ log *slog.Logger }
+
+func (l redisLog) Printf(ctx context.Context, format string, v ...any) {
+	l.log.LogAttrs(ctx, slog.LevelWarn, "redis client", slog.String("msg", fmt.Sprintf(format, v...)))
+}

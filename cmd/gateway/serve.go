@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/redis/go-redis/v9"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/feedgate/feedgate/admin"
@@ -73,6 +74,7 @@ func (c *ServeCmd) publicURL() (string, error) {
 func (c *ServeCmd) Run(ctx context.Context) error {
 	log := c.logger()
 	slog.SetDefault(log)
+	redis.SetLogger(redisLog{log})
 	public, err := c.publicURL()
 	if err != nil {
 		return err
