@@ -102,6 +102,8 @@ start_gateway() {
 		[[ -z $fresh ]] || rm -rf "$OUT/data"
 		STORE_FLAGS=(--data-dir "$OUT/data")
 	fi
+	# No per-user connection limit: every client of a run is user bench.
+	FEEDGATE_MAX_CONNS_PER_USER=${FEEDGATE_MAX_CONNS_PER_USER:-0} \
 	"$BIN/gateway" serve --listen "127.0.0.1:$GW_PORT" "${STORE_FLAGS[@]}" --allow-private \
 		--log-level warn ${GATEWAY_FLAGS:-} >>"$OUT/gateway-$store.log" 2>&1 &
 	GW_PID=$!
