@@ -8,10 +8,14 @@ import (
 // the stream lives, opened with the first topic's answer; every later item
 // is an <entry> written as it arrives. Whitespace is the keep-alive.
 type atomSink struct {
-	*httpOut
+	o      byteOut
 	hubURL string
 	opened bool
+	buf    []byte
 }
+
+func (a *atomSink) begin() error { return a.o.begin() }
+func (a *atomSink) flush() error { return a.o.flush() }
 
 func (a *atomSink) send(_ *session, ev *event, first bool) error {
 	if first || !a.opened {
@@ -25,19 +29,19 @@ func (a *atomSink) send(_ *session, ev *event, first bool) error {
 		for i := range ev.n.Items {
 			a.buf = feed.AppendAtomEntry(a.buf, ev.topic, &ev.n.Items[i])
 		}
-		return a.write(a.buf)
+		return a.o.write(a.buf)
 	}
-	return a.write(ev.atomEntries())
+	return a.o.writeShared(ev.atomEntries())
 }
 
 var atomSpace = []byte("\n")
 
-func (a *atomSink) keepalive() error { return a.writeNow(atomSpace) }
+func (a *atomSink) keepalive() error { return writeNow(a.o, atomSpace) }
 
 // bye closes the feed document, so that what was received parses as a
 // whole, and ends the response.
 func (a *atomSink) bye(reason) {
 	if a.opened {
-		_ = a.writeNow([]byte(feed.AtomClose))
+		_ = writeNow(a.o, []byte(feed.AtomClose))
 	}
 }

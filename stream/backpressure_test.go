@@ -22,7 +22,7 @@ import (
 func TestStalledReaderIsDisconnected(t *testing.T) {
 	forEachStore(t, func(t *testing.T, st store.Store) {
 		n := newNode(t, st, stream.Options{ClientQueue: 4, WriteTimeout: time.Second})
-		stalled := n.dialStalled(query([]string{topicA}, "wait", "stream", "format", "json"))
+		n.dialStalled(query([]string{topicA}, "wait", "stream", "format", "json"))
 		healthy := n.openNDJSON([]string{topicA})
 		healthy.next(waitFor)
 		eventually(t, "two open streams", func() bool {
@@ -52,13 +52,10 @@ func TestStalledReaderIsDisconnected(t *testing.T) {
 		if worst > time.Second {
 			t.Errorf("the healthy client waited up to %v for an item; the stalled one must not delay it", worst)
 		}
+		// A client leaves the gauge once its connection is closed.
 		eventually(t, "the stalled client's disconnection", func() bool {
 			return metric(t, n.reg, "feedgate_live_slow_disconnects_total", "kind", "ndjson") >= 1 &&
 				metric(t, n.reg, "feedgate_live_connections", "kind", "ndjson") == 1
-		})
-		eventually(t, "the server to close the stalled connection", func() bool {
-			_, ok := n.closedConns.Load(stalled.LocalAddr().String())
-			return ok
 		})
 		// The healthy client still works.
 		n.publish(topicA, 1)

@@ -235,9 +235,9 @@ func (b *Broker) attach(p *auth.Principal, k kind, queue int) (*client, error) {
 		b.m.rejected.WithLabelValues("shutdown").Inc()
 		return nil, api.Errorf(http.StatusServiceUnavailable, "this gateway node is shutting down; reconnect (to another node) in a moment")
 	}
-	if max := b.opts.MaxConnsPerUser; max > 0 && b.perUser[login] >= max {
+	if limit := b.opts.MaxConnsPerUser; limit > 0 && b.perUser[login] >= limit {
 		b.m.rejected.WithLabelValues("user_limit").Inc()
-		return nil, api.Errorf(http.StatusTooManyRequests, "you have %d live connections open on this node, the most allowed per user; close one, or merge topics into one stream (hub.topic may repeat)", max)
+		return nil, api.Errorf(http.StatusTooManyRequests, "you have %d live connections open on this node, the most allowed per user; close one, or merge topics into one stream (hub.topic may repeat)", limit)
 	}
 	b.perUser[login]++
 	c := &client{
@@ -257,11 +257,11 @@ func (b *Broker) attach(p *auth.Principal, k kind, queue int) (*client, error) {
 // lifetime returns the connection's lifetime timer channel (nil when
 // unlimited) and a stop function.
 func (b *Broker) lifetime() (<-chan time.Time, func()) {
-	max := b.opts.MaxLifetime
-	if max <= 0 {
+	limit := b.opts.MaxLifetime
+	if limit <= 0 {
 		return nil, func() {}
 	}
-	d := max - time.Duration(rand.Int64N(int64(max)/10+1))
+	d := limit - time.Duration(rand.Int64N(int64(limit)/10+1))
 	t := time.NewTimer(d)
 	return t.C, func() { t.Stop() }
 }

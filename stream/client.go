@@ -3,6 +3,7 @@ package stream
 import (
 	"net/http"
 	"sync"
+	"sync/atomic"
 
 	"github.com/feedgate/feedgate/api"
 )
@@ -21,6 +22,8 @@ const (
 	// reasonLost: the live link was interrupted and what was missed could
 	// not be re-read.
 	reasonLost
+	// reasonGone: the client closed the connection.
+	reasonGone
 )
 
 // message is the reason as told to the client.
@@ -34,6 +37,8 @@ func (r reason) message() string {
 		return "the connection reached its maximum lifetime; reconnect with the cursor of the last item you received"
 	case reasonLost:
 		return "live delivery was interrupted; reconnect with the cursor of the last item you received"
+	case reasonGone:
+		return "the client closed the connection"
 	}
 	return "the connection ends"
 }
@@ -47,9 +52,9 @@ type client struct {
 	kind  kind
 	q     chan *event
 
-	// abort interrupts a write in progress (set before the client is
-	// subscribed to anything, never changed after).
-	abort func()
+	// abort interrupts a write in progress; set once the connection is
+	// known (see setAbort).
+	abort atomic.Pointer[func()]
 
 	// topics are those the client is subscribed to; owned by the client's
 	// goroutine, and read by the broker under Broker.mu.
@@ -79,11 +84,22 @@ func (c *client) drop(r reason) bool {
 		first = true
 		c.why = r
 		close(c.gone)
-		if c.abort != nil {
-			c.abort()
+		if f := c.abort.Load(); f != nil {
+			(*f)()
 		}
 	})
 	return first
+}
+
+// setAbort sets how to interrupt the client's writes; a client dropped
+// before has them interrupted at once.
+func (c *client) setAbort(f func()) {
+	c.abort.Store(&f)
+	select {
+	case <-c.gone:
+		f()
+	default:
+	}
 }
 
 // reason returns why the client was dropped; only valid once gone is

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -93,9 +92,6 @@ type node struct {
 	srv    *httptest.Server
 	seq    atomic.Int64
 	closed atomic.Bool
-	// closedConns holds the client addresses of connections the server
-	// closed.
-	closedConns sync.Map
 }
 
 func newNode(t *testing.T, st store.Store, opts stream.Options) *node {
@@ -143,11 +139,6 @@ func newNode(t *testing.T, st store.Store, opts stream.Options) *node {
 	e.GET("/ws", a.Middleware(), h)
 	srv := httptest.NewUnstartedServer(e)
 	n := &node{t: t, st: st, b: b, rs: rs, reg: reg, srv: srv}
-	srv.Config.ConnState = func(c net.Conn, s http.ConnState) {
-		if s == http.StateClosed {
-			n.closedConns.Store(c.RemoteAddr().String(), true)
-		}
-	}
 	srv.Start()
 	n.url = srv.URL
 	// Cleanups run last first: the broker ends the streams, then the

@@ -210,7 +210,7 @@ func (s *session) loop(ctx context.Context) error {
 			s.out.bye(reasonShutdown)
 			return nil
 		case <-s.c.gone:
-			if r := s.c.reason(); r != reasonSlow {
+			if r := s.c.reason(); r != reasonSlow && r != reasonGone {
 				s.out.bye(r)
 			}
 			return nil

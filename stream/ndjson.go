@@ -3,16 +3,19 @@ package stream
 // ndjsonSink writes wait=stream&format=json: one JSON object per line,
 // the first answers then notifications; a blank line is a keep-alive.
 type ndjsonSink struct {
-	*httpOut
+	o byteOut
 }
 
+func (n *ndjsonSink) begin() error { return n.o.begin() }
+func (n *ndjsonSink) flush() error { return n.o.flush() }
+
 func (n *ndjsonSink) send(_ *session, ev *event, _ bool) error {
-	return n.write(ev.ndjson())
+	return n.o.writeShared(ev.ndjson())
 }
 
 var blankLine = []byte("\n")
 
-func (n *ndjsonSink) keepalive() error { return n.writeNow(blankLine) }
+func (n *ndjsonSink) keepalive() error { return writeNow(n.o, blankLine) }
 
 // bye ends the response: an NDJSON client reconnects when it ends.
 func (n *ndjsonSink) bye(reason) {}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"net"
 	"net/http"
 	"time"
 
@@ -18,6 +19,11 @@ import (
 // ServeStream answers a live retrieve whose topics the server already
 // authorized: wait=stream (NDJSON for JSON, else Atom), Server-Sent Events,
 // or a WebSocket.
+//
+// Over HTTP/1 the connection is taken over (hijacked) once the answer's
+// head is decided and served by a goroutine of the broker: the handler
+// returns at once, and an idle stream costs its own small state only.
+// Over HTTP/2 the handler serves the stream until it ends.
 func (b *Broker) ServeStream(c *gin.Context, p *auth.Principal, req retrieve.Request) {
 	switch {
 	case req.WebSocket:
@@ -38,26 +44,21 @@ const (
 	ContentTypeAtom   = "application/atom+xml; charset=utf-8"
 )
 
-// serveHTTP runs an NDJSON, Atom or SSE stream: the join (errors still
-// answered as HTTP errors), then the live loop.
+// serveHTTP runs an NDJSON, Atom or SSE stream: the join (whose failures
+// are still answered as HTTP errors), then the live loop.
 func (b *Broker) serveHTTP(gc *gin.Context, p *auth.Principal, req retrieve.Request, k kind) {
 	want := api.Want{JSON: k != kindAtom}
-	ctx := gc.Request.Context()
+	r := gc.Request
+	ctx := r.Context()
 	cl, err := b.attach(p, k, b.opts.ClientQueue)
 	if err != nil {
 		api.WriteError(gc.Writer, want, err)
 		return
 	}
-	defer b.detach(cl)
-
-	w := unwrap(gc.Writer)
-	out := &httpOut{w: w, rc: http.NewResponseController(w), timeout: b.opts.WriteTimeout}
-	cl.abort = out.abort
+	handedOver := false
 	defer func() {
-		// A connection kept alive for another request must not keep this
-		// stream's deadline; one that failed or was cut is closed anyway.
-		if !out.failed && cl.reason() != reasonSlow {
-			_ = out.rc.SetWriteDeadline(time.Time{})
+		if !handedOver {
+			b.detach(cl)
 		}
 	}()
 
@@ -73,16 +74,7 @@ func (b *Broker) serveHTTP(gc *gin.Context, p *auth.Principal, req retrieve.Requ
 		api.WriteError(gc.Writer, want, err)
 		return
 	}
-	var snk sink
-	switch k {
-	case kindSSE:
-		snk = &sseSink{httpOut: out, retry: b.opts.Retry}
-	case kindNDJSON:
-		snk = &ndjsonSink{httpOut: out}
-	default:
-		snk = &atomSink{httpOut: out, hubURL: b.rs.HubURL()}
-	}
-	s := b.newSession(cl, snk)
+	s := b.newSession(cl, nil)
 	ns, err := s.load(ctx, starts)
 	if err != nil {
 		if ctx.Err() == nil {
@@ -108,27 +100,120 @@ func (b *Broker) serveHTTP(gc *gin.Context, p *auth.Principal, req retrieve.Requ
 			h.Set("Feedgate-Gap", "true")
 		}
 	}
+
+	if r.ProtoMajor == 1 {
+		if raw := b.hijack(gc, r); raw != nil {
+			handedOver = true
+			cl.setAbort(raw.abort)
+			s.out = b.newSink(k, raw)
+			go func() {
+				defer b.detach(cl)
+				readerDone := make(chan struct{})
+				go watchClose(raw.conn, cl, readerDone)
+				graceful := b.stream(b.ctx, s, starts, ns)
+				r := cl.reason()
+				raw.finish(graceful && r != reasonSlow && r != reasonGone)
+				<-readerDone
+			}()
+			return
+		}
+	}
+
+	w := unwrap(gc.Writer)
+	out := &httpOut{w: w, rc: http.NewResponseController(w), timeout: b.opts.WriteTimeout}
+	cl.setAbort(out.abort)
+	defer func() {
+		// A connection kept alive for another request must not keep this
+		// stream's deadline; one that failed or was cut is closed anyway.
+		if !out.failed && cl.reason() != reasonSlow {
+			_ = out.rc.SetWriteDeadline(time.Time{})
+		}
+	}()
 	// The server's read timeout, if any, must not end the stream.
 	_ = out.rc.SetReadDeadline(time.Time{})
 	gc.Writer.WriteHeader(http.StatusOK)
 	gc.Writer.WriteHeaderNow()
-	if ss, ok := snk.(*sseSink); ok {
-		if err := ss.open(); err != nil {
+	s.out = b.newSink(k, out)
+	b.stream(ctx, s, starts, ns)
+}
+
+// hijack takes over an HTTP/1 connection and prepares the response head
+// from the headers set so far; nil when the writer cannot be hijacked.
+func (b *Broker) hijack(gc *gin.Context, r *http.Request) *rawOut {
+	h := gc.Writer.Header()
+	chunked := r.ProtoAtLeast(1, 1)
+	if chunked {
+		h.Set("Transfer-Encoding", "chunked")
+	}
+	h.Set("Connection", "close")
+	h.Set("Date", time.Now().UTC().Format(http.TimeFormat))
+	conn, _, err := http.NewResponseController(gc.Writer).Hijack()
+	if err != nil {
+		h.Del("Transfer-Encoding")
+		h.Del("Connection")
+		h.Del("Date")
+		return nil
+	}
+	// The status the server's access metrics report.
+	gc.Status(http.StatusOK)
+	_ = conn.SetReadDeadline(time.Time{})
+	return &rawOut{
+		conn:    conn,
+		timeout: b.opts.WriteTimeout,
+		chunked: chunked,
+		head:    responseHead(r.Proto, h),
+	}
+}
+
+// watchClose reads a hijacked stream connection until it fails: the
+// client closed it (or the stream ended and closed it), which drops the
+// client at once rather than at the next write.
+func watchClose(conn net.Conn, c *client, done chan<- struct{}) {
+	defer close(done)
+	var buf [1]byte
+	for {
+		if _, err := conn.Read(buf[:]); err != nil {
+			c.drop(reasonGone)
 			return
+		}
+	}
+}
+
+func (b *Broker) newSink(k kind, o byteOut) sink {
+	switch k {
+	case kindSSE:
+		return &sseSink{o: o, retry: b.opts.Retry}
+	case kindNDJSON:
+		return &ndjsonSink{o: o}
+	default:
+		return &atomSink{o: o, hubURL: b.rs.HubURL()}
+	}
+}
+
+// stream sends the first answers and runs the live loop; it reports
+// whether the stream ended on purpose (shutdown, lifetime) rather than by
+// a failure.
+func (b *Broker) stream(ctx context.Context, s *session, starts []start, ns []*feed.Notification) bool {
+	if ss, ok := s.out.(*sseSink); ok {
+		if err := ss.open(); err != nil {
+			s.writeFailed(err)
+			return false
 		}
 	}
 	if err := s.emit(ctx, starts, ns); err != nil {
 		s.writeFailed(err)
-		b.debugEnd(ctx, k, err)
-		return
+		b.debugEnd(ctx, s.c.kind, err)
+		return false
 	}
-	if err := s.loop(ctx); err != nil {
-		b.debugEnd(ctx, k, err)
+	err := s.loop(ctx)
+	if err != nil {
+		b.debugEnd(ctx, s.c.kind, err)
 	}
+	return err == nil
 }
 
 func (b *Broker) debugEnd(ctx context.Context, k kind, err error) {
-	if ctx.Err() != nil || errors.Is(err, context.Canceled) {
+	if errors.Is(err, context.Canceled) {
 		return
 	}
 	b.log.LogAttrs(ctx, slog.LevelDebug, "live connection ended", slog.String("kind", k.String()), slog.Any("err", err))
@@ -145,46 +230,4 @@ func unwrap(w http.ResponseWriter) http.ResponseWriter {
 		}
 		w = u.Unwrap()
 	}
-}
-
-// httpOut writes a streamed HTTP response with a deadline on every round.
-type httpOut struct {
-	w       http.ResponseWriter
-	rc      *http.ResponseController
-	timeout time.Duration
-	buf     []byte
-	failed  bool
-}
-
-func (o *httpOut) begin() error {
-	if err := o.rc.SetWriteDeadline(time.Now().Add(o.timeout)); err != nil && !errors.Is(err, http.ErrNotSupported) {
-		return err
-	}
-	return nil
-}
-
-func (o *httpOut) write(p []byte) error {
-	_, err := o.w.Write(p)
-	o.failed = o.failed || err != nil
-	return err
-}
-
-func (o *httpOut) flush() error {
-	err := o.rc.Flush()
-	o.failed = o.failed || err != nil
-	return err
-}
-
-// abort makes a write in progress fail now (the client is dropped).
-func (o *httpOut) abort() { _ = o.rc.SetWriteDeadline(time.Unix(1, 0)) }
-
-// writeNow writes p as its own round.
-func (o *httpOut) writeNow(p []byte) error {
-	if err := o.begin(); err != nil {
-		return err
-	}
-	if err := o.write(p); err != nil {
-		return err
-	}
-	return o.flush()
 }

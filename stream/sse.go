@@ -1,6 +1,7 @@
 package stream
 
 import (
+	"bytes"
 	"encoding/base64"
 	"encoding/binary"
 	"hash/fnv"
@@ -17,9 +18,13 @@ import (
 // `event: notification` whose data is the JSON notification and whose id
 // is the resume token; comments are keep-alives.
 type sseSink struct {
-	*httpOut
+	o     byteOut
 	retry time.Duration
+	buf   []byte
 }
+
+func (s *sseSink) begin() error { return s.o.begin() }
+func (s *sseSink) flush() error { return s.o.flush() }
 
 // open tells EventSource how long to wait before reconnecting, and makes
 // it fire "open" before anything else arrives.
@@ -27,25 +32,25 @@ func (s *sseSink) open() error {
 	s.buf = append(s.buf[:0], "retry: "...)
 	s.buf = strconv.AppendInt(s.buf, s.retry.Milliseconds(), 10)
 	s.buf = append(s.buf, "\n\n"...)
-	return s.writeNow(s.buf)
+	return writeNow(s.o, bytes.Clone(s.buf))
 }
 
 func (s *sseSink) send(sess *session, ev *event, _ bool) error {
 	if len(sess.order) == 1 && len(ev.n.Items) > 0 && sess.last[ev.topic] == ev.last {
-		return s.write(ev.sseFrame())
+		return s.o.writeShared(ev.sseFrame())
 	}
-	if err := s.write(ev.sseData()); err != nil {
+	if err := s.o.writeShared(ev.sseData()); err != nil {
 		return err
 	}
 	s.buf = append(s.buf[:0], "id: "...)
 	s.buf = sess.appendToken(s.buf)
 	s.buf = append(s.buf, "\n\n"...)
-	return s.write(s.buf)
+	return s.o.write(s.buf)
 }
 
 var sseKeepalive = []byte(": keep-alive\n\n")
 
-func (s *sseSink) keepalive() error { return s.writeNow(sseKeepalive) }
+func (s *sseSink) keepalive() error { return writeNow(s.o, sseKeepalive) }
 
 // bye says why the stream ends and asks EventSource to reconnect after a
 // jittered delay, so that the clients of a restarting node spread out.
@@ -59,7 +64,7 @@ func (s *sseSink) bye(r reason) {
 	}
 	s.buf = strconv.AppendInt(s.buf, ms, 10)
 	s.buf = append(s.buf, "\n\n"...)
-	_ = s.writeNow(s.buf)
+	_ = writeNow(s.o, bytes.Clone(s.buf))
 }
 
 // Resume tokens. For one topic the token is the newest cursor sent. For

@@ -52,6 +52,8 @@ func closeFrame(r reason) (int, string) {
 		return closeTryAgainLater, "too slow; reconnect with your last cursors"
 	case reasonLost:
 		return closeTryAgainLater, "live delivery interrupted; reconnect with your last cursors"
+	case reasonGone:
+		return websocket.CloseNormalClosure, ""
 	}
 	return websocket.CloseNormalClosure, ""
 }
@@ -73,7 +75,12 @@ func (b *Broker) serveWebSocket(gc *gin.Context, p *auth.Principal, req retrieve
 		api.WriteError(gc.Writer, want, err)
 		return
 	}
-	defer b.detach(cl)
+	handedOver := false
+	defer func() {
+		if !handedOver {
+			b.detach(cl)
+		}
+	}()
 	starts, err := b.startsFor(r.Context(), req, nil)
 	if err != nil {
 		api.WriteError(gc.Writer, want, err)
@@ -91,12 +98,27 @@ func (b *Broker) serveWebSocket(gc *gin.Context, p *auth.Principal, req retrieve
 	if err != nil {
 		return
 	}
-	defer conn.Close()
 	nc := conn.NetConn()
-	cl.abort = func() { _ = nc.SetWriteDeadline(time.Unix(1, 0)) }
+	cl.setAbort(func() { _ = nc.SetWriteDeadline(time.Unix(1, 0)) })
+	ws := &wsSession{
+		session:   b.newSession(cl, &wsSink{conn: conn, timeout: b.opts.WriteTimeout}),
+		p:         p,
+		count:     req.Count,
+		maxTopics: b.rs.Limits().MaxTopics,
+		maxCount:  b.rs.Limits().MaxCount,
+	}
+	// The socket is served by the broker's goroutines; the handler (and
+	// the server's goroutine with its stack) ends here.
+	handedOver = true
+	go func() {
+		defer b.detach(cl)
+		b.runWebSocket(conn, ws, starts)
+	}()
+}
 
-	ctx, cancel := context.WithCancel(r.Context())
-	defer cancel()
+// runWebSocket serves an upgraded socket until it ends.
+func (b *Broker) runWebSocket(conn *websocket.Conn, ws *wsSession, starts []start) {
+	ctx, cancel := context.WithCancel(b.ctx)
 	cmds := make(chan wsCommand, 8)
 	readerDone := make(chan struct{})
 	go b.wsRead(ctx, cancel, conn, cmds, readerDone)
@@ -105,12 +127,9 @@ func (b *Broker) serveWebSocket(gc *gin.Context, p *auth.Principal, req retrieve
 		_ = conn.Close()
 		<-readerDone
 	}()
-
-	out := &wsSink{conn: conn, timeout: b.opts.WriteTimeout}
-	s := b.newSession(cl, out)
-	ws := &wsSession{session: s, p: p, count: req.Count, maxTopics: b.rs.Limits().MaxTopics, maxCount: b.rs.Limits().MaxCount}
+	s := ws.session
+	out := s.out.(*wsSink)
 	s.cmds, s.onCmd = cmds, ws.command
-
 	if len(starts) > 0 {
 		ns, err := s.load(ctx, starts)
 		if err != nil {
