@@ -90,11 +90,18 @@ type node struct {
 	creds  string // "ann" with the retrieve right, subscribed to topicA..C
 	reg    *prometheus.Registry
 	srv    *httptest.Server
+	client *http.Client
 	seq    atomic.Int64
 	closed atomic.Bool
 }
 
 func newNode(t *testing.T, st store.Store, opts stream.Options) *node {
+	t.Helper()
+	return newNodeOn(t, st, opts, false)
+}
+
+// newNodeOn is newNode, over HTTP/2 with TLS when h2 is set.
+func newNodeOn(t *testing.T, st store.Store, opts stream.Options, h2 bool) *node {
 	t.Helper()
 	ctx := context.Background()
 	gin.SetMode(gin.ReleaseMode)
@@ -138,8 +145,14 @@ func newNode(t *testing.T, st store.Store, opts stream.Options) *node {
 	e.GET("/", a.Middleware(), h)
 	e.GET("/ws", a.Middleware(), h)
 	srv := httptest.NewUnstartedServer(e)
-	n := &node{t: t, st: st, b: b, rs: rs, reg: reg, srv: srv}
-	srv.Start()
+	n := &node{t: t, st: st, b: b, rs: rs, reg: reg, srv: srv, client: http.DefaultClient}
+	if h2 {
+		srv.EnableHTTP2 = true
+		srv.StartTLS()
+		n.client = srv.Client()
+	} else {
+		srv.Start()
+	}
 	n.url = srv.URL
 	// Cleanups run last first: the broker ends the streams, then the
 	// server can wait for its handlers.
@@ -285,7 +298,7 @@ func (n *node) openNDJSON(topics []string, kv ...string) *ndjsonClient {
 	n.t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	kv = append([]string{"wait", "stream", "format", "json"}, kv...)
-	resp, err := http.DefaultClient.Do(n.request(ctx, query(topics, kv...)))
+	resp, err := n.client.Do(n.request(ctx, query(topics, kv...)))
 	if err != nil {
 		cancel()
 		n.t.Fatalf("open stream: %v", err)

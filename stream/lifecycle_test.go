@@ -30,7 +30,7 @@ func TestShutdownEndsStreamsPromptly(t *testing.T) {
 		t.Fatal(err)
 	}
 	ws.notification()
-	atomResp, err := http.DefaultClient.Do(n.request(context.Background(), query([]string{topicA}, "wait", "stream")))
+	atomResp, err := n.client.Do(n.request(context.Background(), query([]string{topicA}, "wait", "stream")))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -98,7 +98,7 @@ func TestShutdownEndsStreamsPromptly(t *testing.T) {
 		t.Error("the held long-poll was not answered")
 	}
 
-	resp, err := http.DefaultClient.Do(n.request(context.Background(), query([]string{topicA}, "wait", "stream", "format", "json")))
+	resp, err := n.client.Do(n.request(context.Background(), query([]string{topicA}, "wait", "stream", "format", "json")))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -126,7 +126,7 @@ func TestPerUserLimit(t *testing.T) {
 	n := newNode(t, openEmbedded(t), stream.Options{MaxConnsPerUser: 2})
 	a := n.openNDJSON([]string{topicA})
 	n.openNDJSON([]string{topicB})
-	resp, err := http.DefaultClient.Do(n.request(context.Background(), query([]string{topicC}, "wait", "stream", "format", "json")))
+	resp, err := n.client.Do(n.request(context.Background(), query([]string{topicC}, "wait", "stream", "format", "json")))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -171,7 +171,7 @@ func TestAtomStream(t *testing.T) {
 	n.publish(topicA, 2)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	resp, err := http.DefaultClient.Do(n.request(ctx, query([]string{topicA}, "wait", "stream")))
+	resp, err := n.client.Do(n.request(ctx, query([]string{topicA}, "wait", "stream")))
 	if err != nil {
 		t.Fatal(err)
 	}

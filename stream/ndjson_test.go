@@ -1,6 +1,7 @@
 package stream_test
 
 import (
+	"context"
 	"testing"
 	"time"
 
@@ -95,4 +96,36 @@ func TestNDJSONKeepalive(t *testing.T) {
 	c := n.openNDJSON([]string{topicA})
 	c.next(waitFor)
 	eventually(t, "three blank keep-alive lines", func() bool { return c.blanks.Load() >= 3 })
+}
+
+// TestStreamsOverHTTP2 runs NDJSON and SSE over HTTP/2, where connections
+// cannot be taken over: the handler serves the stream itself.
+func TestStreamsOverHTTP2(t *testing.T) {
+	n := newNodeOn(t, openEmbedded(t), stream.Options{Keepalive: 50 * time.Millisecond}, true)
+	n.publish(topicA, 1)
+	c := n.openNDJSON([]string{topicA})
+	if c.resp.ProtoMajor != 2 {
+		t.Fatalf("protocol %s, want HTTP/2", c.resp.Proto)
+	}
+	c.next(waitFor)
+	sse := n.openSSE(query([]string{topicA}))
+	sse.next(waitFor)
+	n.publish(topicA, 1)
+	if got := c.next(waitFor); !equalCursors(got.cursors(), 2) {
+		t.Fatalf("NDJSON over HTTP/2: %v", got.cursors())
+	}
+	if got, id := sse.next(waitFor); !equalCursors(got.cursors(), 2) || id != feed.Cursor(2).String() {
+		t.Fatalf("SSE over HTTP/2: %v %q", got.cursors(), id)
+	}
+	eventually(t, "keep-alives", func() bool { return c.blanks.Load() >= 2 })
+	c.close()
+	eventually(t, "the closed stream to leave", func() bool {
+		return metric(t, n.reg, "feedgate_live_connections", "kind", "ndjson") == 0
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := n.b.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	<-sse.done
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"io"
-	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -18,7 +17,7 @@ import (
 func (n *node) poll(q string) (int, string, time.Duration) {
 	n.t.Helper()
 	start := time.Now()
-	resp, err := http.DefaultClient.Do(n.request(context.Background(), q))
+	resp, err := n.client.Do(n.request(context.Background(), q))
 	if err != nil {
 		n.t.Fatalf("poll: %v", err)
 	}
@@ -146,7 +145,7 @@ func TestPollLoopLosesNothing(t *testing.T) {
 				seq.next = 1
 				for after := feed.Cursor(0); after < total; {
 					start := time.Now()
-					resp, err := http.DefaultClient.Do(n.request(context.Background(), query([]string{topicA}, "wait", "poll", "format", "json", "timeout", "5", "count", "50", "after", after.String())))
+					resp, err := n.client.Do(n.request(context.Background(), query([]string{topicA}, "wait", "poll", "format", "json", "timeout", "5", "count", "50", "after", after.String())))
 					if err != nil {
 						errs <- err.Error()
 						return

@@ -36,7 +36,7 @@ func (n *node) openSSE(q string, header ...string) *sseClient {
 	n.t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	header = append([]string{"Accept", "text/event-stream"}, header...)
-	resp, err := http.DefaultClient.Do(n.request(ctx, q, header...))
+	resp, err := n.client.Do(n.request(ctx, q, header...))
 	if err != nil {
 		cancel()
 		n.t.Fatalf("open event stream: %v", err)
@@ -224,7 +224,7 @@ func TestSSEResumeOneTopic(t *testing.T) {
 		}
 
 		// A token that is not ours is refused, not guessed at.
-		resp, err := http.DefaultClient.Do(n.request(context.Background(), query([]string{topicA}), "Accept", "text/event-stream", "Last-Event-ID", "bogus"))
+		resp, err := n.client.Do(n.request(context.Background(), query([]string{topicA}), "Accept", "text/event-stream", "Last-Event-ID", "bogus"))
 		if err != nil {
 			t.Fatal(err)
 		}
