@@ -166,8 +166,7 @@ func writeNotice(w http.ResponseWriter, req retrieve.Request, nt Notice) {
 	default:
 		h.Set("Content-Type", retrieve.ContentTypeJSON)
 		w.WriteHeader(http.StatusOK)
-		js := nt.JSON()
-		_, _ = w.Write(js[:len(js):len(js)])
-		_, _ = w.Write([]byte{'\n'})
+		body := make([]byte, 0, len(nt.JSON())+1)
+		_, _ = w.Write(append(append(body, nt.JSON()...), '\n'))
 	}
 }

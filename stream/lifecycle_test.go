@@ -147,6 +147,10 @@ func TestMaxLifetime(t *testing.T) {
 	start := time.Now()
 	nd := n.openNDJSON([]string{topicA})
 	sse := n.openSSE(query([]string{topicA}))
+	ws, _, err := n.dialWS("/ws", query([]string{topicA}), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
 	if !nd.ended(3 * time.Second) {
 		t.Fatal("the NDJSON stream outlived its lifetime")
 	}
@@ -160,6 +164,15 @@ func TestMaxLifetime(t *testing.T) {
 	}
 	if !found {
 		t.Error("the event stream was not told why it ends")
+	}
+	var ce *websocket.CloseError
+	select {
+	case err := <-ws.err:
+		if !asCloseError(err, &ce) || ce.Code != websocket.CloseGoingAway {
+			t.Errorf("WebSocket ended with %v, want close code 1001", err)
+		}
+	case <-time.After(3 * time.Second):
+		t.Error("the WebSocket outlived its lifetime")
 	}
 }
 

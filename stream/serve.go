@@ -154,8 +154,6 @@ func (b *Broker) hijack(gc *gin.Context, r *http.Request) *rawOut {
 		h.Del("Date")
 		return nil
 	}
-	// The status the server's access metrics report.
-	gc.Status(http.StatusOK)
 	_ = conn.SetReadDeadline(time.Time{})
 	return &rawOut{
 		conn:    conn,
