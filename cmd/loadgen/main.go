@@ -188,12 +188,14 @@ func bodyFormat(s string) (loadgen.BodyFormat, error) {
 type redisFlags struct {
 	url, key string
 	pid      int
+	pipeline bool
 }
 
 func (r *redisFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&r.url, "redis-url", "", "Redis URL of the gateway's store (loopback only)")
 	fs.StringVar(&r.key, "key", "", "stream key to read (default: the gateway's items key of --topic)")
 	fs.IntVar(&r.pid, "redis-pid", 0, "pid of redis-server, to report its CPU use (0: not reported)")
+	fs.BoolVar(&r.pipeline, "redis-pipeline", false, "pipeline each XREVRANGE with MGET of the topic's seq and meta keys, as the gateway's read does")
 }
 
 func retrieve(ctx context.Context, args []string) error {
@@ -249,7 +251,7 @@ func retrieve(ctx context.Context, args []string) error {
 		}
 		rr, err := loadgen.RunRedisRaw(ctx, loadgen.RedisConfig{
 			URL: rf.url, Key: rf.key, Topic: g.topic, Conns: *conns, Count: int64(*count),
-			Warmup: *warmup, Duration: *dur, RedisPID: rf.pid,
+			Warmup: *warmup, Duration: *dur, RedisPID: rf.pid, Pipeline: rf.pipeline,
 		})
 		if err != nil {
 			return err
@@ -301,7 +303,7 @@ func redisRaw(ctx context.Context, args []string) error {
 	defer cancel()
 	res, err := loadgen.RunRedisRaw(ctx, loadgen.RedisConfig{
 		URL: rf.url, Key: rf.key, Topic: *topic, Conns: *conns, Count: *count,
-		Warmup: *warmup, Duration: *dur, RedisPID: rf.pid,
+		Warmup: *warmup, Duration: *dur, RedisPID: rf.pid, Pipeline: rf.pipeline,
 	})
 	if err != nil {
 		return err

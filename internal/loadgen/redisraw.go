@@ -4,7 +4,9 @@ import (
 	"context"
 	"crypto/sha1"
 	"encoding/hex"
+	"errors"
 	"fmt"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -22,6 +24,9 @@ type RedisConfig struct {
 	Duration time.Duration
 	// PID of redis-server, to report its CPU use (0: not reported).
 	RedisPID int
+	// Pipeline adds, as the gateway's Redis read does, MGET of the topic's
+	// counter and state keys to each XREVRANGE in one pipeline.
+	Pipeline bool
 }
 
 // RedisItemsKey is the key of a topic's item stream in the gateway's Redis
@@ -69,11 +74,24 @@ func RunRedisRaw(ctx context.Context, c RedisConfig) (RetrieveResult, error) {
 	if n < c.Count {
 		return RetrieveResult{}, fmt.Errorf("the stream %s holds %d entries, fewer than --count %d: seed the topic first (loadgen seed) or give --key", c.Key, n, c.Count)
 	}
+	prefix := strings.TrimSuffix(c.Key, "items")
+	seqKey, metaKey := prefix+"seq", prefix+"meta"
 	run := func(ctx context.Context, w *worker, win *window, size *atomic.Int64) {
 		for ctx.Err() == nil {
 			measured := win.on.Load()
 			t0 := time.Now()
-			msgs, err := rdb.XRevRangeN(ctx, c.Key, "+", "-", c.Count).Result()
+			var msgs []redis.XMessage
+			var err error
+			if c.Pipeline {
+				pipe := rdb.Pipeline()
+				rng := pipe.XRevRangeN(ctx, c.Key, "+", "-", c.Count)
+				pipe.MGet(ctx, seqKey, metaKey)
+				if _, err = pipe.Exec(ctx); err == nil || errors.Is(err, redis.Nil) {
+					msgs, err = rng.Val(), nil
+				}
+			} else {
+				msgs, err = rdb.XRevRangeN(ctx, c.Key, "+", "-", c.Count).Result()
+			}
 			if ctx.Err() != nil {
 				return
 			}
@@ -96,7 +114,11 @@ func RunRedisRaw(ctx context.Context, c RedisConfig) (RetrieveResult, error) {
 	}
 	ws, cpu, _ := runWorkers(ctx, c.Conns, c.Warmup, c.Duration, c.RedisPID, "redis-server", run)
 	lat, status, errs := merge(ws)
-	res := RetrieveResult{Kind: fmt.Sprintf("redis-raw XREVRANGE %s + - COUNT %d", c.Key, c.Count), Conns: c.Conns, Duration: c.Duration,
+	kind := fmt.Sprintf("redis-raw XREVRANGE %s + - COUNT %d", c.Key, c.Count)
+	if c.Pipeline {
+		kind += " pipelined with MGET seq meta"
+	}
+	res := RetrieveResult{Kind: kind, Conns: c.Conns, Duration: c.Duration,
 		Status: status, Errors: errs, CPU: cpu}
 	res.Requests = status.Total()
 	res.OK = status["ok"]

@@ -32,13 +32,16 @@ func TestRedisRaw(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	res, err := RunRedisRaw(ctx, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Log(res)
-	if res.OK == 0 || res.OK != res.Requests || res.Errors.Total() != 0 {
-		t.Fatalf("%s", res)
+	for _, pipeline := range []bool{false, true} {
+		cfg.Pipeline = pipeline
+		res, err := RunRedisRaw(ctx, cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Log(res)
+		if res.OK == 0 || res.OK != res.Requests || res.Errors.Total() != 0 {
+			t.Fatalf("%s", res)
+		}
 	}
 }
 
