@@ -2,10 +2,13 @@ package hub
 
 import (
 	"context"
+	"errors"
 	"strconv"
+	"time"
 
 	"github.com/feedgate/feedgate/api"
 	"github.com/feedgate/feedgate/auth"
+	"github.com/feedgate/feedgate/feed"
 	"github.com/feedgate/feedgate/store"
 )
 
@@ -42,19 +45,86 @@ type Listed struct {
 	Subscription ListedSubscription `json:"subscription"`
 }
 
-// ListedSubscription describes a subscription without its secret.
+// ListedSubscription describes a subscription without its secret. Delivery
+// is present for subscriptions with a callback.
 type ListedSubscription struct {
-	Format    string     `json:"format"`
-	Endpoint  string     `json:"endpoint"`
-	Feed      ListedFeed `json:"feed"`
-	CreatedAt int64      `json:"createdAt"`
-	ExpiresAt int64      `json:"expiresAt"`
+	Format    string          `json:"format"`
+	Endpoint  string          `json:"endpoint"`
+	Feed      ListedFeed      `json:"feed"`
+	CreatedAt int64           `json:"createdAt"`
+	ExpiresAt int64           `json:"expiresAt"`
+	Delivery  *DeliveryHealth `json:"delivery,omitempty"`
 }
 
 // ListedFeed names a subscription's topic.
 type ListedFeed struct {
 	Title string `json:"title"`
 	URL   string `json:"url"`
+}
+
+// DeliveryHealth is how deliveries to a callback are going. Dates are Unix
+// seconds (0: never).
+type DeliveryHealth struct {
+	// Pending is the number of the topic's items not yet delivered.
+	Pending int64 `json:"pending"`
+	// Cursor is the cursor of the last item delivered (or given up on).
+	Cursor      string `json:"cursor,omitempty"`
+	LastSuccess int64  `json:"lastSuccess"`
+	LastError   string `json:"lastError,omitempty"`
+	LastErrorAt int64  `json:"lastErrorAt,omitempty"`
+	// FailedAttempts counts failed attempts at the pending items since
+	// FailingSince.
+	FailedAttempts int   `json:"failedAttempts"`
+	FailingSince   int64 `json:"failingSince,omitempty"`
+	// Delivered counts items delivered, Posts the POSTs answered 2xx,
+	// Failures the failed ones.
+	Delivered int64 `json:"delivered"`
+	Posts     int64 `json:"posts"`
+	Failures  int64 `json:"failures"`
+	// Dropped counts items given up on after the retry bounds; Gaps the
+	// times, and Trimmed the items, lost because they were trimmed from the
+	// topic before the callback took them.
+	Dropped      int64 `json:"dropped"`
+	Gaps         int64 `json:"gaps"`
+	Trimmed      int64 `json:"trimmed"`
+	Redeliveries int64 `json:"redeliveries,omitempty"`
+}
+
+func unixOrZero(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.Unix()
+}
+
+func health(d store.Delivery, last feed.Cursor) *DeliveryHealth {
+	p := d.Progress
+	h := &DeliveryHealth{
+		LastSuccess:    unixOrZero(p.LastSuccess),
+		LastError:      p.LastError,
+		LastErrorAt:    unixOrZero(p.LastErrorAt),
+		FailedAttempts: p.Attempts,
+		FailingSince:   unixOrZero(p.FailingSince),
+		Delivered:      p.Items,
+		Posts:          p.Succeeded,
+		Failures:       p.Failed,
+		Dropped:        p.Dropped,
+		Gaps:           p.Gaps,
+		Trimmed:        p.Trimmed,
+		Redeliveries:   p.Redeliveries,
+	}
+	if p.Delivered > 0 {
+		h.Cursor = p.Delivered.String()
+	}
+	if last > p.Delivered {
+		h.Pending = int64(last - p.Delivered)
+	}
+	return h
+}
+
+type topicInfo struct {
+	title string
+	last  feed.Cursor
 }
 
 // List returns a page of the principal's subscriptions (everyone's for admin).
@@ -71,27 +141,37 @@ func (s *Service) List(ctx context.Context, p *auth.Principal, req ListRequest) 
 		return nil, err
 	}
 	out := make([]Listed, 0, len(subs))
-	titles := map[string]string{}
+	topics := map[string]topicInfo{}
 	for _, sub := range subs {
-		title, ok := titles[sub.Topic]
+		ti, ok := topics[sub.Topic]
 		if !ok {
-			ts, err := s.store.Topic(ctx, sub.Topic)
+			page, err := s.store.Read(ctx, sub.Topic, store.Query{From: store.Newest, Count: 0})
 			if err != nil {
 				return nil, err
 			}
-			title = ts.Meta.Title
-			titles[sub.Topic] = title
+			ti = topicInfo{title: page.Topic.Meta.Title, last: page.Last}
+			topics[sub.Topic] = ti
 		}
 		l := ListedSubscription{
 			Format:    sub.Format,
 			Endpoint:  sub.Callback,
-			Feed:      ListedFeed{Title: title, URL: sub.Topic},
+			Feed:      ListedFeed{Title: ti.title, URL: sub.Topic},
 			CreatedAt: sub.CreatedAt.Unix(),
+			ExpiresAt: unixOrZero(sub.ExpiresAt),
 		}
-		if !sub.ExpiresAt.IsZero() {
-			l.ExpiresAt = sub.ExpiresAt.Unix()
+		if sub.Callback != "" && s.dlv != nil {
+			d, err := s.dlv.Delivery(ctx, store.DeliveryKey{Login: sub.Login, Topic: sub.Topic, Callback: sub.Callback})
+			switch {
+			case err == nil:
+				l.Delivery = health(d, ti.last)
+				l.ExpiresAt = unixOrZero(d.ExpiresAt)
+			case !isNotFound(err):
+				return nil, err
+			}
 		}
 		out = append(out, Listed{Subscription: l})
 	}
 	return out, nil
 }
+
+func isNotFound(err error) bool { return errors.Is(err, store.ErrNotFound) }

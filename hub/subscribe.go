@@ -6,13 +6,17 @@ package hub
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/feedgate/feedgate/api"
 	"github.com/feedgate/feedgate/auth"
+	"github.com/feedgate/feedgate/ingest"
 	"github.com/feedgate/feedgate/store"
 )
 
@@ -25,15 +29,63 @@ type Tracker interface {
 	Untrack(ctx context.Context, topic string) error
 }
 
-// Service handles subscriptions.
+// Service handles subscriptions and, for subscribers with a callback,
+// verification of intent and delivery (see Run).
 type Service struct {
 	store   store.Store
 	tracker Tracker
+	dlv     store.DeliveryStore
+	opts    Options
+	fetcher *ingest.Fetcher
+	log     *slog.Logger
+	m       *metrics
+
+	// wake tells the dispatcher that jobs were scheduled on this node or a
+	// worker slot freed while jobs were left.
+	wake      chan struct{}
+	saturated atomic.Bool
+	verifyQ   chan verification
+	sweepReq  chan struct{}
+
+	live   liveTopics
+	cbMu   sync.Mutex
+	cbBusy map[string]int
+	pages  pageCache
 }
 
-// New returns a Service.
-func New(st store.Store, tracker Tracker) *Service {
-	return &Service{store: st, tracker: tracker}
+// New returns a Service. Without WithCallbacks (or Options with
+// PublicHubURL and Fetcher) and a store that implements
+// store.DeliveryStore, subscriptions with a callback are refused.
+func New(st store.Store, tracker Tracker, opts ...Option) *Service {
+	var o Options
+	for _, fn := range opts {
+		fn(&o)
+	}
+	o.fill()
+	s := &Service{
+		store:    st,
+		tracker:  tracker,
+		dlv:      o.Deliveries,
+		opts:     o,
+		fetcher:  o.Fetcher,
+		log:      o.Logger.With("component", "hub"),
+		m:        newMetrics(o.Registerer),
+		wake:     make(chan struct{}, 1),
+		verifyQ:  make(chan verification, o.AsyncQueue),
+		sweepReq: make(chan struct{}, 1),
+		cbBusy:   make(map[string]int),
+	}
+	if s.dlv == nil {
+		s.dlv, _ = st.(store.DeliveryStore)
+	}
+	s.pages.init()
+	return s
+}
+
+// CallbacksEnabled reports whether subscriptions with a callback are
+// served.
+func (s *Service) CallbacksEnabled() bool {
+	return s.dlv != nil && s.fetcher != nil && s.opts.PublicHubURL != ""
 }
 
 // MaxSecret bounds hub.secret (WebSub: less than 200 bytes).
@@ -100,12 +152,14 @@ func ParseSubscribe(p api.Params) (SubscribeRequest, error) {
 	return req, nil
 }
 
-// ErrCallbacksUnsupported answers subscriptions with a callback until
-// webhook delivery exists: the gateway never pretends to deliver.
-var ErrCallbacksUnsupported = api.Invalid("hub.callback is not supported yet: subscribe without a callback and read with hub.mode=retrieve, wait=stream or wait=poll")
+// ErrCallbacksUnsupported answers subscriptions with a callback on a
+// gateway not set up to deliver to callbacks: it never pretends to deliver.
+var ErrCallbacksUnsupported = api.Invalid("hub.callback is not supported by this gateway: subscribe without a callback and read with hub.mode=retrieve, wait=stream or wait=poll")
 
 // Subscribe records a subscription of the principal and starts tracking its
-// topic.
+// topic. With a callback, intent is verified first: synchronously (an error
+// says why it failed), or with req.Async in the background after Subscribe
+// returns (the caller answers 202).
 func (s *Service) Subscribe(ctx context.Context, p *auth.Principal, req SubscribeRequest) error {
 	if err := auth.Require(p, store.RightSubscribe); err != nil {
 		return err
@@ -113,7 +167,7 @@ func (s *Service) Subscribe(ctx context.Context, p *auth.Principal, req Subscrib
 	if err := auth.RequireTopic(p, req.Topic); err != nil {
 		return err
 	}
-	if req.Callback != "" {
+	if req.Callback != "" && !s.CallbacksEnabled() {
 		return ErrCallbacksUnsupported
 	}
 	if err := s.tracker.CheckURL(ctx, req.Topic); err != nil {
@@ -122,20 +176,34 @@ func (s *Service) Subscribe(ctx context.Context, p *auth.Principal, req Subscrib
 		}
 		return api.Invalid("hub.topic refused: %v", err)
 	}
-	sub := store.Subscription{
-		Login:     p.Login,
-		Topic:     req.Topic,
-		Format:    req.Format,
-		CreatedAt: time.Now().UTC(),
+	if req.Callback == "" {
+		sub := store.Subscription{
+			Login:     p.Login,
+			Topic:     req.Topic,
+			Format:    req.Format,
+			CreatedAt: time.Now().UTC(),
+		}
+		if _, err := s.store.PutSubscription(ctx, sub); err != nil {
+			return err
+		}
+		return s.tracker.Track(ctx, req.Topic)
 	}
-	if _, err := s.store.PutSubscription(ctx, sub); err != nil {
+	if err := s.checkCallback(ctx, req.Callback); err != nil {
 		return err
 	}
-	return s.tracker.Track(ctx, req.Topic)
+	v := verification{mode: modeSubscribe, login: p.Login, req: req, lease: s.lease(req.LeaseSeconds)}
+	if req.Async {
+		return s.enqueue(v)
+	}
+	if err := s.verify(ctx, v); err != nil {
+		return api.Invalid("%v", err)
+	}
+	return s.activate(ctx, v)
 }
 
 // Unsubscribe removes the principal's subscription; the last one of a topic
-// stops its tracking.
+// stops its tracking. With a callback, intent is verified first, as for
+// Subscribe; deliveries stop once it is confirmed.
 func (s *Service) Unsubscribe(ctx context.Context, p *auth.Principal, req SubscribeRequest) error {
 	if err := auth.Require(p, store.RightUnsubscribe); err != nil {
 		return err
@@ -143,18 +211,134 @@ func (s *Service) Unsubscribe(ctx context.Context, p *auth.Principal, req Subscr
 	if err := auth.RequireTopic(p, req.Topic); err != nil {
 		return err
 	}
-	if req.Callback != "" {
+	if req.Callback == "" {
+		remaining, err := s.store.DeleteSubscription(ctx, p.Login, req.Topic, "")
+		if errors.Is(err, store.ErrNotFound) {
+			return api.Errorf(http.StatusNotFound, "you have no subscription to %s without a callback", req.Topic)
+		}
+		if err != nil {
+			return err
+		}
+		if remaining == 0 {
+			return s.tracker.Untrack(ctx, req.Topic)
+		}
+		return nil
+	}
+	if !s.CallbacksEnabled() {
 		return ErrCallbacksUnsupported
 	}
-	remaining, err := s.store.DeleteSubscription(ctx, p.Login, req.Topic, "")
+	k := store.DeliveryKey{Login: p.Login, Topic: req.Topic, Callback: req.Callback}
+	if _, err := s.dlv.Delivery(ctx, k); err != nil {
+		if errors.Is(err, store.ErrNotFound) {
+			return api.Errorf(http.StatusNotFound, "you have no subscription to %s with the callback %s", req.Topic, req.Callback)
+		}
+		return err
+	}
+	v := verification{mode: modeUnsubscribe, login: p.Login, req: req}
+	if req.Async {
+		return s.enqueue(v)
+	}
+	if err := s.verify(ctx, v); err != nil {
+		return api.Invalid("%v", err)
+	}
+	return s.remove(ctx, k, reasonUnsubscribed)
+}
+
+// lease clamps a requested hub.lease_seconds (0: none asked) to the bounds.
+func (s *Service) lease(seconds int) time.Duration {
+	if seconds <= 0 {
+		return s.opts.LeaseDefault
+	}
+	const maxSeconds = int64(1<<62) / int64(time.Second)
+	d := time.Duration(min(int64(seconds), maxSeconds)) * time.Second
+	return min(max(d, s.opts.LeaseMin), s.opts.LeaseMax)
+}
+
+// checkCallback refuses callbacks the fetcher would not connect to.
+func (s *Service) checkCallback(ctx context.Context, callback string) error {
+	if err := s.fetcher.CheckURL(ctx, callback); err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		return api.Invalid("hub.callback refused: %v", err)
+	}
+	return nil
+}
+
+// activate stores a verified subscription with a callback (or renews it:
+// same login, topic and callback; the secret, format and lease are
+// replaced, delivery progress is kept).
+func (s *Service) activate(ctx context.Context, v verification) error {
+	req := v.req
+	now := time.Now().UTC()
+	// Listen before reading where the topic stands: an item appended in
+	// between is then announced and delivered, not skipped.
+	s.listenTopic(ctx, req.Topic)
+	page, err := s.store.Read(ctx, req.Topic, store.Query{From: store.Newest, Count: 0})
+	if err != nil {
+		return err
+	}
+	d := store.Delivery{
+		DeliveryKey:  store.DeliveryKey{Login: v.login, Topic: req.Topic, Callback: req.Callback},
+		Secret:       req.Secret,
+		Format:       req.Format,
+		LeaseSeconds: int(v.lease / time.Second),
+		CreatedAt:    now,
+		RenewedAt:    now,
+		ExpiresAt:    now.Add(v.lease),
+		Progress:     store.DeliveryProgress{Delivered: page.Last},
+	}
+	// Due at once: the first run delivers whatever was appended since the
+	// read above and then waits for new items or the lease's end.
+	stored, _, err := s.dlv.PutDelivery(ctx, d, now)
+	if err != nil {
+		return err
+	}
+	sub := store.Subscription{
+		Login:        v.login,
+		Topic:        req.Topic,
+		Callback:     req.Callback,
+		Format:       req.Format,
+		LeaseSeconds: d.LeaseSeconds,
+		CreatedAt:    stored.CreatedAt,
+		ExpiresAt:    d.ExpiresAt,
+	}
+	if _, err := s.store.PutSubscription(ctx, sub); err != nil {
+		return err
+	}
+	s.kick()
+	return s.tracker.Track(ctx, req.Topic)
+}
+
+// Reasons a callback subscription is removed.
+const (
+	reasonUnsubscribed = "unsubscribed"
+	reasonGone         = "gone"
+	reasonExpired      = "expired"
+	reasonOrphan       = "orphan"
+)
+
+// remove deletes a callback subscription: its delivery record first (that
+// stops deliveries), then the subscription; the topic's last subscription
+// stops its tracking.
+func (s *Service) remove(ctx context.Context, k store.DeliveryKey, reason string) error {
+	if _, err := s.dlv.DeleteDelivery(ctx, k); err != nil {
+		return err
+	}
+	remaining, err := s.store.DeleteSubscription(ctx, k.Login, k.Topic, k.Callback)
 	if errors.Is(err, store.ErrNotFound) {
-		return api.Errorf(http.StatusNotFound, "you have no subscription to %s without a callback", req.Topic)
+		// Removed meanwhile (a concurrent unsubscribe, or a sweep on
+		// another node).
+		return nil
 	}
 	if err != nil {
 		return err
 	}
+	s.m.removed.WithLabelValues(reason).Inc()
+	s.log.LogAttrs(ctx, slog.LevelInfo, "callback subscription removed",
+		slog.String("reason", reason), slog.String("topic", k.Topic), slog.String("callback", k.Callback), slog.String("login", k.Login))
 	if remaining == 0 {
-		return s.tracker.Untrack(ctx, req.Topic)
+		return s.tracker.Untrack(ctx, k.Topic)
 	}
 	return nil
 }

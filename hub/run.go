@@ -1,0 +1,401 @@
+package hub
+
+import (
+	"context"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/feedgate/feedgate/store"
+)
+
+// Delivery in short. A callback subscription's queue is the topic itself:
+// items are stored durably with contiguous cursors before a publisher is
+// answered, and each subscription keeps, durably, the cursor it has been
+// delivered up to. A delivery job per subscription, in the store's leased
+// timetable, reads the items after that cursor, POSTs them and advances the
+// cursor when the callback answers 2xx, so on several nodes exactly one
+// node works a subscription at a time and a crash loses nothing: the lease
+// runs out and the job is taken again (and the POST marked as a possible
+// redelivery). Jobs are made due when a node's store listener announces new
+// items, and by a sweep (at start, after a listener outage, and
+// periodically) that compares every subscription's cursor with its topic's.
+
+// Run delivers to callbacks and verifies hub.verify=async requests until
+// ctx ends; POSTs in flight then finish (bounded by DeliveryTimeout) before
+// Run returns. It returns at once (nil) on a Service without callbacks.
+func (s *Service) Run(ctx context.Context) error {
+	if !s.CallbacksEnabled() {
+		return nil
+	}
+	var wg sync.WaitGroup
+	for range s.opts.AsyncVerifiers {
+		wg.Go(func() { s.verifyLoop(ctx) })
+	}
+	wg.Go(func() { s.listenLoop(ctx) })
+	wg.Go(func() { s.sweepLoop(ctx) })
+	s.dispatch(ctx)
+	wg.Wait()
+	return nil
+}
+
+// kick wakes the dispatcher.
+func (s *Service) kick() {
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+}
+
+// dispatch claims due jobs while worker slots are free and runs them.
+func (s *Service) dispatch(ctx context.Context) {
+	slots := make(chan struct{}, s.opts.Concurrency)
+	var workers sync.WaitGroup
+	defer workers.Wait()
+	// Workers finish what they started after ctx ends.
+	wctx := context.WithoutCancel(ctx)
+	poll := time.NewTimer(0)
+	defer poll.Stop()
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	failures := 0
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+			s.pages.expire(time.Now())
+			continue
+		case <-s.wake:
+		case <-poll.C:
+		}
+		for {
+			free := s.opts.Concurrency - len(slots)
+			if free <= 0 {
+				s.saturated.Store(true)
+				break
+			}
+			claimedAt := time.Now()
+			claims, err := s.dlv.ClaimDeliveries(ctx, claimedAt, free, s.opts.JobLease)
+			if err != nil {
+				if ctx.Err() == nil {
+					failures++
+					if failures == 1 || failures%100 == 0 {
+						s.log.LogAttrs(ctx, slog.LevelWarn, "claiming delivery jobs failed", slog.String("err", err.Error()), slog.Int("failures", failures))
+					}
+				}
+				break
+			}
+			failures = 0
+			for _, c := range claims {
+				slots <- struct{}{}
+				workers.Go(func() {
+					defer func() {
+						<-slots
+						if s.saturated.CompareAndSwap(true, false) {
+							s.kick()
+						}
+					}()
+					s.work(wctx, c, claimedAt)
+				})
+			}
+			if len(claims) < free {
+				break
+			}
+		}
+		poll.Reset(s.opts.PollInterval)
+	}
+}
+
+// liveTopics is the node's store listener and the topics added to it.
+type liveTopics struct {
+	mu     sync.Mutex
+	l      store.Listener
+	topics map[string]bool
+}
+
+// listenTopic makes this node's listener announce topic's appends (once
+// Run listens). It returns when the listener has taken the topic.
+func (s *Service) listenTopic(ctx context.Context, topic string) {
+	s.live.mu.Lock()
+	defer s.live.mu.Unlock()
+	if s.live.l == nil || s.live.topics[topic] {
+		return
+	}
+	if err := s.live.l.Add(ctx, topic); err != nil {
+		s.log.LogAttrs(ctx, slog.LevelWarn, "listening to a topic failed; its deliveries wait for the next sweep", slog.String("topic", topic), slog.String("err", err.Error()))
+		return
+	}
+	s.live.topics[topic] = true
+}
+
+// syncTopics makes the listener announce exactly the topics with callback
+// subscriptions.
+func (s *Service) syncTopics(ctx context.Context) error {
+	topics, err := s.dlv.DeliveryTopics(ctx)
+	if err != nil {
+		return err
+	}
+	s.live.mu.Lock()
+	defer s.live.mu.Unlock()
+	if s.live.l == nil {
+		return nil
+	}
+	want := make(map[string]bool, len(topics))
+	var add, drop []string
+	for _, t := range topics {
+		want[t] = true
+		if !s.live.topics[t] {
+			add = append(add, t)
+		}
+	}
+	for t := range s.live.topics {
+		if !want[t] {
+			drop = append(drop, t)
+		}
+	}
+	if len(add) > 0 {
+		if err := s.live.l.Add(ctx, add...); err != nil {
+			return err
+		}
+		for _, t := range add {
+			s.live.topics[t] = true
+		}
+	}
+	if len(drop) > 0 {
+		if err := s.live.l.Remove(ctx, drop...); err != nil {
+			return err
+		}
+		for _, t := range drop {
+			delete(s.live.topics, t)
+		}
+	}
+	return nil
+}
+
+func (s *Service) setListener(l store.Listener) {
+	s.live.mu.Lock()
+	defer s.live.mu.Unlock()
+	s.live.l = l
+	s.live.topics = make(map[string]bool)
+}
+
+// listenLoop turns store announcements into due delivery jobs, re-opening
+// the listener when it ends.
+func (s *Service) listenLoop(ctx context.Context) {
+	retry := time.Second
+	for ctx.Err() == nil {
+		l, err := s.store.Listen(ctx)
+		if err != nil {
+			s.log.LogAttrs(ctx, slog.LevelWarn, "opening the store listener failed", slog.String("err", err.Error()))
+			sleep(ctx, retry)
+			retry = min(2*retry, 30*time.Second)
+			continue
+		}
+		retry = time.Second
+		s.setListener(l)
+		if err := s.syncTopics(ctx); err != nil && ctx.Err() == nil {
+			s.log.LogAttrs(ctx, slog.LevelWarn, "listening to delivery topics failed", slog.String("err", err.Error()))
+		}
+		// Whatever was appended while nobody listened.
+		s.requestSweep()
+		s.consume(ctx, l)
+		s.setListener(nil)
+		_ = l.Close()
+	}
+}
+
+func (s *Service) consume(ctx context.Context, l store.Listener) {
+	refresh := time.NewTicker(s.opts.TopicRefresh)
+	defer refresh.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-refresh.C:
+			if err := s.syncTopics(ctx); err != nil && ctx.Err() == nil {
+				s.log.LogAttrs(ctx, slog.LevelWarn, "refreshing delivery topics failed", slog.String("err", err.Error()))
+			}
+		case b, ok := <-l.Batches():
+			if !ok {
+				return
+			}
+			if b.Resync {
+				s.requestSweep()
+				continue
+			}
+			n, err := s.dlv.ScheduleDeliveries(ctx, b.Topic, time.Now())
+			if err != nil {
+				if ctx.Err() == nil {
+					s.log.LogAttrs(ctx, slog.LevelWarn, "scheduling deliveries failed; the sweep will", slog.String("topic", b.Topic), slog.String("err", err.Error()))
+				}
+				continue
+			}
+			if n > 0 {
+				s.kick()
+			}
+		}
+	}
+}
+
+func (s *Service) requestSweep() {
+	select {
+	case s.sweepReq <- struct{}{}:
+	default:
+	}
+}
+
+// sweepLoop sweeps at start, when asked, and every SweepInterval, and
+// refreshes the queue gauges.
+func (s *Service) sweepLoop(ctx context.Context) {
+	if err := s.sweep(ctx, true); err != nil && ctx.Err() == nil {
+		s.log.LogAttrs(ctx, slog.LevelWarn, "delivery sweep failed", slog.String("err", err.Error()))
+	}
+	t := time.NewTicker(s.opts.SweepInterval)
+	defer t.Stop()
+	stats := time.NewTicker(5 * time.Second)
+	defer stats.Stop()
+	s.updateStats(ctx)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-stats.C:
+			s.updateStats(ctx)
+			continue
+		case <-t.C:
+		case <-s.sweepReq:
+		}
+		if err := s.sweep(ctx, false); err != nil && ctx.Err() == nil {
+			s.log.LogAttrs(ctx, slog.LevelWarn, "delivery sweep failed", slog.String("err", err.Error()))
+		}
+	}
+}
+
+func (s *Service) updateStats(ctx context.Context) {
+	st, err := s.dlv.DeliveryStats(ctx, time.Now())
+	if err != nil {
+		return
+	}
+	s.m.queueDepth.Set(float64(st.Due))
+	s.m.leased.Set(float64(st.Leased))
+	s.m.subscriptions.Set(float64(st.Deliveries))
+}
+
+// sweep makes due the jobs of every subscription behind its topic or past
+// its lease, and removes delivery records whose subscription is gone (a
+// node stopped between the two writes of a subscribe or an unsubscribe).
+// The first sweep of a node also removes callback subscriptions that lost
+// their delivery record.
+func (s *Service) sweep(ctx context.Context, first bool) error {
+	topics, err := s.dlv.DeliveryTopics(ctx)
+	if err != nil {
+		return err
+	}
+	now := time.Now()
+	scheduled := 0
+	for _, topic := range topics {
+		page, err := s.store.Read(ctx, topic, store.Query{From: store.Newest, Count: 0})
+		if err != nil {
+			return err
+		}
+		ds, err := s.dlv.TopicDeliveries(ctx, topic)
+		if err != nil {
+			return err
+		}
+		subs, err := s.callbackSubs(ctx, topic)
+		if err != nil {
+			return err
+		}
+		due := false
+		for _, d := range ds {
+			if !subs[subKey(d.Login, d.Callback)] && now.Sub(d.RenewedAt) > orphanGrace {
+				if _, err := s.dlv.DeleteDelivery(ctx, d.DeliveryKey); err != nil {
+					return err
+				}
+				s.m.removed.WithLabelValues(reasonOrphan).Inc()
+				continue
+			}
+			if d.Progress.Delivered < page.Last || (!d.ExpiresAt.IsZero() && !now.Before(d.ExpiresAt)) {
+				due = true
+			}
+		}
+		if due {
+			n, err := s.dlv.ScheduleDeliveries(ctx, topic, now)
+			if err != nil {
+				return err
+			}
+			scheduled += n
+		}
+	}
+	if first {
+		if err := s.removeOrphanSubscriptions(ctx); err != nil {
+			return err
+		}
+	}
+	if scheduled > 0 {
+		s.kick()
+	}
+	return nil
+}
+
+// orphanGrace is how old a delivery record without a subscription must be
+// before a sweep removes it: a subscribe on another node writes the record
+// a moment before the subscription.
+const orphanGrace = time.Minute
+
+func subKey(login, callback string) string { return login + "\x00" + callback }
+
+func (s *Service) callbackSubs(ctx context.Context, topic string) (map[string]bool, error) {
+	subs, err := s.store.TopicSubscriptions(ctx, topic)
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string]bool, len(subs))
+	for _, sub := range subs {
+		if sub.Callback != "" {
+			out[subKey(sub.Login, sub.Callback)] = true
+		}
+	}
+	return out, nil
+}
+
+// removeOrphanSubscriptions removes callback subscriptions without a
+// delivery record: an unsubscribe (or a removal after 410 or expiry)
+// stopped between its two writes.
+func (s *Service) removeOrphanSubscriptions(ctx context.Context) error {
+	topics, err := s.store.TrackedTopics(ctx)
+	if err != nil {
+		return err
+	}
+	for _, topic := range topics {
+		subs, err := s.store.TopicSubscriptions(ctx, topic)
+		if err != nil {
+			return err
+		}
+		for _, sub := range subs {
+			if sub.Callback == "" {
+				continue
+			}
+			k := store.DeliveryKey{Login: sub.Login, Topic: sub.Topic, Callback: sub.Callback}
+			if _, err := s.dlv.Delivery(ctx, k); err == nil {
+				continue
+			} else if !isNotFound(err) {
+				return err
+			}
+			if err := s.remove(ctx, k, reasonOrphan); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func sleep(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
+}
