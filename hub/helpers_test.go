@@ -344,3 +344,8 @@ func eventually(t testing.TB, within time.Duration, what string, cond func() boo
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+func embeddedOpen(dir string) (store.Store, error) { return embedded.Open(dir, store.Options{}) }
+
+// redisStart starts a private redis-server and returns its URL.
+func redisStart(t testing.TB) string { return redistest.Start(t).URL() }

@@ -114,7 +114,8 @@ type DeliveryStore interface {
 	DeliveryTopics(ctx context.Context) ([]string, error)
 
 	// ScheduleDeliveries makes the job of every record of the topic due no
-	// later than at (adding missing jobs) and returns how many records the
+	// later than at (adding missing jobs), but not before the end of a
+	// back-off (see ReleaseDelivery), and returns how many records the
 	// topic has. A job that is claimed stays claimed; it is due again at the
 	// earlier time once released.
 	ScheduleDeliveries(ctx context.Context, topic string, at time.Time) (int, error)
@@ -125,9 +126,13 @@ type DeliveryStore interface {
 	// ReleaseDelivery ends the claim: it stores p as the record's progress
 	// and schedules the job at next, or earlier when ScheduleDeliveries
 	// asked for an earlier time while it was claimed; a zero next (and no
-	// such request) leaves the record without a job. ErrLeaseLost, and
-	// nothing stored, when the claim is no longer held: the lease ran out
-	// and another claim took the job, or the record was deleted.
+	// such request) leaves the record without a job. When p.Attempts > 0
+	// the subscription is backing off after a failure: next is then a
+	// floor, and neither requests made while it was claimed nor later
+	// ScheduleDeliveries (new items) make the job due before it; a
+	// PutDelivery (a renewal) still may. ErrLeaseLost, and nothing stored,
+	// when the claim is no longer held: the lease ran out and another
+	// claim took the job, or the record was deleted.
 	ReleaseDelivery(ctx context.Context, c DeliveryClaim, p DeliveryProgress, next time.Time) error
 	// DeliveryStats counts records and jobs at now.
 	DeliveryStats(ctx context.Context, now time.Time) (DeliveryStats, error)

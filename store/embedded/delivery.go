@@ -41,6 +41,9 @@ type dlvJob struct {
 	Token string `json:"token,omitempty"`
 	Until int64  `json:"until,omitempty"`
 	Again int64  `json:"again,omitempty"`
+	// Hold is the end of a back-off: ScheduleDeliveries does not make the
+	// job due before it.
+	Hold int64 `json:"hold,omitempty"`
 }
 
 func deliveryKey(k store.DeliveryKey) []byte { return tupleKey(k.Topic, k.Callback, k.Login) }
@@ -124,11 +127,15 @@ func (b dlvBuckets) deleteJob(rk []byte) error {
 	return b.jobs.Delete(rk)
 }
 
-// schedule makes the job due no later than at (ms).
-func (b dlvBuckets) schedule(rk []byte, at int64) error {
+// schedule makes the job due no later than at (ms); with hold, not before
+// the end of its back-off.
+func (b dlvBuckets) schedule(rk []byte, at int64, hold bool) error {
 	j, ok, err := b.job(rk)
 	if err != nil {
 		return err
+	}
+	if hold && ok && j.Token == "" && j.Hold > at {
+		at = j.Hold
 	}
 	switch {
 	case !ok:
@@ -194,7 +201,7 @@ func (s *Store) PutDelivery(ctx context.Context, d store.Delivery, due time.Time
 			return err
 		}
 		if !due.IsZero() {
-			return b.schedule(rk, ms(due))
+			return b.schedule(rk, ms(due), false)
 		}
 		return nil
 	}, nil)
@@ -319,7 +326,7 @@ func (s *Store) ScheduleDeliveries(ctx context.Context, topic string, at time.Ti
 			return err
 		}
 		for _, rk := range keys {
-			if err := b.schedule(rk, ms(at)); err != nil {
+			if err := b.schedule(rk, ms(at), true); err != nil {
 				return err
 			}
 		}
@@ -438,14 +445,19 @@ func (s *Store) ReleaseDelivery(ctx context.Context, c store.DeliveryClaim, p st
 		if !next.IsZero() {
 			n = ms(next)
 		}
-		if j.Again != 0 && (n == 0 || j.Again < n) {
+		backoff := p.Attempts > 0 && n != 0
+		if !backoff && j.Again != 0 && (n == 0 || j.Again < n) {
 			n = j.Again
 		}
 		if n == 0 {
 			return b.deleteJob(rk)
 		}
 		old := j
-		return b.putJob(rk, dlvJob{Due: n}, &old)
+		nj := dlvJob{Due: n}
+		if backoff {
+			nj.Hold = n
+		}
+		return b.putJob(rk, nj, &old)
 	}, nil)
 	if err != nil {
 		return err

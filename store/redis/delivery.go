@@ -29,6 +29,7 @@ import (
 //	fg:{dlv}:due        zset  id -> due time (ms); while leased, lease end
 //	fg:{dlv}:lease      hash  id -> "token|until"
 //	fg:{dlv}:again      hash  id -> earliest time asked for while leased
+//	fg:{dlv}:hold       hash  id -> end of a back-off (ms)
 //
 // An id is the SHA-1 of (topic, callback, login). The timetable is separate
 // from ingest's jobs.
@@ -40,6 +41,7 @@ const (
 	dlvDue     = "fg:{dlv}:due"
 	dlvLease   = "fg:{dlv}:lease"
 	dlvAgain   = "fg:{dlv}:again"
+	dlvHold    = "fg:{dlv}:hold"
 )
 
 var _ store.DeliveryStore = (*Store)(nil)
@@ -56,9 +58,14 @@ func dlvID(k store.DeliveryKey) string {
 	return hex.EncodeToString(h.Sum(nil))
 }
 
-// dlvScheduleLua is the Lua function that makes a job due no later than at.
+// dlvScheduleLua is the Lua function that makes a job due no later than at
+// (with hold, not before the end of its back-off).
 const dlvScheduleLua = `
-local function schedule(id, at)
+local function schedule(id, at, hold)
+  if hold then
+    local h = redis.call('HGET', KEYS[9], id)
+    if h and tonumber(h) > at then at = tonumber(h) end
+  end
   if redis.call('HEXISTS', KEYS[6], id) == 1 then
     local a = redis.call('HGET', KEYS[7], id)
     if not a or at < tonumber(a) then redis.call('HSET', KEYS[7], id, at) end
@@ -70,9 +77,9 @@ end
 `
 
 // The scripts take the same KEYS: rec, prog, created, topic set, due,
-// lease, again, topics.
+// lease, again, topics, hold.
 func dlvKeys(topic string) []string {
-	return []string{dlvRec, dlvProg, dlvCreated, dlvTopicKey(topic), dlvDue, dlvLease, dlvAgain, dlvTopics}
+	return []string{dlvRec, dlvProg, dlvCreated, dlvTopicKey(topic), dlvDue, dlvLease, dlvAgain, dlvTopics, dlvHold}
 }
 
 // ARGV: id, record JSON, initial progress JSON, createdAt, topic, due ms or "".
@@ -88,7 +95,7 @@ if redis.call('HEXISTS', KEYS[1], id) == 0 then
   redis.call('SADD', KEYS[8], ARGV[5])
 end
 redis.call('HSET', KEYS[1], id, ARGV[2])
-if ARGV[6] ~= '' then schedule(id, tonumber(ARGV[6])) end
+if ARGV[6] ~= '' then schedule(id, tonumber(ARGV[6]), false) end
 return {created, redis.call('HGET', KEYS[3], id), redis.call('HGET', KEYS[2], id)}
 `)
 
@@ -102,6 +109,7 @@ redis.call('SREM', KEYS[4], id)
 redis.call('ZREM', KEYS[5], id)
 redis.call('HDEL', KEYS[6], id)
 redis.call('HDEL', KEYS[7], id)
+redis.call('HDEL', KEYS[9], id)
 if redis.call('SCARD', KEYS[4]) == 0 then redis.call('SREM', KEYS[8], ARGV[2]) end
 return 1
 `)
@@ -110,11 +118,11 @@ return 1
 var dlvScheduleTopicScript = redis.NewScript(dlvScheduleLua + `
 local ids = redis.call('SMEMBERS', KEYS[4])
 local at = tonumber(ARGV[1])
-for _, id in ipairs(ids) do schedule(id, at) end
+for _, id in ipairs(ids) do schedule(id, at, true) end
 return #ids
 `)
 
-// KEYS: due, lease, again, rec, prog, created. ARGV: now, max, until,
+// KEYS: due, lease, again, rec, prog, created, hold. ARGV: now, max, until,
 // token, scan. Returns a flat list of (retaken, rec, prog, created).
 var dlvClaimScript = redis.NewScript(`
 local now = tonumber(ARGV[1])
@@ -136,9 +144,11 @@ for _, id in ipairs(ids) do
       redis.call('ZREM', KEYS[1], id)
       redis.call('HDEL', KEYS[2], id)
       redis.call('HDEL', KEYS[3], id)
+      redis.call('HDEL', KEYS[7], id)
     else
       redis.call('HSET', KEYS[2], id, ARGV[4] .. '|' .. ARGV[3])
       redis.call('HDEL', KEYS[3], id)
+      redis.call('HDEL', KEYS[7], id)
       redis.call('ZADD', KEYS[1], tonumber(ARGV[3]), id)
       n = n + 1
       out[#out + 1] = retaken
@@ -151,8 +161,9 @@ end
 return out
 `)
 
-// KEYS: due, lease, again, rec, prog. ARGV: id, token, progress JSON,
-// next ms or "". Returns 0 when the lease is not held.
+// KEYS: due, lease, again, rec, prog, hold. ARGV: id, token, progress
+// JSON, next ms or "", "1" when backing off. Returns 0 when the lease is
+// not held.
 var dlvReleaseScript = redis.NewScript(`
 local id = ARGV[1]
 local l = redis.call('HGET', KEYS[2], id)
@@ -165,7 +176,9 @@ local n = nil
 if ARGV[4] ~= '' then n = tonumber(ARGV[4]) end
 local a = redis.call('HGET', KEYS[3], id)
 redis.call('HDEL', KEYS[3], id)
-if a then
+if n and ARGV[5] == '1' then
+  redis.call('HSET', KEYS[6], id, n)
+elseif a then
   a = tonumber(a)
   if not n or a < n then n = a end
 end
@@ -353,7 +366,7 @@ func (s *Store) ClaimDeliveries(ctx context.Context, now time.Time, max int, lea
 	token := hex.EncodeToString(b[:])
 	until := msOf(now.Add(lease))
 	res, err := dlvClaimScript.Run(ctx, s.rdb,
-		[]string{dlvDue, dlvLease, dlvAgain, dlvRec, dlvProg, dlvCreated},
+		[]string{dlvDue, dlvLease, dlvAgain, dlvRec, dlvProg, dlvCreated, dlvHold},
 		msOf(now), max, until, token, dlvClaimScan).Slice()
 	if err != nil && !errors.Is(err, redis.Nil) {
 		return nil, s.wrap("claim deliveries", err)
@@ -383,10 +396,14 @@ func (s *Store) ReleaseDelivery(ctx context.Context, c store.DeliveryClaim, p st
 	if !next.IsZero() {
 		n = strconv.FormatInt(msOf(next), 10)
 	}
+	backoff := "0"
+	if p.Attempts > 0 {
+		backoff = "1"
+	}
 	k := c.Delivery.DeliveryKey
 	held, err := dlvReleaseScript.Run(ctx, s.rdb,
-		[]string{dlvDue, dlvLease, dlvAgain, dlvRec, dlvProg},
-		dlvID(k), c.Token, pv, n).Int()
+		[]string{dlvDue, dlvLease, dlvAgain, dlvRec, dlvProg, dlvHold},
+		dlvID(k), c.Token, pv, n, backoff).Int()
 	if err != nil {
 		return s.wrap("release delivery", err)
 	}

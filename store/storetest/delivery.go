@@ -38,6 +38,7 @@ func RunDelivery(t *testing.T, open Opener) {
 	t.Run("Listing", func(t *testing.T) { t.Parallel(); deliveryListing(t, o(t)) })
 	t.Run("ClaimRelease", func(t *testing.T) { t.Parallel(); deliveryClaimRelease(t, o(t)) })
 	t.Run("ScheduleWhileClaimed", func(t *testing.T) { t.Parallel(); deliveryScheduleWhileClaimed(t, o(t)) })
+	t.Run("BackOff", func(t *testing.T) { t.Parallel(); deliveryBackOff(t, o(t)) })
 	t.Run("LeaseExpiry", func(t *testing.T) { t.Parallel(); deliveryLeaseExpiry(t, o(t)) })
 	t.Run("DeleteWhileClaimed", func(t *testing.T) { t.Parallel(); deliveryDeleteWhileClaimed(t, o(t)) })
 	t.Run("Stats", func(t *testing.T) { t.Parallel(); deliveryStats(t, o(t)) })
@@ -333,6 +334,49 @@ func deliveryScheduleWhileClaimed(t *testing.T, s store.DeliveryStore) {
 	}
 	if cs, err := s.ClaimDeliveries(ctx, dlvBase.Add(1000*time.Hour), 10, time.Minute); err != nil || len(cs) != 0 {
 		t.Fatalf("a released job without next is still claimable: %v %v", claimKeys(cs), err)
+	}
+}
+
+func deliveryBackOff(t *testing.T, s store.DeliveryStore) {
+	ctx := testContext(t)
+	topic := "https://i.example/feed"
+	d := newDelivery(topic, "https://cb.example/", "ann")
+	if _, _, err := s.PutDelivery(ctx, d, dlvBase); err != nil {
+		t.Fatal(err)
+	}
+	cs, err := s.ClaimDeliveries(ctx, dlvBase, 10, time.Minute)
+	if err != nil || len(cs) != 1 {
+		t.Fatalf("claim: %v %v", claimKeys(cs), err)
+	}
+	// New items while the failing attempt is out do not cut its back-off.
+	if _, err := s.ScheduleDeliveries(ctx, topic, dlvBase.Add(time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	failing := store.DeliveryProgress{Delivered: 7, Attempts: 1, FailingSince: dlvBase, LastError: "500"}
+	retryAt := dlvBase.Add(10 * time.Second)
+	if err := s.ReleaseDelivery(ctx, cs[0], failing, retryAt); err != nil {
+		t.Fatal(err)
+	}
+	// Nor do new items after it.
+	if _, err := s.ScheduleDeliveries(ctx, topic, dlvBase.Add(2*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	if cs, err := s.ClaimDeliveries(ctx, dlvBase.Add(9*time.Second), 10, time.Minute); err != nil || len(cs) != 0 {
+		t.Fatalf("a job backing off was claimed before its retry time: %v %v", claimKeys(cs), err)
+	}
+	cs, err = s.ClaimDeliveries(ctx, retryAt, 10, time.Minute)
+	if err != nil || len(cs) != 1 || cs[0].Delivery.Progress.Attempts != 1 {
+		t.Fatalf("claim at the retry time: %+v %v", cs, err)
+	}
+	// Once it succeeds, new items make it due at once again.
+	if err := s.ReleaseDelivery(ctx, cs[0], store.DeliveryProgress{Delivered: 8}, dlvBase.Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.ScheduleDeliveries(ctx, topic, retryAt.Add(time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	if cs, err := s.ClaimDeliveries(ctx, retryAt.Add(time.Second), 10, time.Minute); err != nil || len(cs) != 1 {
+		t.Fatalf("after a success new items did not make the job due: %v %v", claimKeys(cs), err)
 	}
 }
 
