@@ -31,7 +31,7 @@ const testHubURL = "http://gateway.test/hub"
 // env is a hub with delivery running on a real store, with real ingest as
 // its tracker and a fetcher allowed to reach loopback callbacks.
 type env struct {
-	t     *testing.T
+	t     testing.TB
 	st    store.Store
 	ing   *ingest.Service
 	hub   *Service
@@ -88,7 +88,7 @@ func newRedisEnv(t *testing.T, tune ...func(*Options)) *env {
 	return newEnvOn(t, openRedis(t, redistest.Start(t).URL(), store.Options{}), tune...)
 }
 
-func newEnvOn(t *testing.T, st store.Store, tune ...func(*Options)) *env {
+func newEnvOn(t testing.TB, st store.Store, tune ...func(*Options)) *env {
 	t.Helper()
 	is, ok := st.(store.IngestStore)
 	if !ok {
