@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -12,6 +13,8 @@ import (
 	"time"
 
 	"github.com/mmcdole/gofeed"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/common/expfmt"
 
 	"github.com/feedgate/feedgate/feed"
 	"github.com/feedgate/feedgate/ingest"
@@ -144,6 +147,47 @@ func TestRetryUntilSuccess(t *testing.T) {
 	if pr.Delivered != items[1].Cursor || pr.Attempts != 0 || pr.Failed != 2 || pr.Succeeded != 1 || !strings.Contains(pr.LastError, "500") {
 		t.Fatalf("progress %+v", pr)
 	}
+	for _, c := range []struct {
+		metric string
+		want   float64
+	}{
+		{`feedgate_hub_delivery_attempts_total`, 3},
+		{`feedgate_hub_deliveries_succeeded_total`, 1},
+		{`feedgate_hub_deliveries_failed_total{reason="http_5xx"}`, 2},
+		{`feedgate_hub_delivered_items_total`, 2},
+		{`feedgate_hub_delivery_retry_age_seconds_count`, 2},
+		{`feedgate_hub_verifications_total{mode="subscribe",result="ok"}`, 1},
+	} {
+		if got := metricValue(t, e.reg, c.metric); got != c.want {
+			t.Errorf("%s = %v, want %v", c.metric, got, c.want)
+		}
+	}
+}
+
+// metricValue reads one sample from the registry's text exposition.
+func metricValue(t *testing.T, reg *prometheus.Registry, name string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	for _, mf := range mfs {
+		if _, err := expfmt.MetricFamilyToText(&buf, mf); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, line := range strings.Split(buf.String(), "\n") {
+		if v, ok := strings.CutPrefix(line, name+" "); ok {
+			f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return f
+		}
+	}
+	t.Fatalf("metric %s not found in\n%s", name, buf.String())
+	return 0
 }
 
 func TestGoneRemovesSubscription(t *testing.T) {
