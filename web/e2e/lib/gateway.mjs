@@ -77,6 +77,13 @@ export class Gateway {
     clearTimeout(t);
   }
 
+  // restart ends the gateway with signal (SIGTERM: a graceful shutdown, SIGKILL: a crash) and
+  // starts it again on the same port and data dir.
+  async restart(signal = 'SIGTERM') {
+    await this.stop(signal);
+    return this.start();
+  }
+
   async cleanup() {
     await this.stop();
     if (this.dataDir) await rm(this.dataDir, { recursive: true, force: true });
