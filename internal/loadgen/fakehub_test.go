@@ -167,12 +167,22 @@ func (h *fakeHub) notification(items []fakeItem) []byte {
 }
 
 func (h *fakeHub) listen() chan []byte {
-	ch := make(chan []byte, 1024)
+	ch, _ := h.admit()
+	return ch
+}
+
+// admit registers a listener unless maxStreams are already open; the check and
+// the count happen under one lock so concurrent clients cannot slip past it.
+func (h *fakeHub) admit() (chan []byte, bool) {
 	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.maxStreams > 0 && h.streams >= h.maxStreams {
+		return nil, false
+	}
+	ch := make(chan []byte, 1024)
 	h.listeners[ch] = true
 	h.streams++
-	h.mu.Unlock()
-	return ch
+	return ch, true
 }
 
 func (h *fakeHub) unlisten(ch chan []byte) {
@@ -188,14 +198,11 @@ func (h *fakeHub) faults() (dup, drop int) {
 }
 
 func (h *fakeHub) stream(w http.ResponseWriter, r *http.Request, sse bool) {
-	h.mu.Lock()
-	full := h.maxStreams > 0 && h.streams >= h.maxStreams
-	h.mu.Unlock()
-	if full {
+	ch, ok := h.admit()
+	if !ok {
 		http.Error(w, "too many connections for this user", http.StatusTooManyRequests)
 		return
 	}
-	ch := h.listen()
 	defer h.unlisten(ch)
 	fl := w.(http.Flusher)
 	if sse {
