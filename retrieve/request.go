@@ -135,7 +135,8 @@ func Parse(r *http.Request, p api.Params, lim Limits) (Request, error) {
 	}
 
 	req.Topics = p.List("hub.topic")
-	if len(req.Topics) == 0 {
+	// A WebSocket may open with no topic and subscribe by message.
+	if len(req.Topics) == 0 && !req.WebSocket {
 		return req, api.Invalid("hub.topic is required: give the feed URL to retrieve")
 	}
 	live := req.Wait == Stream || req.Format == SSE || req.WebSocket

@@ -23,6 +23,7 @@ import (
 	"github.com/feedgate/feedgate/store"
 	"github.com/feedgate/feedgate/store/embedded"
 	redisstore "github.com/feedgate/feedgate/store/redis"
+	"github.com/feedgate/feedgate/stream"
 )
 
 // gateway is a full gateway node on a real listener.
@@ -80,11 +81,17 @@ func newGateway(t *testing.T, st store.Store) *gateway {
 	}
 	srv := httptest.NewUnstartedServer(nil)
 	public := "http://" + srv.Listener.Addr().String()
+	rs := retrieve.New(st, public+"/", retrieve.Limits{MaxTimeout: 5 * time.Second})
+	broker, err := stream.New(st, rs, stream.Options{Registry: reg})
+	if err != nil {
+		t.Fatal(err)
+	}
 	srv.Config.Handler = server.New(server.Config{
 		Role:           server.RoleAll,
 		Store:          st,
 		Auth:           auth.NewAuthenticator(st, time.Second),
-		Retrieve:       retrieve.New(st, public+"/", retrieve.Limits{MaxTimeout: 5 * time.Second}),
+		Retrieve:       rs,
+		Live:           broker,
 		Hub:            hub.New(st, ing),
 		Publish:        ing,
 		Callback:       ing,
@@ -93,7 +100,11 @@ func newGateway(t *testing.T, st store.Store) *gateway {
 		Registry:       reg,
 	})
 	srv.Start()
-	t.Cleanup(srv.Close)
+	t.Cleanup(func() {
+		broker.Shutdown(context.Background())
+		srv.Close()
+		broker.Close()
+	})
 	token, err := auth.AddUser(ctx, st, auth.NewUser{Login: "root", Rights: store.AllRights})
 	if err != nil {
 		t.Fatal(err)
