@@ -1,5 +1,6 @@
 # feedgate — build and test.
-#   make test    installs what the tests need (redis-server) when missing, then
+#   make test    installs what the tests need (redis-server, node and the npm
+#                packages of the test folders, chromium) when missing, then
 #                checks formatting, runs go vet and the whole suite with -race.
 #   make run     runs the gateway on :8080 with the embedded store.
 #   make bench   runs the Go benchmarks (see BENCHMARKS.md for the load runs).
@@ -17,6 +18,11 @@ deps:
 		echo "installing redis-server (apt-get)"; \
 		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq redis-server >/dev/null; }
 	@redis-server --version
+	@command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1 || { \
+		echo "installing nodejs and npm (apt-get)"; \
+		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq nodejs npm >/dev/null; }
+	@[ -d hub/testdata/websub-subscriber/node_modules/pubsubhubbub ] || \
+		npm ci --no-audit --no-fund --loglevel=error --prefix hub/testdata/websub-subscriber
 
 fmt-check:
 	@out="$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))"; \

@@ -157,6 +157,10 @@ func (h *handlers) subscribe(c *gin.Context, p api.Params, principal *auth.Princ
 			fail(c, p, err)
 			return
 		}
+		if req.Async && req.Callback != "" {
+			c.Status(http.StatusAccepted)
+			return
+		}
 		c.Status(http.StatusNoContent)
 		return
 	}
@@ -164,7 +168,7 @@ func (h *handlers) subscribe(c *gin.Context, p api.Params, principal *auth.Princ
 		fail(c, p, err)
 		return
 	}
-	if req.Async {
+	if req.Async && req.Callback != "" {
 		c.Status(http.StatusAccepted)
 		return
 	}

@@ -56,6 +56,14 @@ type ServeCmd struct {
 	MaxLifetime     time.Duration `name:"max-lifetime" env:"FEEDGATE_MAX_LIFETIME" default:"0s" help:"End streams after this long (minus up to 10% jitter), telling clients to reconnect; 0: never."`
 	MaxConnsPerUser int           `name:"max-conns-per-user" env:"FEEDGATE_MAX_CONNS_PER_USER" default:"1000" help:"Streams, sockets and held long-polls one user may have open on a node (429 beyond); 0: no limit."`
 
+	LeaseDefault        time.Duration `name:"lease-default" env:"FEEDGATE_LEASE_DEFAULT" default:"240h" help:"Lease of a callback subscription that asks for none (hub.lease_seconds)."`
+	LeaseMax            time.Duration `name:"lease-max" env:"FEEDGATE_LEASE_MAX" default:"8760h" help:"Longest lease a callback subscription may get; longer requests are clamped."`
+	DeliveryConcurrency int           `name:"delivery-concurrency" env:"FEEDGATE_DELIVERY_CONCURRENCY" default:"128" help:"Webhook POSTs one node has in flight."`
+	DeliveryPerCallback int           `name:"delivery-per-callback" env:"FEEDGATE_DELIVERY_PER_CALLBACK" default:"4" help:"Webhook POSTs in flight to one callback URL."`
+	DeliveryTimeout     time.Duration `name:"delivery-timeout" env:"FEEDGATE_DELIVERY_TIMEOUT" default:"15s" help:"Time limit of one webhook POST."`
+	RetryAttempts       int           `name:"retry-attempts" env:"FEEDGATE_RETRY_ATTEMPTS" default:"16" help:"Failed attempts after which a webhook delivery is given up (the subscription goes on with later items)."`
+	RetryMaxAge         time.Duration `name:"retry-max-age" env:"FEEDGATE_RETRY_MAX_AGE" default:"24h" help:"Age of a failing webhook delivery after which it is given up."`
+
 	ShutdownTimeout time.Duration `name:"shutdown-timeout" env:"FEEDGATE_SHUTDOWN_TIMEOUT" default:"10s" help:"How long SIGTERM waits for in-flight requests."`
 }
 
@@ -129,12 +137,26 @@ func (c *ServeCmd) Run(ctx context.Context) error {
 		return err
 	}
 	defer broker.Close()
+	retry := hub.DefaultRetry
+	retry.MaxAttempts, retry.MaxAge = c.RetryAttempts, c.RetryMaxAge
+	hubSvc := hub.New(st, ing, hub.WithOptions(hub.Options{
+		PublicHubURL:    public + "/hub",
+		Fetcher:         ing.Fetcher(),
+		LeaseDefault:    c.LeaseDefault,
+		LeaseMax:        c.LeaseMax,
+		Concurrency:     c.DeliveryConcurrency,
+		PerCallback:     c.DeliveryPerCallback,
+		DeliveryTimeout: c.DeliveryTimeout,
+		Retry:           retry,
+		Registerer:      reg,
+		Logger:          log,
+	}))
 	handler := server.New(server.Config{
 		Role:           server.Role(c.Role),
 		Store:          st,
 		Auth:           authn,
 		Retrieve:       rs,
-		Hub:            hub.New(st, ing),
+		Hub:            hubSvc,
 		Publish:        ing,
 		Callback:       ing,
 		Live:           broker,
@@ -165,6 +187,15 @@ func (c *ServeCmd) Run(ctx context.Context) error {
 		wg.Go(func() {
 			if err := ing.Run(runCtx); err != nil && !errors.Is(err, context.Canceled) {
 				log.Error("ingest stopped", slog.Any("err", err))
+			}
+		})
+	}
+	if c.Role != string(server.RoleIngest) {
+		// Webhook deliveries and hub.verify=async verifications run where
+		// the hub endpoint is served.
+		wg.Go(func() {
+			if err := hubSvc.Run(runCtx); err != nil && !errors.Is(err, context.Canceled) {
+				log.Error("webhook delivery stopped", slog.Any("err", err))
 			}
 		})
 	}
