@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"log/slog"
@@ -61,6 +62,10 @@ func AcceptsJSON(r *http.Request) bool {
 	return false
 }
 
+// ClientClosed answers a request whose client went away (nginx's 499): it
+// is never seen by the client and is not a server error.
+var ClientClosed = &Error{Code: 499, Message: "the client closed the request"}
+
 // ErrorOf turns any error into an *Error: store unavailability is a 503;
 // anything unexpected is a 500 that hides internals (and is logged).
 func ErrorOf(err error) *Error {
@@ -69,6 +74,10 @@ func ErrorOf(err error) *Error {
 	}
 	if errors.Is(err, store.ErrUnavailable) {
 		return Unavailable
+	}
+	if errors.Is(err, context.Canceled) {
+		// The client went away before the answer; nothing to log.
+		return ClientClosed
 	}
 	slog.Error("internal error", slog.Any("err", err))
 	return Errorf(http.StatusInternalServerError, "internal error; the request was not completed, retry later")
