@@ -7,6 +7,8 @@ package store
 import (
 	"context"
 	"errors"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/feedgate/feedgate/feed"
@@ -28,6 +30,46 @@ const DefaultRetention = 1000
 type Options struct {
 	// Retention is the number of items kept per topic (DefaultRetention when 0).
 	Retention int
+	// Changes, when set, is told of this store client's own writes (see
+	// ChangeHook).
+	Changes *ChangeHook
+}
+
+// ChangeHook tells a node's caches of the node's own writes before the
+// writer is answered, so that a client that writes and then reads on the
+// same node sees its write, whatever the delay of the live notifications.
+// Backends call Changed after an Append that stored at least one item and
+// after a successful UpdateTopic; writes by other store clients (other
+// nodes) do not reach it: caches learn of those through Live.
+type ChangeHook struct {
+	mu  sync.Mutex
+	fns atomic.Pointer[[]func(topic string)]
+}
+
+// OnChange registers fn, called synchronously with the topic of every
+// change; fn must be quick and must not write to the store.
+func (h *ChangeHook) OnChange(fn func(topic string)) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	var fns []func(string)
+	if old := h.fns.Load(); old != nil {
+		fns = append(fns, *old...)
+	}
+	fns = append(fns, fn)
+	h.fns.Store(&fns)
+}
+
+// Changed reports a change of topic to every registered function. A nil
+// hook does nothing.
+func (h *ChangeHook) Changed(topic string) {
+	if h == nil {
+		return
+	}
+	if fns := h.fns.Load(); fns != nil {
+		for _, fn := range *fns {
+			fn(topic)
+		}
+	}
 }
 
 // RetentionOrDefault returns the configured retention.

@@ -89,6 +89,8 @@ type Store struct {
 	live   live
 	cache  itemCache
 	states stateCache
+	// changes hears of appends and topic updates.
+	changes *store.ChangeHook
 }
 
 // Open opens (creating it if needed) the store in dir. It fails with an
@@ -125,6 +127,7 @@ func Open(dir string, opts store.Options) (*Store, error) {
 		db:        db,
 		dir:       dir,
 		retention: opts.RetentionOrDefault(),
+		changes:   opts.Changes,
 		ops:       make(chan *op),
 		maxGroup:  maxGroup,
 		closing:   make(chan struct{}),

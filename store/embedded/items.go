@@ -157,6 +157,9 @@ func (s *Store) Append(ctx context.Context, topic string, items []feed.Item) ([]
 	if err := s.write(ctx, apply, committed); err != nil {
 		return nil, err
 	}
+	if len(stored) > 0 {
+		s.changes.Changed(topic)
+	}
 	return stored, nil
 }
 

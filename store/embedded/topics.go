@@ -73,5 +73,8 @@ func (s *Store) UpdateTopic(ctx context.Context, topic string, fn func(*store.To
 	if err != nil {
 		return err
 	}
+	if fnErr == nil {
+		s.changes.Changed(topic)
+	}
 	return fnErr
 }

@@ -64,6 +64,9 @@ func (s *Store) Append(ctx context.Context, topic string, items []feed.Item) ([]
 		it.Cursor = feed.Cursor(first + int64(j))
 		out = append(out, it)
 	}
+	if len(out) > 0 {
+		s.changes.Changed(topic)
+	}
 	return out, nil
 }
 

@@ -63,6 +63,8 @@ type Store struct {
 	// back (see append.lua).
 	keep int
 	meta metaCache
+	// changes hears of this client's appends and topic updates.
+	changes *store.ChangeHook
 
 	mu        sync.Mutex
 	listeners map[*listener]struct{}
@@ -115,6 +117,7 @@ func New(ctx context.Context, url string, opts store.Options) (*Store, error) {
 		addr:      o.Addr,
 		retention: opts.RetentionOrDefault(),
 		opTimeout: o.DialTimeout + o.ReadTimeout,
+		changes:   opts.Changes,
 		listeners: make(map[*listener]struct{}),
 	}
 	s.keep = max(4*s.retention, 5000)

@@ -33,7 +33,7 @@ func (s *Store) Topic(ctx context.Context, topic string) (store.TopicState, erro
 // changed the state in between.
 func (s *Store) UpdateTopic(ctx context.Context, topic string, fn func(*store.TopicState) error) error {
 	key := keysOf(topic).meta
-	return s.update(ctx, "update topic", key, func(tx *redis.Tx) (string, error) {
+	err := s.update(ctx, "update topic", key, func(tx *redis.Tx) (string, error) {
 		ts := store.TopicState{Topic: topic}
 		v, err := tx.Get(ctx, key).Result()
 		switch {
@@ -55,6 +55,10 @@ func (s *Store) UpdateTopic(ctx context.Context, topic string, fn func(*store.To
 		}
 		return string(b), nil
 	})
+	if err == nil {
+		s.changes.Changed(topic)
+	}
+	return err
 }
 
 // errFn carries an error of the caller's function through update unchanged.

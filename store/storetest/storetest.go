@@ -29,6 +29,8 @@
 //     nothing announces nothing; after Remove returns no batch of a removed
 //     topic is delivered; Close closes the Batches channel. Within one topic
 //     batches arrive in cursor order, also when appends race.
+//   - Options.Changes hears, before the write returns, of every Append that
+//     stored items and every successful UpdateTopic, and of nothing else.
 //   - ListSubscriptions orders by topic, then callback, then login.
 //   - Users and subscriptions keep times to the second at least (compared
 //     with time.Equal at second precision).
@@ -63,6 +65,7 @@ func Run(t *testing.T, open Opener) {
 	t.Run("Users", func(t *testing.T) { runUsers(t, o) })
 	t.Run("Subscriptions", func(t *testing.T) { runSubscriptions(t, o) })
 	t.Run("Concurrency", func(t *testing.T) { runConcurrency(t, o) })
+	t.Run("Changes", func(t *testing.T) { runChanges(t, o) })
 }
 
 // OpenerPair opens two Store values over the same fresh, empty backing data,
