@@ -17,12 +17,25 @@ type Service struct {
 	store  store.Store
 	hubURL string
 	limits Limits
+	cache  *Cache
+}
+
+// Option configures a Service.
+type Option func(*Service)
+
+// WithCache has Retrieve answer reads of the newest items from c.
+func WithCache(c *Cache) Option {
+	return func(s *Service) { s.cache = c }
 }
 
 // New returns a Service. hubURL is the gateway's public hub endpoint,
 // announced as rel="hub" in Atom.
-func New(st store.Store, hubURL string, lim Limits) *Service {
-	return &Service{store: st, hubURL: hubURL, limits: lim.withDefaults()}
+func New(st store.Store, hubURL string, lim Limits, opts ...Option) *Service {
+	s := &Service{store: st, hubURL: hubURL, limits: lim.withDefaults()}
+	for _, o := range opts {
+		o(s)
+	}
+	return s
 }
 
 // Limits returns the limits requests are parsed with.
@@ -98,10 +111,27 @@ func (s *Service) ResolveCursor(ctx context.Context, topic, raw string) (feed.Cu
 	return c, err
 }
 
-// Load reads a page of topic and returns it as a notification with the
-// topic's status (newest cursor, gap).
+// Load reads a page of topic from the store and returns it as a
+// notification with the topic's status (newest cursor, gap). Streams and
+// long-polls join their live subscription to what Load returns, so it
+// always reads the store: an item appended on another node just before the
+// subscription must be in it.
 func (s *Service) Load(ctx context.Context, topic string, q store.Query) (*feed.Notification, error) {
 	page, err := s.store.Read(ctx, topic, q)
+	if err != nil {
+		return nil, err
+	}
+	return Notification(topic, page), nil
+}
+
+// Retrieve is Load for a one-shot retrieve answer: the newest items may
+// come from the node's cache (see Cache), where other nodes' appends show
+// after the live notification delay and this node's own at once.
+func (s *Service) Retrieve(ctx context.Context, topic string, q store.Query) (*feed.Notification, error) {
+	if s.cache == nil {
+		return s.Load(ctx, topic, q)
+	}
+	page, err := s.cache.Read(ctx, topic, q)
 	if err != nil {
 		return nil, err
 	}

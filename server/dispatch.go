@@ -137,7 +137,7 @@ func (h *handlers) retrieve(c *gin.Context, p api.Params, principal *auth.Princi
 		fail(c, p, err)
 		return
 	}
-	n, err := svc.Load(ctx, topic, q)
+	n, err := svc.Retrieve(ctx, topic, q)
 	if err != nil {
 		fail(c, p, err)
 		return
@@ -181,7 +181,7 @@ func (h *handlers) subscribe(c *gin.Context, p api.Params, principal *auth.Princ
 		fail(c, p, err)
 		return
 	}
-	n, err := h.cfg.Retrieve.Load(ctx, req.Topic, store.Query{From: store.Newest, Count: rreq.Count})
+	n, err := h.cfg.Retrieve.Retrieve(ctx, req.Topic, store.Query{From: store.Newest, Count: rreq.Count})
 	if err != nil {
 		fail(c, p, err)
 		return

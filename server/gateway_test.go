@@ -61,27 +61,38 @@ func backends() []backend {
 	}
 }
 
-// forEachStore runs f against a fresh gateway on every backend.
+// forEachStore runs f against a fresh gateway on every backend, with the
+// retrieve cache on as `gateway serve` has it.
 func forEachStore(t *testing.T, opts store.Options, f func(t *testing.T, g *gateway)) {
 	for _, b := range backends() {
 		t.Run(b.name, func(t *testing.T) {
 			t.Parallel()
-			f(t, newGateway(t, b.open(t, opts)))
+			opts := opts
+			opts.Changes = new(store.ChangeHook)
+			f(t, newGateway(t, b.open(t, opts), opts.Changes))
 		})
 	}
 }
 
-func newGateway(t *testing.T, st store.Store) *gateway {
+// newGateway serves st; with changes (the hook st was opened with) set,
+// retrieves go through a retrieve cache.
+func newGateway(t *testing.T, st store.Store, changes *store.ChangeHook) *gateway {
 	t.Helper()
 	ctx := context.Background()
 	reg := prometheus.NewRegistry()
+	var rsOpts []retrieve.Option
+	if changes != nil {
+		cache := retrieve.NewCache(ctx, st, retrieve.CacheOptions{Changes: changes, Registerer: reg})
+		t.Cleanup(func() { cache.Close() })
+		rsOpts = append(rsOpts, retrieve.WithCache(cache))
+	}
 	ing, err := ingest.New(st, st.(store.IngestStore), ingest.Options{AllowPrivate: true, Registerer: reg})
 	if err != nil {
 		t.Fatal(err)
 	}
 	srv := httptest.NewUnstartedServer(nil)
 	public := "http://" + srv.Listener.Addr().String()
-	rs := retrieve.New(st, public+"/", retrieve.Limits{MaxTimeout: 5 * time.Second})
+	rs := retrieve.New(st, public+"/", retrieve.Limits{MaxTimeout: 5 * time.Second}, rsOpts...)
 	broker, err := stream.New(st, rs, stream.Options{Registry: reg})
 	if err != nil {
 		t.Fatal(err)

@@ -18,12 +18,13 @@ import (
 func TestRedisOutage(t *testing.T) {
 	t.Parallel()
 	srv := redistest.Start(t, redistest.AppendOnly())
-	st, err := redisstore.New(context.Background(), srv.URL(), store.Options{})
+	changes := new(store.ChangeHook)
+	st, err := redisstore.New(context.Background(), srv.URL(), store.Options{Changes: changes})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
-	g := newGateway(t, st)
+	g := newGateway(t, st, changes)
 	g.subscribe(g.admin, topic)
 	g.fatPing(g.admin, topic, "urn:1", "One")
 

@@ -58,7 +58,8 @@ func run(listen, pprofAddr, redisURL, dataDir string) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	opts := store.Options{Retention: 1000}
+	changes := new(store.ChangeHook)
+	opts := store.Options{Retention: 1000, Changes: changes}
 	var st store.Store
 	var err error
 	if redisURL != "" {
@@ -84,7 +85,9 @@ func run(listen, pprofAddr, redisURL, dataDir string) error {
 	if err != nil {
 		return err
 	}
-	rs := retrieve.New(st, public+"/", retrieve.Limits{MaxCount: 50, DefaultTimeout: 30 * time.Second, MaxTimeout: 120 * time.Second})
+	cache := retrieve.NewCache(ctx, st, retrieve.CacheOptions{Count: 50, Changes: changes, Registerer: reg, Logger: log})
+	defer cache.Close()
+	rs := retrieve.New(st, public+"/", retrieve.Limits{MaxCount: 50, DefaultTimeout: 30 * time.Second, MaxTimeout: 120 * time.Second}, retrieve.WithCache(cache))
 	broker, err := stream.New(st, rs, stream.Options{Registry: reg, Logger: log})
 	if err != nil {
 		return err

@@ -30,12 +30,13 @@ type StoreConfig struct {
 	Retention int    `env:"FEEDGATE_RETENTION" default:"1000" help:"Items kept per topic; older ones are trimmed."`
 }
 
-// open opens the configured store.
-func (c StoreConfig) open(ctx context.Context) (store.Store, error) {
+// open opens the configured store; changes (may be nil) hears of the
+// writes made through it.
+func (c StoreConfig) open(ctx context.Context, changes *store.ChangeHook) (store.Store, error) {
 	if c.Retention < 1 {
 		return nil, fmt.Errorf("--retention must be at least 1 (got %d)", c.Retention)
 	}
-	opts := store.Options{Retention: c.Retention}
+	opts := store.Options{Retention: c.Retention, Changes: changes}
 	if c.RedisURL != "" {
 		return redisstore.New(ctx, c.RedisURL, opts)
 	}

@@ -45,6 +45,7 @@ type ServeCmd struct {
 	PollTimeout    time.Duration `name:"poll-timeout" env:"FEEDGATE_POLL_TIMEOUT" default:"30s" help:"Default wait=poll timeout."`
 	MaxPollTimeout time.Duration `name:"max-poll-timeout" env:"FEEDGATE_MAX_POLL_TIMEOUT" default:"120s" help:"Largest wait=poll timeout a client may ask for."`
 	AuthCache      time.Duration `name:"auth-cache" env:"FEEDGATE_AUTH_CACHE" default:"5s" help:"How long a node caches verified credentials (a removed token may work that long on other nodes)."`
+	RetrieveCache  int           `name:"retrieve-cache" env:"FEEDGATE_RETRIEVE_CACHE" default:"10000" help:"Topics whose newest items a node keeps in memory for retrieve answers (0: off). Other nodes' appends show after the live notification delay, topic status is at most 1s old."`
 
 	FetchConcurrency int           `name:"fetch-concurrency" env:"FEEDGATE_FETCH_CONCURRENCY" default:"16" help:"Fetches and hub requests run at once by an ingest node."`
 	MinPeriod        time.Duration `name:"min-period" env:"FEEDGATE_MIN_PERIOD" default:"1m" help:"Shortest polling period of a feed."`
@@ -87,7 +88,8 @@ func (c *ServeCmd) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	st, err := c.open(ctx)
+	changes := new(store.ChangeHook)
+	st, err := c.open(ctx, changes)
 	if err != nil {
 		return err
 	}
@@ -121,7 +123,22 @@ func (c *ServeCmd) Run(ctx context.Context) error {
 		return err
 	}
 	authn := auth.NewAuthenticator(st, c.AuthCache)
-	rs := retrieve.New(st, public+"/", retrieve.Limits{MaxCount: c.MaxCount, DefaultTimeout: c.PollTimeout, MaxTimeout: c.MaxPollTimeout})
+	var rsOpts []retrieve.Option
+	if c.RetrieveCache < 0 {
+		return fmt.Errorf("--retrieve-cache must be 0 (off) or more (got %d)", c.RetrieveCache)
+	}
+	if c.RetrieveCache > 0 && c.Role != string(server.RoleIngest) {
+		cache := retrieve.NewCache(ctx, st, retrieve.CacheOptions{
+			Topics:     c.RetrieveCache,
+			Count:      c.MaxCount,
+			Changes:    changes,
+			Registerer: reg,
+			Logger:     log,
+		})
+		defer cache.Close()
+		rsOpts = append(rsOpts, retrieve.WithCache(cache))
+	}
+	rs := retrieve.New(st, public+"/", retrieve.Limits{MaxCount: c.MaxCount, DefaultTimeout: c.PollTimeout, MaxTimeout: c.MaxPollTimeout}, rsOpts...)
 	origins := splitList(c.AllowedOrigins)
 	broker, err := stream.New(st, rs, stream.Options{
 		Keepalive:       c.Keepalive,

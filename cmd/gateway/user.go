@@ -42,7 +42,7 @@ type UserRemoveCmd struct {
 // users returns user management on the configured store; when the embedded
 // store is held by a running gateway, its control socket is used instead.
 func (c StoreConfig) users(ctx context.Context) (admin.Users, func(), error) {
-	st, err := c.open(ctx)
+	st, err := c.open(ctx, nil)
 	if err == nil {
 		return admin.Direct{Store: st}, func() { st.Close() }, nil
 	}

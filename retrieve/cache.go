@@ -1,0 +1,520 @@
+package retrieve
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/feedgate/feedgate/store"
+)
+
+// Defaults of CacheOptions.
+const (
+	DefaultCacheTopics = 10000
+	DefaultCacheTTL    = time.Second
+	DefaultCacheIdle   = time.Minute
+)
+
+// CacheOptions tune a Cache.
+type CacheOptions struct {
+	// Topics bounds the topics held (DefaultCacheTopics when 0); the least
+	// recently read is dropped first.
+	Topics int
+	// Count is how many newest items are held per topic: the largest count
+	// a retrieve may ask for (the default of Limits.MaxCount when 0).
+	Count int
+	// TTL bounds the age of what is served (DefaultCacheTTL when 0): topic
+	// status changes made by other nodes are not announced live.
+	TTL time.Duration
+	// Idle drops topics not read for that long (DefaultCacheIdle when 0).
+	Idle time.Duration
+	// Changes is the hook the store was opened with; the node's own writes
+	// reach the cache through it before the writer is answered.
+	Changes *store.ChangeHook
+	// Registerer receives the cache's metrics (none when nil).
+	Registerer prometheus.Registerer
+	// Logger reports a cache that could not start (slog.Default when nil).
+	Logger *slog.Logger
+}
+
+// Cache holds, per hot topic, the page a store read of the newest Count
+// items returns, so that retrieves of the newest items of a topic (the
+// common request) are answered from memory.
+//
+// It stays exact through a live subscription of its own: an announced
+// append or a Resync drops what is held, and the next read reloads it. A
+// miss subscribes to the topic before it reads, and installs what it read
+// only when nothing was announced in between (a generation number per
+// topic). Appends by other nodes are therefore seen after the pub/sub
+// delay; this node's own appends and topic updates drop the entry through
+// the store's ChangeHook before the writer is answered. Topic status,
+// which changes without announcements, is at most TTL old. While the live
+// link is down every read goes to the store.
+type Cache struct {
+	st    store.Items
+	l     store.Listener // nil: the cache is off and reads go to the store
+	count int
+	max   int
+	ttl   time.Duration
+	idle  time.Duration
+	m     cacheMetrics
+
+	mu      sync.Mutex
+	entries map[string]*entry
+	lru     entry // sentinel of the list of entries, most recently read first
+	subs    map[string]*sub
+	evicted []string // topics to unsubscribe from, if still unused
+	down    bool     // the link was seen down; cleared by the next Resync
+	downAt  time.Time
+	closed  bool
+
+	wake chan struct{}
+	stop chan struct{}
+	wg   sync.WaitGroup
+}
+
+// entry is one topic's cached page.
+type entry struct {
+	topic      string
+	gen        uint64 // bumped by every change of the topic
+	page       store.Page
+	has        bool // page is valid
+	loadedAt   time.Time
+	lastUsed   time.Time
+	loading    *load // the read in progress, shared by concurrent misses
+	prev, next *entry
+}
+
+// load is one store read shared by the misses that wait for it.
+type load struct {
+	gen  uint64 // the entry's generation when the load began
+	done chan struct{}
+	page store.Page
+	err  error
+}
+
+// sub is the cache's subscription to one topic on its listener.
+type sub struct {
+	ready bool          // Add returned
+	done  chan struct{} // closed when the pending Add or Remove ends
+}
+
+// NewCache opens the cache's live subscription. When the store cannot
+// listen, the cache is off: it logs why once and every read goes to the
+// store. Close releases it.
+func NewCache(ctx context.Context, st store.Store, opts CacheOptions) *Cache {
+	c := &Cache{
+		st:      st,
+		count:   opts.Count,
+		max:     opts.Topics,
+		ttl:     opts.TTL,
+		idle:    opts.Idle,
+		m:       newCacheMetrics(opts.Registerer),
+		entries: make(map[string]*entry),
+		subs:    make(map[string]*sub),
+		wake:    make(chan struct{}, 1),
+		stop:    make(chan struct{}),
+	}
+	if c.count <= 0 {
+		c.count = Limits{}.withDefaults().MaxCount
+	}
+	if c.max <= 0 {
+		c.max = DefaultCacheTopics
+	}
+	if c.ttl <= 0 {
+		c.ttl = DefaultCacheTTL
+	}
+	if c.idle <= 0 {
+		c.idle = DefaultCacheIdle
+	}
+	c.lru.prev, c.lru.next = &c.lru, &c.lru
+	l, err := st.Listen(ctx)
+	if err != nil {
+		log := opts.Logger
+		if log == nil {
+			log = slog.Default()
+		}
+		log.LogAttrs(ctx, slog.LevelWarn, "retrieve cache off: every retrieve reads the store", slog.Any("err", err))
+		return c
+	}
+	c.l = l
+	if opts.Changes != nil {
+		opts.Changes.OnChange(c.changed)
+	}
+	c.wg.Add(2)
+	go c.listen()
+	go c.janitor()
+	return c
+}
+
+// Close stops the cache and its subscription; later reads go to the store.
+func (c *Cache) Close() error {
+	if c == nil || c.l == nil {
+		return nil
+	}
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return nil
+	}
+	c.closed = true
+	c.dropAllLocked()
+	c.mu.Unlock()
+	close(c.stop)
+	err := c.l.Close()
+	c.wg.Wait()
+	return err
+}
+
+// Read answers q like the store would, from memory when q reads the newest
+// items (at most Count of them) of a topic whose page is held.
+func (c *Cache) Read(ctx context.Context, topic string, q store.Query) (store.Page, error) {
+	if c.l == nil || q.From != store.Newest || q.Count <= 0 || q.Count > c.count {
+		return c.st.Read(ctx, topic, q)
+	}
+	if !c.l.Healthy() {
+		c.mu.Lock()
+		if !c.down {
+			c.down, c.downAt = true, time.Now()
+			c.dropAllLocked()
+		}
+		c.mu.Unlock()
+		c.m.bypasses.Inc()
+		return c.st.Read(ctx, topic, q)
+	}
+	now := time.Now()
+	c.mu.Lock()
+	if c.down || c.closed {
+		c.mu.Unlock()
+		c.m.bypasses.Inc()
+		return c.st.Read(ctx, topic, q)
+	}
+	e := c.entries[topic]
+	if e != nil {
+		e.lastUsed = now
+		c.touchLocked(e)
+		if e.has && now.Sub(e.loadedAt) < c.ttl {
+			page := e.page
+			c.mu.Unlock()
+			c.m.hits.Inc()
+			return prefix(page, q.Count), nil
+		}
+	} else {
+		e = &entry{topic: topic, lastUsed: now}
+		c.entries[topic] = e
+		c.pushLocked(e)
+		c.evictLocked()
+	}
+	c.m.misses.Inc()
+	// A load that began before the latest change may miss it: only a load
+	// of the current generation is shared.
+	ld := e.loading
+	if ld != nil && ld.gen == e.gen {
+		c.mu.Unlock()
+		select {
+		case <-ld.done:
+		case <-ctx.Done():
+			return store.Page{}, ctx.Err()
+		}
+		if ld.err != nil {
+			// The reader's own request may have ended; read for ourselves.
+			return c.st.Read(ctx, topic, q)
+		}
+		return prefix(ld.page, q.Count), nil
+	}
+	ld = &load{gen: e.gen, done: make(chan struct{})}
+	e.loading = ld
+	c.mu.Unlock()
+
+	ld.page, ld.err = c.load(ctx, e, ld.gen)
+	c.mu.Lock()
+	if e.loading == ld {
+		e.loading = nil
+	}
+	c.mu.Unlock()
+	close(ld.done)
+	if ld.err != nil {
+		return store.Page{}, ld.err
+	}
+	return prefix(ld.page, q.Count), nil
+}
+
+// load reads e's page from the store, after making sure appends to the
+// topic are announced, and installs it unless a change came since gen.
+func (c *Cache) load(ctx context.Context, e *entry, gen uint64) (store.Page, error) {
+	q := store.Query{From: store.Newest, Count: c.count}
+	if err := c.subscribe(ctx, e.topic); err != nil {
+		// Not announced: serve this read, keep nothing.
+		return c.st.Read(ctx, e.topic, q)
+	}
+	page, err := c.st.Read(ctx, e.topic, q)
+	if err != nil {
+		return page, err
+	}
+	now := time.Now()
+	c.mu.Lock()
+	if c.entries[e.topic] == e && e.gen == gen && !c.down && !c.closed {
+		e.page, e.has, e.loadedAt = page, true, now
+	}
+	c.mu.Unlock()
+	return page, nil
+}
+
+// subscribe adds topic to the listener unless it is there; it waits for a
+// Remove of the topic in progress to end first.
+func (c *Cache) subscribe(ctx context.Context, topic string) error {
+	for {
+		c.mu.Lock()
+		s := c.subs[topic]
+		if s != nil && s.ready {
+			c.mu.Unlock()
+			return nil
+		}
+		if s != nil {
+			done := s.done
+			c.mu.Unlock()
+			select {
+			case <-done:
+				continue
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
+		s = &sub{done: make(chan struct{})}
+		c.subs[topic] = s
+		c.mu.Unlock()
+
+		err := c.l.Add(ctx, topic)
+		c.mu.Lock()
+		if err != nil {
+			delete(c.subs, topic)
+		} else {
+			s.ready = true
+		}
+		c.mu.Unlock()
+		close(s.done)
+		return err
+	}
+}
+
+// unsubscribe removes from the listener the evicted topics that have no
+// entry again.
+func (c *Cache) unsubscribe(ctx context.Context) {
+	var later []string // still being added: tried again at the next tick
+	defer func() {
+		c.mu.Lock()
+		c.evicted = append(c.evicted, later...)
+		c.mu.Unlock()
+	}()
+	for {
+		c.mu.Lock()
+		var topic string
+		var s *sub
+		for len(c.evicted) > 0 && s == nil {
+			topic = c.evicted[len(c.evicted)-1]
+			c.evicted = c.evicted[:len(c.evicted)-1]
+			if _, back := c.entries[topic]; back {
+				continue
+			}
+			switch cand := c.subs[topic]; {
+			case cand == nil:
+			case cand.ready:
+				s = cand
+			default:
+				later = append(later, topic)
+			}
+		}
+		if s == nil {
+			c.evicted = nil
+			c.mu.Unlock()
+			return
+		}
+		// Misses of the topic wait for the Remove, then Add again.
+		removing := &sub{done: make(chan struct{})}
+		c.subs[topic] = removing
+		c.mu.Unlock()
+		_ = c.l.Remove(ctx, topic)
+		c.mu.Lock()
+		delete(c.subs, topic)
+		c.mu.Unlock()
+		close(removing.done)
+	}
+}
+
+// listen drops what the announcements make stale.
+func (c *Cache) listen() {
+	defer c.wg.Done()
+	for b := range c.l.Batches() {
+		c.mu.Lock()
+		if b.Resync {
+			c.down = false
+			c.dropAllLocked()
+		} else if e := c.entries[b.Topic]; e != nil {
+			dropLocked(e)
+		}
+		c.mu.Unlock()
+	}
+}
+
+// changed is the store's ChangeHook: this node wrote to topic.
+func (c *Cache) changed(topic string) {
+	c.mu.Lock()
+	if e := c.entries[topic]; e != nil {
+		dropLocked(e)
+	}
+	c.mu.Unlock()
+}
+
+// janitor drops idle topics, unsubscribes evicted ones, and watches the
+// link when no read does.
+func (c *Cache) janitor() {
+	defer c.wg.Done()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	tick := time.NewTicker(min(c.ttl/4, c.idle/4))
+	defer tick.Stop()
+	for {
+		select {
+		case <-c.stop:
+			return
+		case <-c.wake:
+		case <-tick.C:
+			c.sweep(time.Now())
+		}
+		c.unsubscribe(ctx)
+	}
+}
+
+// sweep drops topics idle for too long, and notices a broken link.
+func (c *Cache) sweep(now time.Time) {
+	healthy := c.l.Healthy()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	switch {
+	case !healthy && !c.down:
+		c.down, c.downAt = true, now
+		c.dropAllLocked()
+	case healthy && c.down && now.Sub(c.downAt) > 4*c.ttl:
+		// The link came back and its Resync went by before the outage
+		// was noticed: nothing is held, start again.
+		c.down = false
+		c.dropAllLocked()
+	}
+	for e := c.lru.prev; e != &c.lru && now.Sub(e.lastUsed) > c.idle; e = c.lru.prev {
+		c.removeLocked(e)
+	}
+	c.m.topics.Set(float64(len(c.entries)))
+}
+
+// evictLocked drops the least recently read topics beyond the bound.
+func (c *Cache) evictLocked() {
+	for len(c.entries) > c.max {
+		c.removeLocked(c.lru.prev)
+	}
+}
+
+// removeLocked forgets e and has the janitor unsubscribe from its topic.
+func (c *Cache) removeLocked(e *entry) {
+	delete(c.entries, e.topic)
+	e.prev.next, e.next.prev = e.next, e.prev
+	e.prev, e.next = nil, nil
+	dropLocked(e)
+	c.evicted = append(c.evicted, e.topic)
+	select {
+	case c.wake <- struct{}{}:
+	default:
+	}
+}
+
+func (c *Cache) dropAllLocked() {
+	for _, e := range c.entries {
+		dropLocked(e)
+	}
+}
+
+// dropLocked invalidates e's page and any read of it in progress.
+func dropLocked(e *entry) {
+	e.gen++
+	e.page, e.has = store.Page{}, false
+}
+
+func (c *Cache) pushLocked(e *entry) {
+	e.prev, e.next = &c.lru, c.lru.next
+	c.lru.next.prev = e
+	c.lru.next = e
+}
+
+func (c *Cache) touchLocked(e *entry) {
+	if c.lru.next == e {
+		return
+	}
+	e.prev.next, e.next.prev = e.next, e.prev
+	c.pushLocked(e)
+}
+
+// prefix is the page of the newest n items of a Newest page. The items are
+// shared by every reader and must not be changed; the capacity is cut so
+// that an append cannot write into them.
+func prefix(p store.Page, n int) store.Page {
+	if len(p.Items) > n {
+		p.Items = p.Items[:n:n]
+	} else {
+		p.Items = p.Items[:len(p.Items):len(p.Items)]
+	}
+	return p
+}
+
+// Len returns how many topics are held.
+func (c *Cache) Len() int {
+	if c == nil {
+		return 0
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.entries)
+}
+
+type cacheMetrics struct {
+	hits, misses, bypasses prometheus.Counter
+	topics                 prometheus.Gauge
+}
+
+func newCacheMetrics(reg prometheus.Registerer) cacheMetrics {
+	reads := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "feedgate_retrieve_cache_reads_total",
+		Help: "Retrieves of the newest items by how the node's cache answered: hit (memory), miss (store, then held), bypass (store: live link down).",
+	}, []string{"result"})
+	topics := prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "feedgate_retrieve_cache_topics",
+		Help: "Topics whose newest items the node's retrieve cache holds.",
+	})
+	if reg != nil {
+		reads = register(reg, reads)
+		topics = register(reg, topics)
+	}
+	return cacheMetrics{
+		hits:     reads.WithLabelValues("hit"),
+		misses:   reads.WithLabelValues("miss"),
+		bypasses: reads.WithLabelValues("bypass"),
+		topics:   topics,
+	}
+}
+
+// register registers col, or returns the collector registered before under
+// the same name (two caches on one registry share their metrics).
+func register[C prometheus.Collector](reg prometheus.Registerer, col C) C {
+	if err := reg.Register(col); err != nil {
+		var are prometheus.AlreadyRegisteredError
+		if errors.As(err, &are) {
+			if old, ok := are.ExistingCollector.(C); ok {
+				return old
+			}
+		}
+		panic(err)
+	}
+	return col
+}
