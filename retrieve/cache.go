@@ -9,12 +9,14 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/feedgate/feedgate/feed"
 	"github.com/feedgate/feedgate/store"
 )
 
 // Defaults of CacheOptions.
 const (
 	DefaultCacheTopics = 10000
+	DefaultCacheBytes  = 128 << 20
 	DefaultCacheTTL    = time.Second
 	DefaultCacheIdle   = time.Minute
 )
@@ -24,6 +26,9 @@ type CacheOptions struct {
 	// Topics bounds the topics held (DefaultCacheTopics when 0); the least
 	// recently read is dropped first.
 	Topics int
+	// Bytes bounds, approximately, the memory of the items held
+	// (DefaultCacheBytes when 0); the least recently read go first.
+	Bytes int
 	// Count is how many newest items are held per topic: the largest count
 	// a retrieve may ask for (the default of Limits.MaxCount when 0).
 	Count int
@@ -55,17 +60,19 @@ type CacheOptions struct {
 // which changes without announcements, is at most TTL old. While the live
 // link is down every read goes to the store.
 type Cache struct {
-	st    store.Items
-	l     store.Listener // nil: the cache is off and reads go to the store
-	count int
-	max   int
-	ttl   time.Duration
-	idle  time.Duration
-	m     cacheMetrics
+	st     store.Items
+	l      store.Listener // nil: the cache is off and reads go to the store
+	count  int
+	max    int
+	budget int
+	ttl    time.Duration
+	idle   time.Duration
+	m      cacheMetrics
 
 	mu      sync.Mutex
 	entries map[string]*entry
 	lru     entry // sentinel of the list of entries, most recently read first
+	bytes   int   // sum of the sizes of the pages held
 	subs    map[string]*sub
 	evicted []string // topics to unsubscribe from, if still unused
 	down    bool     // the link was seen down; cleared by the next Resync
@@ -83,6 +90,7 @@ type entry struct {
 	gen        uint64 // bumped by every change of the topic
 	page       store.Page
 	has        bool // page is valid
+	size       int  // approximate memory of page
 	loadedAt   time.Time
 	lastUsed   time.Time
 	loading    *load // the read in progress, shared by concurrent misses
@@ -111,6 +119,7 @@ func NewCache(ctx context.Context, st store.Store, opts CacheOptions) *Cache {
 		st:      st,
 		count:   opts.Count,
 		max:     opts.Topics,
+		budget:  opts.Bytes,
 		ttl:     opts.TTL,
 		idle:    opts.Idle,
 		m:       newCacheMetrics(opts.Registerer),
@@ -124,6 +133,9 @@ func NewCache(ctx context.Context, st store.Store, opts CacheOptions) *Cache {
 	}
 	if c.max <= 0 {
 		c.max = DefaultCacheTopics
+	}
+	if c.budget <= 0 {
+		c.budget = DefaultCacheBytes
 	}
 	if c.ttl <= 0 {
 		c.ttl = DefaultCacheTTL
@@ -256,9 +268,14 @@ func (c *Cache) load(ctx context.Context, e *entry, gen uint64) (store.Page, err
 		return page, err
 	}
 	now := time.Now()
+	size := pageSize(page)
 	c.mu.Lock()
-	if c.entries[e.topic] == e && e.gen == gen && !c.down && !c.closed {
-		e.page, e.has, e.loadedAt = page, true, now
+	if c.entries[e.topic] == e && e.gen == gen && !c.down && !c.closed && size <= c.budget {
+		e.page, e.has, e.loadedAt, e.size = page, true, now, size
+		c.bytes += size
+		for c.bytes > c.budget {
+			c.removeLocked(c.lru.prev)
+		}
 	}
 	c.mu.Unlock()
 	return page, nil
@@ -354,7 +371,7 @@ func (c *Cache) listen() {
 			c.down = false
 			c.dropAllLocked()
 		} else if e := c.entries[b.Topic]; e != nil {
-			dropLocked(e)
+			c.dropLocked(e)
 		}
 		c.mu.Unlock()
 	}
@@ -364,7 +381,7 @@ func (c *Cache) listen() {
 func (c *Cache) changed(topic string) {
 	c.mu.Lock()
 	if e := c.entries[topic]; e != nil {
-		dropLocked(e)
+		c.dropLocked(e)
 	}
 	c.mu.Unlock()
 }
@@ -422,7 +439,7 @@ func (c *Cache) removeLocked(e *entry) {
 	delete(c.entries, e.topic)
 	e.prev.next, e.next.prev = e.next, e.prev
 	e.prev, e.next = nil, nil
-	dropLocked(e)
+	c.dropLocked(e)
 	c.evicted = append(c.evicted, e.topic)
 	select {
 	case c.wake <- struct{}{}:
@@ -432,14 +449,39 @@ func (c *Cache) removeLocked(e *entry) {
 
 func (c *Cache) dropAllLocked() {
 	for _, e := range c.entries {
-		dropLocked(e)
+		c.dropLocked(e)
 	}
 }
 
 // dropLocked invalidates e's page and any read of it in progress.
-func dropLocked(e *entry) {
+func (c *Cache) dropLocked(e *entry) {
 	e.gen++
-	e.page, e.has = store.Page{}, false
+	c.bytes -= e.size
+	e.page, e.has, e.size = store.Page{}, false, 0
+}
+
+// pageSize approximates the memory a page holds.
+func pageSize(p store.Page) int {
+	n := 512 + len(p.Topic.Meta.Title) + len(p.Topic.Meta.Subtitle) + len(p.Topic.Status.HTTP)
+	for i := range p.Items {
+		it := &p.Items[i]
+		n += 256 + len(it.ID) + len(it.Title) + len(it.Content) + len(it.Summary) +
+			len(it.PermalinkURL) + len(it.Language) + len(it.Hash)
+		if l := it.StandardLinks; l != nil {
+			for _, g := range [][]feed.Link{l.Alternate, l.Self, l.Hub} {
+				for _, x := range g {
+					n += 48 + len(x.Href) + len(x.Type) + len(x.Title)
+				}
+			}
+		}
+		if a := it.Actor; a != nil {
+			n += 48 + len(a.DisplayName) + len(a.ID) + len(a.PermalinkURL)
+		}
+		for _, c := range it.Categories {
+			n += 16 + len(c)
+		}
+	}
+	return n
 }
 
 func (c *Cache) pushLocked(e *entry) {

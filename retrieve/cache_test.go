@@ -493,3 +493,56 @@ func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
 		time.Sleep(5 * time.Millisecond)
 	}
 }
+
+// TestCacheMemoryBound: the pages held stay within Bytes, least recently
+// read dropped first; a page larger than Bytes is served, not held.
+func TestCacheMemoryBound(t *testing.T) {
+	t.Parallel()
+	n := openEmbedded(t)
+	ctx := ctxFor(t)
+	topic := func(i int) string { return fmt.Sprint("https://example.com/m", i) }
+	for i := range 4 {
+		if _, err := n.st.Append(ctx, topic(i), itemsOf("m", 10)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := n.st.Append(ctx, "https://example.com/big", []feed.Item{{ID: "big", Hash: "h", Content: string(make([]byte, 64<<10))}}); err != nil {
+		t.Fatal(err)
+	}
+	p, err := n.st.Read(ctx, topic(0), newest(Limits{}.withDefaults().MaxCount))
+	if err != nil {
+		t.Fatal(err)
+	}
+	size := pageSize(p)
+	c := newTestCache(t, n, CacheOptions{TTL: time.Hour, Bytes: 2*size + size/2})
+	for i := range 4 {
+		mustRead(t, c, topic(i), newest(10))
+	}
+	held := func() (topics []string, bytes int) {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		for t, e := range c.entries {
+			if e.has {
+				topics = append(topics, t)
+			}
+		}
+		return topics, c.bytes
+	}
+	topics, bytes := held()
+	if len(topics) != 2 || bytes != 2*size {
+		t.Fatalf("held %q, %d bytes; want the 2 last read, %d bytes", topics, bytes, 2*size)
+	}
+	for _, i := range []int{2, 3} {
+		h := hits(c)
+		mustRead(t, c, topic(i), newest(10))
+		if hits(c) != h+1 {
+			t.Errorf("%s, among the last read, is not held", topic(i))
+		}
+	}
+	if p := mustRead(t, c, "https://example.com/big", newest(10)); len(p.Items) != 1 {
+		t.Fatalf("%d items of the big topic, want 1", len(p.Items))
+	}
+	if _, bytes := held(); bytes != 2*size {
+		t.Errorf("%d bytes held after reading a page larger than the bound, want %d", bytes, 2*size)
+	}
+}

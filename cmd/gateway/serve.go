@@ -35,17 +35,18 @@ type ServeCmd struct {
 	StoreConfig
 	LogConfig
 
-	Listen         string        `env:"FEEDGATE_LISTEN" default:":8080" help:"Address to listen on."`
-	PublicURL      string        `name:"public-url" env:"FEEDGATE_PUBLIC_URL" help:"Public base URL of this gateway (callbacks, rel=hub links). Default: http://localhost:<port>."`
-	Role           string        `env:"FEEDGATE_ROLE" default:"all" enum:"all,api,ingest" help:"What this node does: all, api (hub endpoint and streams, never fetches) or ingest (fetching, upstream WebSub callbacks and health only)."`
-	AllowPrivate   bool          `name:"allow-private" env:"FEEDGATE_ALLOW_PRIVATE" help:"Allow fetching and calling back loopback, private and link-local addresses (tests, private networks)."`
-	AllowedOrigins []string      `name:"allowed-origins" env:"FEEDGATE_ALLOWED_ORIGINS" help:"Origins allowed by CORS and WebSocket (comma-separated; * for any). Empty: same origin only."`
-	MaxCount       int           `name:"max-count" env:"FEEDGATE_MAX_COUNT" default:"50" help:"Largest count a retrieve may ask for."`
-	MaxBody        int64         `name:"max-body" env:"FEEDGATE_MAX_BODY" default:"10485760" help:"Largest request body (fat pings), in bytes."`
-	PollTimeout    time.Duration `name:"poll-timeout" env:"FEEDGATE_POLL_TIMEOUT" default:"30s" help:"Default wait=poll timeout."`
-	MaxPollTimeout time.Duration `name:"max-poll-timeout" env:"FEEDGATE_MAX_POLL_TIMEOUT" default:"120s" help:"Largest wait=poll timeout a client may ask for."`
-	AuthCache      time.Duration `name:"auth-cache" env:"FEEDGATE_AUTH_CACHE" default:"5s" help:"How long a node caches verified credentials (a removed token may work that long on other nodes)."`
-	RetrieveCache  int           `name:"retrieve-cache" env:"FEEDGATE_RETRIEVE_CACHE" default:"10000" help:"Topics whose newest items a node keeps in memory for retrieve answers (0: off). Other nodes' appends show after the live notification delay, topic status is at most 1s old."`
+	Listen           string        `env:"FEEDGATE_LISTEN" default:":8080" help:"Address to listen on."`
+	PublicURL        string        `name:"public-url" env:"FEEDGATE_PUBLIC_URL" help:"Public base URL of this gateway (callbacks, rel=hub links). Default: http://localhost:<port>."`
+	Role             string        `env:"FEEDGATE_ROLE" default:"all" enum:"all,api,ingest" help:"What this node does: all, api (hub endpoint and streams, never fetches) or ingest (fetching, upstream WebSub callbacks and health only)."`
+	AllowPrivate     bool          `name:"allow-private" env:"FEEDGATE_ALLOW_PRIVATE" help:"Allow fetching and calling back loopback, private and link-local addresses (tests, private networks)."`
+	AllowedOrigins   []string      `name:"allowed-origins" env:"FEEDGATE_ALLOWED_ORIGINS" help:"Origins allowed by CORS and WebSocket (comma-separated; * for any). Empty: same origin only."`
+	MaxCount         int           `name:"max-count" env:"FEEDGATE_MAX_COUNT" default:"50" help:"Largest count a retrieve may ask for."`
+	MaxBody          int64         `name:"max-body" env:"FEEDGATE_MAX_BODY" default:"10485760" help:"Largest request body (fat pings), in bytes."`
+	PollTimeout      time.Duration `name:"poll-timeout" env:"FEEDGATE_POLL_TIMEOUT" default:"30s" help:"Default wait=poll timeout."`
+	MaxPollTimeout   time.Duration `name:"max-poll-timeout" env:"FEEDGATE_MAX_POLL_TIMEOUT" default:"120s" help:"Largest wait=poll timeout a client may ask for."`
+	AuthCache        time.Duration `name:"auth-cache" env:"FEEDGATE_AUTH_CACHE" default:"5s" help:"How long a node caches verified credentials (a removed token may work that long on other nodes)."`
+	RetrieveCache    int           `name:"retrieve-cache" env:"FEEDGATE_RETRIEVE_CACHE" default:"10000" help:"Topics whose newest items a node keeps in memory for retrieve answers (0: off). Other nodes' appends show after the live notification delay, topic status is at most 1s old."`
+	RetrieveCacheMiB int           `name:"retrieve-cache-mib" env:"FEEDGATE_RETRIEVE_CACHE_MIB" default:"128" help:"Approximate memory the retrieve cache may hold, in MiB."`
 
 	FetchConcurrency int           `name:"fetch-concurrency" env:"FEEDGATE_FETCH_CONCURRENCY" default:"16" help:"Fetches and hub requests run at once by an ingest node."`
 	MinPeriod        time.Duration `name:"min-period" env:"FEEDGATE_MIN_PERIOD" default:"1m" help:"Shortest polling period of a feed."`
@@ -124,12 +125,13 @@ func (c *ServeCmd) Run(ctx context.Context) error {
 	}
 	authn := auth.NewAuthenticator(st, c.AuthCache)
 	var rsOpts []retrieve.Option
-	if c.RetrieveCache < 0 {
-		return fmt.Errorf("--retrieve-cache must be 0 (off) or more (got %d)", c.RetrieveCache)
+	if c.RetrieveCache < 0 || c.RetrieveCacheMiB < 1 {
+		return fmt.Errorf("--retrieve-cache must be 0 (off) or more and --retrieve-cache-mib at least 1 (got %d and %d)", c.RetrieveCache, c.RetrieveCacheMiB)
 	}
 	if c.RetrieveCache > 0 && c.Role != string(server.RoleIngest) {
 		cache := retrieve.NewCache(ctx, st, retrieve.CacheOptions{
 			Topics:     c.RetrieveCache,
+			Bytes:      c.RetrieveCacheMiB << 20,
 			Count:      c.MaxCount,
 			Changes:    changes,
 			Registerer: reg,
