@@ -50,7 +50,9 @@ type CacheOptions struct {
 // items returns, so that retrieves of the newest items of a topic (the
 // common request) are answered from memory.
 //
-// It stays exact through a live subscription of its own: an announced
+// A topic is held from its second read within Idle on, so that topics
+// read once cost no subscription. It stays exact through a live
+// subscription of its own: an announced
 // append or a Resync drops what is held, and the next read reloads it. A
 // miss subscribes to the topic before it reads, and installs what it read
 // only when nothing was announced in between (a generation number per
@@ -216,10 +218,15 @@ func (c *Cache) Read(ctx context.Context, topic string, q store.Query) (store.Pa
 			return prefix(page, q.Count), nil
 		}
 	} else {
+		// A topic is held from its second read on: one read of a topic
+		// costs no subscription.
 		e = &entry{topic: topic, lastUsed: now}
 		c.entries[topic] = e
 		c.pushLocked(e)
 		c.evictLocked()
+		c.mu.Unlock()
+		c.m.misses.Inc()
+		return c.st.Read(ctx, topic, q)
 	}
 	c.m.misses.Inc()
 	// A load that began before the latest change may miss it: only a load
