@@ -34,6 +34,14 @@ func (a *atomSink) send(_ *session, ev *event, first bool) error {
 	return a.o.writeShared(ev.atomEntries())
 }
 
+func (a *atomSink) direct(_ *session, _ *event) (*rawOut, payload) {
+	if !a.opened {
+		return nil, 0
+	}
+	o, _ := a.o.(*rawOut)
+	return o, payloadAtom
+}
+
 var atomSpace = []byte("\n")
 
 func (a *atomSink) keepalive() error { return writeNow(a.o, atomSpace) }

@@ -3,8 +3,10 @@ package stream_test
 import (
 	"bufio"
 	"encoding/base64"
+	"encoding/json"
 	"fmt"
 	"net"
+	"net/http"
 	"net/url"
 	"strings"
 	"testing"
@@ -87,4 +89,114 @@ func (n *node) dialStalled(q string) *net.TCPConn {
 		n.t.Fatalf("stalled client: response %q, %v", line, err)
 	}
 	return tc
+}
+
+// TestSlowReaderGetsEverything publishes more than a client's socket
+// buffers hold while the client does not read: the fan-out's direct writes
+// are cut short by the full socket, the client's goroutine writes the rest
+// (and queues what follows), and the client — late, but within its queue
+// and write timeout — receives every item once, in order, with the HTTP
+// chunk framing intact.
+func TestSlowReaderGetsEverything(t *testing.T) {
+	forEachStore(t, func(t *testing.T, st store.Store) {
+		n := newNode(t, st, stream.Options{ClientQueue: 256, WriteTimeout: 10 * time.Second})
+		u, _ := url.Parse(n.url)
+		c, err := net.Dial("tcp", u.Host)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tc := c.(*net.TCPConn)
+		t.Cleanup(func() { tc.Close() })
+		q := query([]string{topicA}, "wait", "stream", "format", "json")
+		fmt.Fprintf(tc, "GET /?%s HTTP/1.1\r\nHost: %s\r\nAuthorization: Basic %s\r\n\r\n", q, u.Host, base64.StdEncoding.EncodeToString([]byte(n.creds)))
+		br := bufio.NewReaderSize(tc, 64<<10)
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		if resp.StatusCode != 200 || len(resp.TransferEncoding) == 0 {
+			t.Fatalf("want a chunked 200, got %s %v", resp.Status, resp.TransferEncoding)
+		}
+		lines := bufio.NewScanner(resp.Body)
+		lines.Buffer(make([]byte, 64<<10), 4<<20)
+		if !lines.Scan() {
+			t.Fatalf("no first answer: %v", lines.Err())
+		}
+
+		// 40 items of 256 KiB (10 MiB) while the client does not read.
+		const items = 40
+		big := strings.Repeat("y", 256<<10)
+		for range items {
+			n.publish(topicA, 1, func(it *feed.Item) { it.Content = big })
+		}
+		eventually(t, "a direct write cut short by the full socket", func() bool {
+			return metric(t, n.reg, "feedgate_live_direct_writes_total", "result", "partial") >= 1
+		})
+
+		var seq sequence
+		seq.next = 1
+		for seq.next <= items {
+			_ = tc.SetReadDeadline(time.Now().Add(waitFor))
+			if !lines.Scan() {
+				t.Fatalf("stream ended at cursor %d: %v", seq.next, lines.Err())
+			}
+			if len(lines.Bytes()) == 0 {
+				continue
+			}
+			var got notification
+			if err := json.Unmarshal(lines.Bytes(), &got); err != nil {
+				t.Fatalf("line %d is not a notification (%v): %.200q", seq.next, err, lines.Bytes())
+			}
+			if !strings.Contains(lines.Text(), big) {
+				t.Fatalf("item %d arrived without its whole content", seq.next)
+			}
+			seq.add(got.cursors())
+			if seq.err != nil {
+				t.Fatal(seq.err)
+			}
+		}
+		if slow := metric(t, n.reg, "feedgate_live_slow_disconnects_total", "kind", "ndjson"); slow != 0 {
+			t.Errorf("the late client was disconnected")
+		}
+	})
+}
+
+// TestDirectWritesReachEveryClient runs many clients on one topic (enough
+// for the fan-out to split across workers) while items are published: each
+// sees every item once, in order, and most deliveries are direct writes.
+func TestDirectWritesReachEveryClient(t *testing.T) {
+	forEachStore(t, func(t *testing.T, st store.Store) {
+		n := newNode(t, st, stream.Options{})
+		const clients, items = 300, 30
+		cs := make([]*ndjsonClient, clients)
+		for i := range cs {
+			cs[i] = n.openNDJSON([]string{topicA})
+			cs[i].next(waitFor)
+		}
+		for i := range items {
+			n.publish(topicA, 1)
+			if i%3 == 0 {
+				time.Sleep(time.Millisecond)
+			}
+		}
+		for i, c := range cs {
+			var seq sequence
+			seq.next = 1
+			for seq.next <= items {
+				got, ok := c.tryNext(waitFor)
+				if !ok {
+					t.Fatalf("client %d stalled at cursor %d", i, seq.next)
+				}
+				seq.add(got.cursors())
+				if seq.err != nil {
+					t.Fatalf("client %d: %v", i, seq.err)
+				}
+			}
+		}
+		whole := metric(t, n.reg, "feedgate_live_direct_writes_total", "result", "whole")
+		if whole < clients*items/2 {
+			t.Errorf("only %v of %d deliveries were direct writes", whole, clients*items)
+		}
+	})
 }

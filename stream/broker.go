@@ -245,6 +245,7 @@ func (b *Broker) attach(p *auth.Principal, k kind, queue int) (*client, error) {
 		login:  login,
 		kind:   k,
 		q:      make(chan *event, queue),
+		kick:   make(chan struct{}, 1),
 		gone:   make(chan struct{}),
 		topics: make(map[string]*topic),
 	}
@@ -525,9 +526,7 @@ func (b *Broker) announce(t *topic, state store.TopicState, items []feed.Item) {
 	}
 	if len(t.subs) > 0 {
 		ev := newEvent(t.name, state, items, b.rs.HubURL())
-		for c := range t.subs {
-			c.offer(ev)
-		}
+		b.fanOut(ev, t.subs)
 	}
 	if c := items[len(items)-1].Cursor; c > t.last || !t.known {
 		t.last = c

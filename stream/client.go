@@ -60,6 +60,16 @@ type client struct {
 	// goroutine, and read by the broker under Broker.mu.
 	topics map[string]*topic
 
+	// wmu is held by whoever writes to the connection or touches the
+	// session: the client's goroutine while it is not waiting, or a fan-out
+	// worker writing a notification directly (see fast.go).
+	wmu sync.Mutex
+	// sess is the session a fan-out worker may write for; nil unless the
+	// session's loop runs and its form allows direct writes.
+	sess atomic.Pointer[session]
+	// kick wakes the client's goroutine to write what a direct write left.
+	kick chan struct{}
+
 	dropOnce sync.Once
 	gone     chan struct{} // closed by drop
 	why      reason

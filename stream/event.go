@@ -34,6 +34,7 @@ type event struct {
 	wsOnce   sync.Once
 	ws       *websocket.PreparedMessage
 	wsErr    error
+	chunks   [payloads]chunkOnce // shared encodings as HTTP/1.1 chunks
 }
 
 // newEvent builds the notification of items (oldest first, contiguous

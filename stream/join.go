@@ -181,40 +181,69 @@ const maxRound = 64
 
 // loop delivers live notifications until the client leaves, falls behind,
 // the connection reaches its lifetime or the node shuts down.
+//
+// The session is the goroutine's while it is not waiting (c.wmu); while it
+// waits, fan-out may write notifications to the connection directly
+// (fast.go).
 func (s *session) loop(ctx context.Context) error {
 	lifetime, stop := s.b.lifetime()
 	defer stop()
 	ka := time.NewTimer(s.b.opts.Keepalive)
 	defer ka.Stop()
+	mu := &s.c.wmu
+	mu.Lock()
+	defer mu.Unlock()
+	if _, ok := s.out.(directSink); ok {
+		s.c.sess.Store(s)
+		defer s.c.sess.Store(nil)
+	}
 	for {
+		mu.Unlock()
 		select {
 		case ev := <-s.c.q:
+			mu.Lock()
 			if err := s.round(ctx, ev); err != nil {
 				return s.writeFailed(err)
 			}
 			ka.Reset(s.b.opts.Keepalive)
+		case <-s.c.kick:
+			// A direct write left bytes behind: send them, under the
+			// write deadline.
+			mu.Lock()
+			if err := s.out.begin(); err != nil {
+				return s.writeFailed(err)
+			}
+			if err := s.out.flush(); err != nil {
+				return s.writeFailed(err)
+			}
 		case cmd := <-s.cmds:
+			mu.Lock()
 			if err := s.onCmd(ctx, cmd); err != nil {
 				return s.writeFailed(err)
 			}
 			ka.Reset(s.b.opts.Keepalive)
 		case <-ka.C:
+			mu.Lock()
 			if err := s.out.keepalive(); err != nil {
 				return s.writeFailed(err)
 			}
 			ka.Reset(s.b.opts.Keepalive)
 		case <-lifetime:
+			mu.Lock()
 			s.out.bye(reasonLifetime)
 			return nil
 		case <-s.b.closing:
+			mu.Lock()
 			s.out.bye(reasonShutdown)
 			return nil
 		case <-s.c.gone:
+			mu.Lock()
 			if r := s.c.reason(); r != reasonSlow && r != reasonGone {
 				s.out.bye(r)
 			}
 			return nil
 		case <-ctx.Done():
+			mu.Lock()
 			return nil
 		}
 	}

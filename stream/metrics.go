@@ -30,6 +30,9 @@ type metrics struct {
 	topics     prometheus.Gauge
 	resyncs    prometheus.Counter
 	holes      prometheus.Counter
+	// direct counts notifications written by fan-out straight to the
+	// socket: whole, or partly (the rest left to the client's goroutine).
+	directWhole, directPartial prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -63,13 +66,19 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help: "Announcements that skipped cursors, filled by reading the store.",
 		}),
 	}
+	direct := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "feedgate_live_direct_writes_total",
+		Help: "Notifications the fan-out wrote straight to an idle client's socket, by result (whole, partial: the socket took part and the client's goroutine wrote the rest).",
+	}, []string{"result"})
+	m.directWhole = direct.WithLabelValues("whole")
+	m.directPartial = direct.WithLabelValues("partial")
 	for k := kind(0); k < numKinds; k++ {
 		m.conns[k] = conns.WithLabelValues(k.String())
 		m.deliveries[k] = deliveries.WithLabelValues(k.String())
 		m.slow[k] = slow.WithLabelValues(k.String())
 	}
 	if reg != nil {
-		reg.MustRegister(conns, deliveries, slow, m.rejected, m.topics, m.resyncs, m.holes)
+		reg.MustRegister(conns, deliveries, slow, direct, m.rejected, m.topics, m.resyncs, m.holes)
 	}
 	return m
 }

@@ -13,6 +13,11 @@ func (n *ndjsonSink) send(_ *session, ev *event, _ bool) error {
 	return n.o.writeShared(ev.ndjson())
 }
 
+func (n *ndjsonSink) direct(_ *session, _ *event) (*rawOut, payload) {
+	o, _ := n.o.(*rawOut)
+	return o, payloadNDJSON
+}
+
 var blankLine = []byte("\n")
 
 func (n *ndjsonSink) keepalive() error { return writeNow(n.o, blankLine) }

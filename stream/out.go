@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"syscall"
 	"time"
 )
 
@@ -74,8 +75,17 @@ func (o *httpOut) abort() { _ = o.rc.SetWriteDeadline(time.Unix(1, 0)) }
 // without copying them.
 type rawOut struct {
 	conn    net.Conn
+	raw     syscall.RawConn // nil when conn has no file descriptor (TLS)
 	timeout time.Duration
 	chunked bool // HTTP/1.1; an HTTP/1.0 body simply ends with the connection
+
+	// deadlineAt is when the write deadline was last set; it is moved on
+	// when a round starts and an eighth of the timeout has passed, not
+	// on every round.
+	deadlineAt time.Time
+	// carry is what a direct write (fast.go) left unwritten; it goes out
+	// first.
+	carry []byte
 
 	head    []byte // the response head, sent with the first round
 	pending net.Buffers
@@ -88,7 +98,12 @@ type rawOut struct {
 var crlf = []byte("\r\n")
 
 func (o *rawOut) begin() error {
-	return o.conn.SetWriteDeadline(time.Now().Add(o.timeout))
+	now := time.Now()
+	if now.Sub(o.deadlineAt) < o.timeout/8 {
+		return nil
+	}
+	o.deadlineAt = now
+	return o.conn.SetWriteDeadline(now.Add(o.timeout))
 }
 
 func (o *rawOut) write(p []byte) error { return o.writeShared(bytes.Clone(p)) }
@@ -102,10 +117,14 @@ func (o *rawOut) writeShared(p []byte) error {
 }
 
 func (o *rawOut) flush() error {
-	if o.size == 0 && o.head == nil {
+	if o.size == 0 && o.head == nil && o.carry == nil {
 		return nil
 	}
 	v := o.vec[:0]
+	if o.carry != nil {
+		v = append(v, o.carry)
+		o.carry = nil
+	}
 	if o.head != nil {
 		v = append(v, o.head)
 		o.head = nil
@@ -131,11 +150,23 @@ func (o *rawOut) flush() error {
 
 func (o *rawOut) abort() { _ = o.conn.SetWriteDeadline(time.Unix(1, 0)) }
 
+// newRawOut serves an HTTP/1 response on a taken-over connection.
+func newRawOut(conn net.Conn, timeout time.Duration, chunked bool, head []byte) *rawOut {
+	o := &rawOut{conn: conn, timeout: timeout, chunked: chunked, head: head}
+	if sc, ok := conn.(syscall.Conn); ok {
+		o.raw, _ = sc.SyscallConn()
+	}
+	return o
+}
+
 // finish ends the response (the last chunk, when it ended on purpose) and
 // closes the connection.
 func (o *rawOut) finish(graceful bool) {
 	if graceful && !o.failed && o.chunked {
 		_ = o.conn.SetWriteDeadline(time.Now().Add(o.timeout))
+		if o.carry != nil {
+			_, _ = o.conn.Write(o.carry)
+		}
 		_, _ = o.conn.Write([]byte("0\r\n\r\n"))
 	}
 	_ = o.conn.Close()

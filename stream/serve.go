@@ -155,12 +155,7 @@ func (b *Broker) hijack(gc *gin.Context, r *http.Request) *rawOut {
 		return nil
 	}
 	_ = conn.SetReadDeadline(time.Time{})
-	return &rawOut{
-		conn:    conn,
-		timeout: b.opts.WriteTimeout,
-		chunked: chunked,
-		head:    responseHead(r.Proto, h),
-	}
+	return newRawOut(conn, b.opts.WriteTimeout, chunked, responseHead(r.Proto, h))
 }
 
 // watchClose reads a hijacked stream connection until it fails: the

@@ -48,6 +48,15 @@ func (s *sseSink) send(sess *session, ev *event, _ bool) error {
 	return s.o.write(s.buf)
 }
 
+// direct: a one-topic stream's events are the same bytes for every client.
+func (s *sseSink) direct(sess *session, _ *event) (*rawOut, payload) {
+	if len(sess.order) != 1 {
+		return nil, 0
+	}
+	o, _ := s.o.(*rawOut)
+	return o, payloadSSE
+}
+
 var sseKeepalive = []byte(": keep-alive\n\n")
 
 func (s *sseSink) keepalive() error { return writeNow(s.o, sseKeepalive) }
