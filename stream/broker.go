@@ -430,13 +430,8 @@ func (b *Broker) dispatch(l store.Listener) {
 			if !ok {
 				return
 			}
-			if bt.Resync {
-				b.m.resyncs.Inc()
-				b.resync(b.readyTopics())
-				continue
-			}
-			if t := b.lookup(bt.Topic); t != nil && len(bt.Items) > 0 {
-				b.deliver(t, bt.Items)
+			if !b.handle(b.drain(l, bt)) {
+				return
 			}
 		case <-b.resyncWake:
 			b.resyncMu.Lock()
@@ -452,6 +447,71 @@ func (b *Broker) dispatch(l store.Listener) {
 			b.resync(ts)
 		}
 	}
+}
+
+// maxMerge bounds the batches handled together.
+const maxMerge = 256
+
+// drain returns bt and the batches that arrived while the previous ones
+// were fanned out: when fan-out falls behind, what queued up meanwhile goes
+// out together, in fewer writes per client. A nil batch at the end means l
+// closed.
+func (b *Broker) drain(l store.Listener, bt store.Batch) []*store.Batch {
+	out := []*store.Batch{&bt}
+	for len(out) < maxMerge {
+		select {
+		case more, ok := <-l.Batches():
+			if !ok {
+				return append(out, nil)
+			}
+			out = append(out, &more)
+		default:
+			return out
+		}
+	}
+	return out
+}
+
+// handle delivers batches in order, merging a topic's batches whose cursors
+// follow each other into one notification; it reports false when the
+// listener closed.
+func (b *Broker) handle(batches []*store.Batch) bool {
+	var order []string
+	merged := make(map[string][]feed.Item)
+	flush := func() {
+		for _, name := range order {
+			if t := b.lookup(name); t != nil {
+				b.deliver(t, merged[name])
+			}
+		}
+		order = order[:0]
+		clear(merged)
+	}
+	for _, bt := range batches {
+		switch {
+		case bt == nil:
+			flush()
+			return false
+		case bt.Resync:
+			flush()
+			b.m.resyncs.Inc()
+			b.resync(b.readyTopics())
+		case len(bt.Items) == 0:
+		default:
+			items, seen := merged[bt.Topic]
+			if seen && bt.Items[0].Cursor != items[len(items)-1].Cursor+1 {
+				// Not contiguous: what was merged goes out first.
+				flush()
+				items, seen = nil, false
+			}
+			if !seen {
+				order = append(order, bt.Topic)
+			}
+			merged[bt.Topic] = append(items, bt.Items...)
+		}
+	}
+	flush()
+	return true
 }
 
 func (b *Broker) lookup(name string) *topic {
