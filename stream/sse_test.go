@@ -304,19 +304,41 @@ func TestFramingHardening(t *testing.T) {
 		for i, s := range nasty {
 			n.publish(topicA, 1, func(it *feed.Item) { it.ID, it.Title = s+string(rune('a'+i)), s })
 		}
-		for i, s := range nasty {
-			a, id := sse.next(waitFor)
-			b := nd.next(waitFor)
-			for _, got := range []notification{a, b} {
-				if len(got.Items) != 1 || got.Items[0].Title != s || got.Items[0].ID != s+string(rune('a'+i)) {
-					t.Fatalf("item %d: got %+v, want id %q title %q", i, got.Items, s+string(rune('a'+i)), s)
+		// Items published one by one may arrive merged into fewer
+		// notifications; each one must carry its items intact, oldest
+		// last, and an SSE event's id must be its newest cursor.
+		type got struct {
+			id, title string
+		}
+		collect := func(next func() (notification, string)) []got {
+			var out []got
+			for len(out) < len(nasty) {
+				n, id := next()
+				if len(n.Items) == 0 {
+					t.Fatalf("a notification without items")
 				}
-				if got.Title != "topic\r\ntitle\x00\n\ndata: x" {
-					t.Errorf("topic title came back as %q", got.Title)
+				if n.Title != "topic\r\ntitle\x00\n\ndata: x" {
+					t.Errorf("topic title came back as %q", n.Title)
+				}
+				if id != "" && id != n.Items[0].Cursor.String() {
+					t.Fatalf("event id %q, newest cursor %s", id, n.Items[0].Cursor)
+				}
+				for k := len(n.Items) - 1; k >= 0; k-- {
+					if want := feed.Cursor(len(out) + 1); n.Items[k].Cursor != want {
+						t.Fatalf("got cursor %s, want %s", n.Items[k].Cursor, want)
+					}
+					out = append(out, got{n.Items[k].ID, n.Items[k].Title})
 				}
 			}
-			if id != feed.Cursor(i+1).String() {
-				t.Fatalf("event %d id = %q", i, id)
+			return out
+		}
+		fromSSE := collect(func() (notification, string) { return sse.next(waitFor) })
+		fromNDJSON := collect(func() (notification, string) { return nd.next(waitFor), "" })
+		for _, items := range [][]got{fromSSE, fromNDJSON} {
+			for i, s := range nasty {
+				if items[i].title != s || items[i].id != s+string(rune('a'+i)) {
+					t.Fatalf("item %d: got %+v, want id %q title %q", i, items[i], s+string(rune('a'+i)), s)
+				}
 			}
 		}
 		sse.quiet()
