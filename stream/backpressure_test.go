@@ -164,7 +164,7 @@ func TestSlowReaderGetsEverything(t *testing.T) {
 
 // TestDirectWritesReachEveryClient runs many clients on one topic (enough
 // for the fan-out to split across workers) while items are published: each
-// sees every item once, in order, and most deliveries are direct writes.
+// sees every item once, in order, and most notifications are direct writes.
 func TestDirectWritesReachEveryClient(t *testing.T) {
 	forEachStore(t, func(t *testing.T, st store.Store) {
 		n := newNode(t, st, stream.Options{})
@@ -194,9 +194,12 @@ func TestDirectWritesReachEveryClient(t *testing.T) {
 				}
 			}
 		}
+		// Items may arrive merged into fewer notifications; most of the
+		// notifications written must be direct writes.
 		whole := metric(t, n.reg, "feedgate_live_direct_writes_total", "result", "whole")
-		if whole < clients*items/2 {
-			t.Errorf("only %v of %d deliveries were direct writes", whole, clients*items)
+		all := metric(t, n.reg, "feedgate_live_deliveries_total", "kind", "ndjson") - clients // the first answers
+		if whole < all/2 {
+			t.Errorf("only %v of %v notifications were direct writes", whole, all)
 		}
 	})
 }

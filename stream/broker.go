@@ -80,6 +80,13 @@ type Broker struct {
 
 	syncWake   chan struct{}
 	resyncWake chan struct{}
+
+	// Batches received from the listener wait here for the fan-out loop,
+	// which takes all of them at once: when fan-out falls behind, what
+	// queued up meanwhile goes out together.
+	pmu     sync.Mutex
+	pending []store.Batch
+	pwake   chan struct{}
 	resyncMu   sync.Mutex
 	resyncSet  map[string]bool
 	degraded   atomic.Bool // a resync is under way or failed
@@ -113,12 +120,14 @@ func New(st store.Store, rs *retrieve.Service, opts Options) (*Broker, error) {
 		closing:    make(chan struct{}),
 		syncWake:   make(chan struct{}, 1),
 		resyncWake: make(chan struct{}, 1),
+		pwake:      make(chan struct{}, 1),
 		resyncSet:  make(map[string]bool),
 	}
 	b.poll = poll.New(b, rs)
-	b.loops.Add(2)
+	b.loops.Add(3)
 	go b.run()
 	go b.syncLoop()
+	go b.fanOutLoop()
 	return b, nil
 }
 
@@ -420,7 +429,8 @@ func (b *Broker) run() {
 	}
 }
 
-// dispatch fans out l's batches until l ends or the broker closes.
+// dispatch queues l's batches for the fan-out loop until l ends or the
+// broker closes.
 func (b *Broker) dispatch(l store.Listener) {
 	for {
 		select {
@@ -430,9 +440,46 @@ func (b *Broker) dispatch(l store.Listener) {
 			if !ok {
 				return
 			}
-			if !b.handle(b.drain(l, bt)) {
-				return
-			}
+			b.enqueue(bt)
+		}
+	}
+}
+
+// maxPending bounds the batches waiting for fan-out; beyond it they are
+// replaced by one Resync, which re-reads every topic from its last
+// announced cursor (nothing is lost, memory stays bounded).
+const maxPending = 4096
+
+func (b *Broker) enqueue(bt store.Batch) {
+	b.pmu.Lock()
+	if len(b.pending) >= maxPending {
+		clear(b.pending)
+		b.pending = append(b.pending[:0], store.Batch{Resync: true})
+	} else {
+		b.pending = append(b.pending, bt)
+	}
+	b.pmu.Unlock()
+	select {
+	case b.pwake <- struct{}{}:
+	default:
+	}
+}
+
+// fanOutLoop announces queued batches and runs requested re-reads until
+// Close.
+func (b *Broker) fanOutLoop() {
+	defer b.loops.Done()
+	var batches []store.Batch
+	for {
+		select {
+		case <-b.ctx.Done():
+			return
+		case <-b.pwake:
+			b.pmu.Lock()
+			batches, b.pending = b.pending, batches[:0]
+			b.pmu.Unlock()
+			b.handle(batches)
+			clear(batches)
 		case <-b.resyncWake:
 			b.resyncMu.Lock()
 			names := b.resyncSet
@@ -449,33 +496,9 @@ func (b *Broker) dispatch(l store.Listener) {
 	}
 }
 
-// maxMerge bounds the batches handled together.
-const maxMerge = 256
-
-// drain returns bt and the batches that arrived while the previous ones
-// were fanned out: when fan-out falls behind, what queued up meanwhile goes
-// out together, in fewer writes per client. A nil batch at the end means l
-// closed.
-func (b *Broker) drain(l store.Listener, bt store.Batch) []*store.Batch {
-	out := []*store.Batch{&bt}
-	for len(out) < maxMerge {
-		select {
-		case more, ok := <-l.Batches():
-			if !ok {
-				return append(out, nil)
-			}
-			out = append(out, &more)
-		default:
-			return out
-		}
-	}
-	return out
-}
-
 // handle delivers batches in order, merging a topic's batches whose cursors
-// follow each other into one notification; it reports false when the
-// listener closed.
-func (b *Broker) handle(batches []*store.Batch) bool {
+// follow each other into one notification.
+func (b *Broker) handle(batches []store.Batch) {
 	var order []string
 	merged := make(map[string][]feed.Item)
 	flush := func() {
@@ -489,9 +512,6 @@ func (b *Broker) handle(batches []*store.Batch) bool {
 	}
 	for _, bt := range batches {
 		switch {
-		case bt == nil:
-			flush()
-			return false
 		case bt.Resync:
 			flush()
 			b.m.resyncs.Inc()
@@ -511,7 +531,6 @@ func (b *Broker) handle(batches []*store.Batch) bool {
 		}
 	}
 	flush()
-	return true
 }
 
 func (b *Broker) lookup(name string) *topic {
