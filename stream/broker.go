@@ -80,6 +80,9 @@ type Broker struct {
 
 	syncWake   chan struct{}
 	resyncWake chan struct{}
+	resyncMu   sync.Mutex
+	resyncSet  map[string]bool
+	degraded   atomic.Bool // a resync is under way or failed
 
 	// Batches received from the listener wait here for the fan-out loop,
 	// which takes all of them at once: when fan-out falls behind, what
@@ -87,9 +90,6 @@ type Broker struct {
 	pmu     sync.Mutex
 	pending []store.Batch
 	pwake   chan struct{}
-	resyncMu   sync.Mutex
-	resyncSet  map[string]bool
-	degraded   atomic.Bool // a resync is under way or failed
 }
 
 var _ poll.Source = (*Broker)(nil)
