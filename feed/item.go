@@ -137,3 +137,24 @@ type Notification struct {
 	Meta   Meta
 	Items  []Item
 }
+
+// MemSize approximates the memory the item holds (its struct and what it
+// points to), for caches that bound their size.
+func (it *Item) MemSize() int {
+	n := 256 + len(it.ID) + len(it.Title) + len(it.Content) + len(it.Summary) +
+		len(it.PermalinkURL) + len(it.Language) + len(it.Hash)
+	if l := it.StandardLinks; l != nil {
+		for _, g := range [][]Link{l.Alternate, l.Self, l.Hub} {
+			for _, x := range g {
+				n += 48 + len(x.Href) + len(x.Type) + len(x.Title)
+			}
+		}
+	}
+	if a := it.Actor; a != nil {
+		n += 48 + len(a.DisplayName) + len(a.ID) + len(a.PermalinkURL)
+	}
+	for _, c := range it.Categories {
+		n += 16 + len(c)
+	}
+	return n
+}

@@ -9,7 +9,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/feedgate/feedgate/feed"
 	"github.com/feedgate/feedgate/store"
 )
 
@@ -470,22 +469,7 @@ func (c *Cache) dropLocked(e *entry) {
 func pageSize(p store.Page) int {
 	n := 512 + len(p.Topic.Meta.Title) + len(p.Topic.Meta.Subtitle) + len(p.Topic.Status.HTTP)
 	for i := range p.Items {
-		it := &p.Items[i]
-		n += 256 + len(it.ID) + len(it.Title) + len(it.Content) + len(it.Summary) +
-			len(it.PermalinkURL) + len(it.Language) + len(it.Hash)
-		if l := it.StandardLinks; l != nil {
-			for _, g := range [][]feed.Link{l.Alternate, l.Self, l.Hub} {
-				for _, x := range g {
-					n += 48 + len(x.Href) + len(x.Type) + len(x.Title)
-				}
-			}
-		}
-		if a := it.Actor; a != nil {
-			n += 48 + len(a.DisplayName) + len(a.ID) + len(a.PermalinkURL)
-		}
-		for _, c := range it.Categories {
-			n += 16 + len(c)
-		}
+		n += p.Items[i].MemSize()
 	}
 	return n
 }

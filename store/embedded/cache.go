@@ -76,7 +76,7 @@ func (c *itemCache) get(topic string, cursor feed.Cursor) (feed.Item, bool) {
 // put caches a private copy of the item under its cursor.
 func (c *itemCache) put(topic string, it feed.Item) {
 	k := cacheKey{topic, it.Cursor}
-	n := itemSize(it)
+	n := it.MemSize()
 	s := c.shard(k)
 	if n > s.budget/4 {
 		return // too big to be worth it
@@ -95,7 +95,7 @@ func (c *itemCache) put(topic string, it feed.Item) {
 		s.order[s.head] = cacheKey{}
 		s.head++
 		if v, ok := s.items[old]; ok {
-			s.size -= itemSize(v)
+			s.size -= v.MemSize()
 			delete(s.items, old)
 		}
 	}
@@ -103,26 +103,6 @@ func (c *itemCache) put(topic string, it feed.Item) {
 		s.order = append(s.order[:0], s.order[s.head:]...)
 		s.head = 0
 	}
-}
-
-// itemSize approximates the memory an item holds.
-func itemSize(it feed.Item) int {
-	n := 256 + len(it.ID) + len(it.Title) + len(it.Content) + len(it.Summary) +
-		len(it.PermalinkURL) + len(it.Language) + len(it.Hash)
-	if l := it.StandardLinks; l != nil {
-		for _, g := range [][]feed.Link{l.Alternate, l.Self, l.Hub} {
-			for _, x := range g {
-				n += 48 + len(x.Href) + len(x.Type) + len(x.Title)
-			}
-		}
-	}
-	if a := it.Actor; a != nil {
-		n += 48 + len(a.DisplayName) + len(a.ID) + len(a.PermalinkURL)
-	}
-	for _, c := range it.Categories {
-		n += 16 + len(c)
-	}
-	return n
 }
 
 // cloneItem copies what an item points to, so that a caller changing its
