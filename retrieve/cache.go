@@ -54,9 +54,10 @@ type CacheOptions struct {
 // subscription of its own: an announced append or a Resync drops what is
 // held, and the next read reloads it. A miss subscribes to the topic
 // before it reads, and installs what it read only when nothing was
-// announced in between (a generation number per topic). Appends by other nodes are therefore seen after the pub/sub
-// delay; this node's own appends and topic updates drop the entry through
-// the store's ChangeHook before the writer is answered. Topic status,
+// announced in between (a generation number per topic). Appends by other
+// nodes are therefore seen after the pub/sub delay; this node's own appends
+// and topic updates drop the entry through the store's ChangeHook before
+// the writer is answered. Topic status,
 // which changes without announcements, is at most TTL old. While the live
 // link is down every read goes to the store.
 type Cache struct {
