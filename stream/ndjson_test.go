@@ -1,7 +1,14 @@
 package stream_test
 
 import (
+	"bufio"
 	"context"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"net/url"
 	"testing"
 	"time"
 
@@ -128,4 +135,47 @@ func TestStreamsOverHTTP2(t *testing.T) {
 		t.Fatal(err)
 	}
 	<-sse.done
+}
+
+// TestNDJSONOverHTTP10 streams to an HTTP/1.0 client: no chunked encoding,
+// the body is the NDJSON lines themselves, written directly by fan-out.
+func TestNDJSONOverHTTP10(t *testing.T) {
+	n := newNode(t, openEmbedded(t), stream.Options{})
+	u, _ := url.Parse(n.url)
+	c, err := net.Dial("tcp", u.Host)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	_ = c.SetDeadline(time.Now().Add(waitFor))
+	q := query([]string{topicA}, "wait", "stream", "format", "json")
+	fmt.Fprintf(c, "GET /?%s HTTP/1.0\r\nHost: %s\r\nAuthorization: Basic %s\r\n\r\n", q, u.Host, base64.StdEncoding.EncodeToString([]byte(n.creds)))
+	br := bufio.NewReader(c)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != 200 || len(resp.TransferEncoding) != 0 || resp.ProtoMinor != 0 {
+		t.Fatalf("want an HTTP/1.0 200 without chunking, got %s %s %v", resp.Proto, resp.Status, resp.TransferEncoding)
+	}
+	lines := bufio.NewScanner(resp.Body)
+	if !lines.Scan() {
+		t.Fatalf("no first answer: %v", lines.Err())
+	}
+	for i := 1; i <= 3; i++ {
+		n.publish(topicA, 1)
+		var got notification
+		for lines.Scan() && len(lines.Bytes()) == 0 {
+			// a keep-alive line
+		}
+		if err := json.Unmarshal(lines.Bytes(), &got); err != nil {
+			t.Fatalf("line %d is not a notification (%v): %q", i, err, lines.Bytes())
+		}
+		if len(got.Items) != 1 || got.Items[0].Cursor != feed.Cursor(i) {
+			t.Fatalf("notification %d: %+v", i, got)
+		}
+	}
+	if whole := metric(t, n.reg, "feedgate_live_direct_writes_total", "result", "whole"); whole < 1 {
+		t.Errorf("no notification went out as a direct write")
+	}
 }
