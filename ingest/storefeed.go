@@ -58,6 +58,20 @@ func (s *Service) storeDocument(ctx context.Context, topic string, body []byte, 
 		return res, perr
 	}
 	res.doc = doc
+	if source != sourcePoll && s.firstDocument(topic) {
+		// The feed's title and metadata go in before its first items, so
+		// that the notification announcing them (which reads the topic's
+		// state) names the feed. Later documents update them after. (A
+		// poll's state is written by the scheduler, which knows whether
+		// the topic is still tracked.)
+		if err := s.st.UpdateTopic(ctx, topic, func(ts *store.TopicState) error {
+			ts.Topic = topic
+			applyMeta(ts, doc, now)
+			return nil
+		}); err != nil {
+			s.log.LogAttrs(ctx, slogWarn, "storing the feed's metadata", attrTopic(topic), attrErr(err))
+		}
+	}
 	items, err := s.st.Append(ctx, topic, doc.Items)
 	if err != nil {
 		return res, errorf(err, "storing the entries of %s", topic)
@@ -78,6 +92,25 @@ func (s *Service) storeDocument(ctx context.Context, topic string, body []byte, 
 		s.log.LogAttrs(ctx, slogWarn, "updating the status", attrTopic(topic), attrErr(err))
 	}
 	return res, nil
+}
+
+// maxMetaWritten bounds the topics remembered by firstDocument; past it the
+// set starts over (which costs one more metadata write per topic).
+const maxMetaWritten = 100_000
+
+// firstDocument reports whether topic has had no document stored by this
+// node yet, and remembers it.
+func (s *Service) firstDocument(topic string) bool {
+	s.metaMu.Lock()
+	defer s.metaMu.Unlock()
+	if _, ok := s.metaWritten[topic]; ok {
+		return false
+	}
+	if len(s.metaWritten) >= maxMetaWritten {
+		clear(s.metaWritten)
+	}
+	s.metaWritten[topic] = struct{}{}
+	return true
 }
 
 // applyMeta records a parsed document's metadata in the topic state.
