@@ -83,6 +83,9 @@ func TestTwoNodesOneRedis(t *testing.T) {
 			t.Fatalf("Untrack: %v", err)
 		}
 	}
+	// Untracking takes a while on a loaded machine: the topics are polled
+	// until then.
+	untracked := time.Now()
 	time.Sleep(100 * time.Millisecond) // fetches in flight finish
 
 	log.mu.Lock()
@@ -94,8 +97,10 @@ func TestTwoNodesOneRedis(t *testing.T) {
 	total := 0
 	for path, at := range tracked {
 		fs := log.fetches[path]
-		if len(fs) < 3 || len(fs) > 5 {
-			t.Errorf("%s fetched %d times in 3.5 s with a 1 s period, want 3 to 5", path, len(fs))
+		// One fetch at once, then one per period (jitter may add one).
+		most := int(untracked.Sub(at)/period) + 2
+		if len(fs) < 3 || len(fs) > most {
+			t.Errorf("%s fetched %d times in %s with a 1 s period, want 3 to %d", path, len(fs), untracked.Sub(at).Round(time.Millisecond), most)
 			continue
 		}
 		if d := fs[0].start.Sub(at); d > time.Second {
