@@ -14,6 +14,9 @@
 #   STORES     "redis embedded" (default) or one of them
 #   RUNS       any of: retrieve ndjson sse ws poll idle (default: all but ws, poll)
 #   SMALL=1    small clients/items/durations
+#   NDJSON_CLIENTS, NDJSON_ITEMS, NDJSON_RATE, SSE_CLIENTS, SSE_ITEMS, IDLE_CLIENTS,
+#   IDLE_HOLD, WS_CLIENTS, WS_ITEMS, POLL_CLIENTS, POLL_ITEMS
+#              the sizes of the full runs
 #   DURATION   retrieve measured time per round (default 10s)
 #   ROUNDS     retrieve rounds, alternating with raw Redis; medians reported (default 3)
 #   OUT        directory for logs and JSON results (default: a new temp dir)
@@ -37,11 +40,13 @@ if [[ -n "${SMALL:-}" ]]; then
 	IDLE_CLIENTS=500 IDLE_HOLD=3s
 	WS_CLIENTS=200 WS_ITEMS=20 POLL_CLIENTS=200 POLL_ITEMS=20
 else
-	# The issue's targets (issue 4, "Targets").
-	NDJSON_CLIENTS=10000 NDJSON_ITEMS=100 NDJSON_RATE=10
-	SSE_CLIENTS=5000 SSE_ITEMS=20
-	IDLE_CLIENTS=10000 IDLE_HOLD=20s
-	WS_CLIENTS=5000 WS_ITEMS=20 POLL_CLIENTS=2000 POLL_ITEMS=20
+	# The issue's targets (issue 4, "Targets"); each may be set in the
+	# environment instead.
+	NDJSON_CLIENTS=${NDJSON_CLIENTS:-10000} NDJSON_ITEMS=${NDJSON_ITEMS:-100} NDJSON_RATE=${NDJSON_RATE:-10}
+	SSE_CLIENTS=${SSE_CLIENTS:-5000} SSE_ITEMS=${SSE_ITEMS:-20}
+	IDLE_CLIENTS=${IDLE_CLIENTS:-10000} IDLE_HOLD=${IDLE_HOLD:-20s}
+	WS_CLIENTS=${WS_CLIENTS:-5000} WS_ITEMS=${WS_ITEMS:-20}
+	POLL_CLIENTS=${POLL_CLIENTS:-2000} POLL_ITEMS=${POLL_ITEMS:-20}
 fi
 
 PIDS=()
