@@ -71,23 +71,33 @@ func TestStalledReaderIsDisconnected(t *testing.T) {
 // receive buffer, reads the response head, and never reads again.
 func (n *node) dialStalled(q string) *net.TCPConn {
 	n.t.Helper()
-	u, _ := url.Parse(n.url)
-	d := net.Dialer{Control: nil}
-	c, err := d.Dial("tcp", u.Host)
-	if err != nil {
-		n.t.Fatal(err)
-	}
-	tc := c.(*net.TCPConn)
-	if err := tc.SetReadBuffer(1024); err != nil {
-		n.t.Fatal(err)
-	}
-	n.t.Cleanup(func() { tc.Close() })
-	fmt.Fprintf(tc, "GET /?%s HTTP/1.1\r\nHost: %s\r\nAuthorization: Basic %s\r\n\r\n", q, u.Host, base64.StdEncoding.EncodeToString([]byte(n.creds)))
+	tc := n.dialRaw("HTTP/1.1", q, func(tc *net.TCPConn) error { return tc.SetReadBuffer(1024) })
 	br := bufio.NewReaderSize(tc, 16)
 	line, err := br.ReadString('\n')
 	if err != nil || !strings.Contains(line, "200") {
 		n.t.Fatalf("stalled client: response %q, %v", line, err)
 	}
+	return tc
+}
+
+// dialRaw opens a connection to the node, runs setup on it, and sends a
+// GET of query q with the node's credentials in protocol proto
+// (HTTP/1.1, HTTP/1.0). The connection is closed at the end of the test.
+func (n *node) dialRaw(proto, q string, setup ...func(*net.TCPConn) error) *net.TCPConn {
+	n.t.Helper()
+	u, _ := url.Parse(n.url)
+	c, err := net.Dial("tcp", u.Host)
+	if err != nil {
+		n.t.Fatal(err)
+	}
+	tc := c.(*net.TCPConn)
+	n.t.Cleanup(func() { tc.Close() })
+	for _, f := range setup {
+		if err := f(tc); err != nil {
+			n.t.Fatal(err)
+		}
+	}
+	fmt.Fprintf(tc, "GET /?%s %s\r\nHost: %s\r\nAuthorization: Basic %s\r\n\r\n", q, proto, u.Host, base64.StdEncoding.EncodeToString([]byte(n.creds)))
 	return tc
 }
 
@@ -100,15 +110,7 @@ func (n *node) dialStalled(q string) *net.TCPConn {
 func TestSlowReaderGetsEverything(t *testing.T) {
 	forEachStore(t, func(t *testing.T, st store.Store) {
 		n := newNode(t, st, stream.Options{ClientQueue: 256, WriteTimeout: 10 * time.Second})
-		u, _ := url.Parse(n.url)
-		c, err := net.Dial("tcp", u.Host)
-		if err != nil {
-			t.Fatal(err)
-		}
-		tc := c.(*net.TCPConn)
-		t.Cleanup(func() { tc.Close() })
-		q := query([]string{topicA}, "wait", "stream", "format", "json")
-		fmt.Fprintf(tc, "GET /?%s HTTP/1.1\r\nHost: %s\r\nAuthorization: Basic %s\r\n\r\n", q, u.Host, base64.StdEncoding.EncodeToString([]byte(n.creds)))
+		tc := n.dialRaw("HTTP/1.1", query([]string{topicA}, "wait", "stream", "format", "json"))
 		br := bufio.NewReaderSize(tc, 64<<10)
 		resp, err := http.ReadResponse(br, nil)
 		if err != nil {

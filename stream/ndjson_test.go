@@ -3,12 +3,9 @@ package stream_test
 import (
 	"bufio"
 	"context"
-	"encoding/base64"
 	"encoding/json"
-	"fmt"
 	"net"
 	"net/http"
-	"net/url"
 	"testing"
 	"time"
 
@@ -141,15 +138,8 @@ func TestStreamsOverHTTP2(t *testing.T) {
 // the body is the NDJSON lines themselves, written directly by fan-out.
 func TestNDJSONOverHTTP10(t *testing.T) {
 	n := newNode(t, openEmbedded(t), stream.Options{})
-	u, _ := url.Parse(n.url)
-	c, err := net.Dial("tcp", u.Host)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	_ = c.SetDeadline(time.Now().Add(waitFor))
-	q := query([]string{topicA}, "wait", "stream", "format", "json")
-	fmt.Fprintf(c, "GET /?%s HTTP/1.0\r\nHost: %s\r\nAuthorization: Basic %s\r\n\r\n", q, u.Host, base64.StdEncoding.EncodeToString([]byte(n.creds)))
+	c := n.dialRaw("HTTP/1.0", query([]string{topicA}, "wait", "stream", "format", "json"),
+		func(c *net.TCPConn) error { return c.SetDeadline(time.Now().Add(waitFor)) })
 	br := bufio.NewReader(c)
 	resp, err := http.ReadResponse(br, nil)
 	if err != nil {
