@@ -11,16 +11,12 @@ import (
 	"sync"
 	"time"
 
-	"github.com/gin-gonic/gin"
-
 	"github.com/feedgate/feedgate/api"
 	"github.com/feedgate/feedgate/store"
 )
 
 // Realm is the HTTP Basic realm announced on 401.
 const Realm = "feedgate"
-
-const principalKey = "feedgate.principal"
 
 // maxCached bounds the credential cache; it is emptied when full.
 const maxCached = 10000
@@ -144,27 +140,17 @@ func (a *Authenticator) Forget(login string) {
 	}
 }
 
-// Middleware authenticates every request and stores the principal for
-// FromContext; failures are rendered as the client asked (JSON, JSONP, text).
-func (a *Authenticator) Middleware() gin.HandlerFunc {
-	return func(c *gin.Context) {
-		p, err := a.Authenticate(c.Request.Context(), c.Request)
-		if err != nil {
-			api.WriteError(c.Writer, api.Negotiate(c.Request, api.Params{Values: c.Request.URL.Query()}), err)
-			c.Abort()
-			return
-		}
-		c.Set(principalKey, p)
-	}
+type principalKey struct{}
+
+// WithPrincipal returns ctx carrying p, the authenticated caller of the
+// request ctx belongs to.
+func WithPrincipal(ctx context.Context, p *Principal) context.Context {
+	return context.WithValue(ctx, principalKey{}, p)
 }
 
-// FromContext returns the principal set by Middleware (nil if none).
-func FromContext(c *gin.Context) *Principal {
-	v, ok := c.Get(principalKey)
-	if !ok {
-		return nil
-	}
-	p, _ := v.(*Principal)
+// FromContext returns the principal set by WithPrincipal (nil if none).
+func FromContext(ctx context.Context) *Principal {
+	p, _ := ctx.Value(principalKey{}).(*Principal)
 	return p
 }
 

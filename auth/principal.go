@@ -1,6 +1,7 @@
-// Package auth owns users, tokens, rights and topic scopes, and the gin
-// middleware that authenticates hub-endpoint calls by HTTP Basic auth or the
-// authorization= query parameter.
+// Package auth owns users, tokens, rights and topic scopes, and the
+// authentication of hub-endpoint calls by HTTP Basic auth or the
+// authorization= parameter. The principal of a request travels in its
+// context (WithPrincipal, FromContext).
 package auth
 
 import (

@@ -14,7 +14,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/feedgate/feedgate/ingest"
+	"github.com/feedgate/feedgate/fetch"
 	"github.com/feedgate/feedgate/store"
 )
 
@@ -90,9 +90,9 @@ type outcome struct {
 	retry  time.Duration
 }
 
-func classify(resp *ingest.Response, err error, now time.Time) outcome {
+func classify(resp *fetch.Response, err error, now time.Time) outcome {
 	if err != nil {
-		var refused *ingest.RefusedError
+		var refused *fetch.RefusedError
 		reason := "network"
 		switch {
 		case errors.As(err, &refused):

@@ -6,7 +6,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/feedgate/feedgate/ingest"
+	"github.com/feedgate/feedgate/fetch"
 	"github.com/feedgate/feedgate/store"
 )
 
@@ -86,7 +86,7 @@ type Options struct {
 	PublicHubURL string
 	// Fetcher makes every outgoing request (verification GETs, delivery
 	// POSTs) through the address guard; share the one of ingest.
-	Fetcher *ingest.Fetcher
+	Fetcher *fetch.Fetcher
 	// Deliveries keeps delivery records and jobs; by default the Store
 	// itself when it implements store.DeliveryStore.
 	Deliveries store.DeliveryStore
@@ -194,7 +194,7 @@ func WithOptions(o Options) Option { return func(dst *Options) { *dst = o } }
 
 // WithCallbacks enables subscriptions with a callback: deliveries announce
 // publicHubURL as rel="hub" and go out through f.
-func WithCallbacks(publicHubURL string, f *ingest.Fetcher) Option {
+func WithCallbacks(publicHubURL string, f *fetch.Fetcher) Option {
 	return func(o *Options) { o.PublicHubURL, o.Fetcher = publicHubURL, f }
 }
 

@@ -16,7 +16,7 @@ import (
 
 	"github.com/feedgate/feedgate/api"
 	"github.com/feedgate/feedgate/auth"
-	"github.com/feedgate/feedgate/ingest"
+	"github.com/feedgate/feedgate/fetch"
 	"github.com/feedgate/feedgate/store"
 )
 
@@ -36,7 +36,7 @@ type Service struct {
 	tracker Tracker
 	dlv     store.DeliveryStore
 	opts    Options
-	fetcher *ingest.Fetcher
+	fetcher *fetch.Fetcher
 	log     *slog.Logger
 	m       *metrics
 

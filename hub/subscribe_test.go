@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/feedgate/feedgate/ingest"
+	"github.com/feedgate/feedgate/fetch"
 )
 
 const topic = "http://93.184.216.34/feed.xml"
@@ -129,7 +129,7 @@ func TestVerificationFailures(t *testing.T) {
 
 func TestCallbackAddressGuard(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, func(o *Options) { o.Fetcher = ingest.NewFetcher(ingest.FetcherOptions{}) })
+	e := newEnv(t, func(o *Options) { o.Fetcher = fetch.New(fetch.Options{}) })
 	p := e.principal("ann")
 	sub := newSubscriber(t)
 	err := e.hub.Subscribe(ctxT(t), p, request(t, "hub.topic", topic, "hub.callback", sub.url("/cb")))

@@ -15,7 +15,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/feedgate/feedgate/api"
-	"github.com/feedgate/feedgate/ingest"
+	"github.com/feedgate/feedgate/fetch"
 	"github.com/feedgate/feedgate/store"
 )
 
@@ -83,9 +83,9 @@ func (s *Service) verify(ctx context.Context, v verification) (err error) {
 	}
 	ctx, cancel := context.WithTimeout(ctx, s.opts.VerifyTimeout)
 	defer cancel()
-	resp, err := s.fetcher.Get(ctx, target, ingest.Conditional{})
+	resp, err := s.fetcher.Get(ctx, target, fetch.Conditional{})
 	if err != nil {
-		var refused *ingest.RefusedError
+		var refused *fetch.RefusedError
 		if errors.As(err, &refused) {
 			return fmt.Errorf("hub.callback refused: %v", refused)
 		}

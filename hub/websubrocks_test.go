@@ -25,7 +25,6 @@ import (
 	"github.com/mmcdole/gofeed"
 
 	"github.com/feedgate/feedgate/feed"
-	"github.com/feedgate/feedgate/ingest"
 )
 
 // rocksSubscriber answers verification requests like websub.rocks does.
@@ -165,8 +164,8 @@ func TestWebSubRocks105PlaintextTopic(t *testing.T) {
 	const text = "Plain text, with <angle brackets> & ampersands\nover two lines"
 	// A plain-text document is not a feed: refused, nothing delivered.
 	_, err := e.ing.StoreFeed(ctx, topic, []byte(text), "text/plain")
-	if !errors.Is(err, ingest.ErrUnparseable) {
-		t.Fatalf("StoreFeed(text/plain) = %v, want ErrUnparseable", err)
+	if !errors.Is(err, feed.ErrNotFeed) {
+		t.Fatalf("StoreFeed(text/plain) = %v, want feed.ErrNotFeed", err)
 	}
 	sub.none(300 * time.Millisecond)
 	// Plain text inside entries reaches the subscriber intact.

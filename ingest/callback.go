@@ -7,6 +7,7 @@ import (
 	"crypto/sha512"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"hash"
 	"io"
 	"log/slog"
@@ -15,22 +16,22 @@ import (
 	"strings"
 	"time"
 
-	"github.com/gin-gonic/gin"
-
+	"github.com/feedgate/feedgate/feed"
+	"github.com/feedgate/feedgate/fetch"
 	"github.com/feedgate/feedgate/store"
 )
 
-// Callback serves /callback/:id: GET is a hub's verification of intent,
+// Callback serves /callback/{id} (the id is the request's path value "id"): GET is a hub's verification of intent,
 // POST a hub's content distribution.
-func (s *Service) Callback(c *gin.Context) {
-	switch c.Request.Method {
+func (s *Service) Callback(w http.ResponseWriter, r *http.Request) {
+	switch r.Method {
 	case http.MethodGet, http.MethodHead:
-		s.CallbackGET(c)
+		s.CallbackGET(w, r)
 	case http.MethodPost:
-		s.CallbackPOST(c)
+		s.CallbackPOST(w, r)
 	default:
-		c.Header("Allow", "GET, POST")
-		c.String(http.StatusMethodNotAllowed, "a WebSub callback takes GET (verification) and POST (content)\n")
+		w.Header().Set("Allow", "GET, POST")
+		text(w, http.StatusMethodNotAllowed, "a WebSub callback takes GET (verification) and POST (content)\n")
 	}
 }
 
@@ -38,21 +39,21 @@ func (s *Service) Callback(c *gin.Context) {
 // echoes hub.challenge with 200 for a subscription or unsubscription that
 // feedgate asked for, of that topic, and answers 404 otherwise. A denial
 // (hub.mode=denied) is recorded and the topic goes back to polling.
-func (s *Service) CallbackGET(c *gin.Context) {
-	ctx := c.Request.Context()
-	id := c.Param("id")
-	q := c.Request.URL.Query()
+func (s *Service) CallbackGET(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	id := r.PathValue("id")
+	q := r.URL.Query()
 	mode, topic, challenge := q.Get("hub.mode"), q.Get("hub.topic"), q.Get("hub.challenge")
 	u, err := s.is.Upstream(ctx, id)
 	switch {
 	case errors.Is(err, store.ErrNotFound):
-		c.String(http.StatusNotFound, "no subscription has this callback\n")
+		text(w, http.StatusNotFound, "no subscription has this callback\n")
 		return
 	case err != nil:
-		c.String(http.StatusServiceUnavailable, "the store is unavailable; verify again later\n")
+		text(w, http.StatusServiceUnavailable, "the store is unavailable; verify again later\n")
 		return
 	case topic != u.HubTopic:
-		c.String(http.StatusNotFound, "this callback is for another topic\n")
+		text(w, http.StatusNotFound, "this callback is for another topic\n")
 		return
 	}
 	now := time.Now()
@@ -63,7 +64,7 @@ func (s *Service) CallbackGET(c *gin.Context) {
 			lease = s.opts.LeaseSeconds
 		}
 		if challenge == "" {
-			c.String(http.StatusNotFound, "hub.challenge is missing\n")
+			text(w, http.StatusNotFound, "hub.challenge is missing\n")
 			return
 		}
 		var verified store.Upstream
@@ -79,7 +80,7 @@ func (s *Service) CallbackGET(c *gin.Context) {
 			verified = *x
 			return nil
 		})
-		if s.verifyFailed(c, err) {
+		if s.verifyFailed(w, r, err) {
 			return
 		}
 		s.forgetCached(id)
@@ -87,19 +88,19 @@ func (s *Service) CallbackGET(c *gin.Context) {
 			s.log.LogAttrs(ctx, slogWarn, "scheduling the renewal of a hub subscription", attrTopic(u.Topic), attrErr(err))
 		}
 		s.log.LogAttrs(ctx, slogInfo, "hub subscription verified", attrTopic(u.Topic), slog.String("hub", u.Hub), slog.Int("lease", lease))
-		s.echo(c, challenge)
+		s.echo(w, r, challenge)
 	case modeUnsubscribe:
 		if u.State != store.UpstreamUnsubscribing || challenge == "" {
-			c.String(http.StatusNotFound, "no unsubscription of this topic is pending\n")
+			text(w, http.StatusNotFound, "no unsubscription of this topic is pending\n")
 			return
 		}
 		if err := s.is.DeleteUpstream(ctx, id); err != nil {
-			c.String(http.StatusServiceUnavailable, "the store is unavailable; verify again later\n")
+			text(w, http.StatusServiceUnavailable, "the store is unavailable; verify again later\n")
 			return
 		}
 		s.forgetCached(id)
 		_ = s.is.RemoveJob(ctx, upstreamJob(id))
-		s.echo(c, challenge)
+		s.echo(w, r, challenge)
 	case modeDenied:
 		reason := q.Get("hub.reason")
 		err := s.is.UpdateUpstream(ctx, id, func(x *store.Upstream) error {
@@ -110,7 +111,7 @@ func (s *Service) CallbackGET(c *gin.Context) {
 			}
 			return nil
 		})
-		if s.verifyFailed(c, err) {
+		if s.verifyFailed(w, r, err) {
 			return
 		}
 		s.forgetCached(id)
@@ -119,29 +120,31 @@ func (s *Service) CallbackGET(c *gin.Context) {
 		if _, err := s.is.ExpediteJob(ctx, fetchJob(u.Topic), now); err == nil {
 			s.notify()
 		}
-		c.String(http.StatusOK, "denial recorded\n")
+		text(w, http.StatusOK, "denial recorded\n")
 	default:
-		c.String(http.StatusNotFound, "hub.mode must be subscribe, unsubscribe or denied\n")
+		text(w, http.StatusNotFound, "hub.mode must be subscribe, unsubscribe or denied\n")
 	}
 }
 
 var errNotPending = errors.New("no request pending")
 
-func (s *Service) verifyFailed(c *gin.Context, err error) bool {
+func (s *Service) verifyFailed(w http.ResponseWriter, r *http.Request, err error) bool {
 	switch {
 	case err == nil:
 		return false
 	case errors.Is(err, errNotPending), errors.Is(err, store.ErrNotFound):
-		c.String(http.StatusNotFound, "no subscription of this topic is pending\n")
+		text(w, http.StatusNotFound, "no subscription of this topic is pending\n")
 	default:
-		c.String(http.StatusServiceUnavailable, "the store is unavailable; verify again later\n")
+		text(w, http.StatusServiceUnavailable, "the store is unavailable; verify again later\n")
 	}
 	return true
 }
 
-func (s *Service) echo(c *gin.Context, challenge string) {
-	c.Header("Cache-Control", "no-store")
-	c.Data(http.StatusOK, "text/plain; charset=utf-8", []byte(challenge))
+func (s *Service) echo(w http.ResponseWriter, r *http.Request, challenge string) {
+	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.WriteHeader(http.StatusOK)
+	_, _ = io.WriteString(w, challenge)
 }
 
 // CallbackPOST takes a hub's content distribution (WebSub §7, §8). When the
@@ -150,59 +153,59 @@ func (s *Service) echo(c *gin.Context, challenge string) {
 // with 200 (so that a forger learns nothing). Valid content is parsed and
 // stored before the answer; a body that does not parse is discarded with
 // 200 and the topic's status says why.
-func (s *Service) CallbackPOST(c *gin.Context) {
-	ctx := c.Request.Context()
-	id := c.Param("id")
-	u, err := s.cachedUpstream(c, id)
+func (s *Service) CallbackPOST(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	id := r.PathValue("id")
+	u, err := s.cachedUpstream(w, r, id)
 	switch {
 	case errors.Is(err, store.ErrNotFound):
 		s.m.callbacks.WithLabelValues("unknown").Inc()
-		c.String(http.StatusGone, "no subscription has this callback; stop delivering\n")
+		text(w, http.StatusGone, "no subscription has this callback; stop delivering\n")
 		return
 	case err != nil:
 		s.m.callbacks.WithLabelValues("error").Inc()
-		c.String(http.StatusServiceUnavailable, "the store is unavailable; deliver again later\n")
+		text(w, http.StatusServiceUnavailable, "the store is unavailable; deliver again later\n")
 		return
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(c.Writer, c.Request.Body, s.fetcher.opts.MaxBody))
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.fetcher.Options().MaxBody))
 	if err != nil {
 		var tooLarge *http.MaxBytesError
 		if errors.As(err, &tooLarge) {
 			s.m.callbacks.WithLabelValues("too_large").Inc()
-			c.String(http.StatusRequestEntityTooLarge, "the content is larger than %s\n", sizeString(s.fetcher.opts.MaxBody))
+			text(w, http.StatusRequestEntityTooLarge, "the content is larger than %s\n", fetch.SizeString(s.fetcher.Options().MaxBody))
 			return
 		}
 		s.m.callbacks.WithLabelValues("error").Inc()
-		c.String(http.StatusBadRequest, "reading the content failed\n")
+		text(w, http.StatusBadRequest, "reading the content failed\n")
 		return
 	}
 	if u.Secret != "" {
-		sig := c.GetHeader("X-Hub-Signature")
+		sig := r.Header.Get("X-Hub-Signature")
 		if sig == "" {
 			s.m.callbacks.WithLabelValues("missing_signature").Inc()
 			s.log.LogAttrs(ctx, slogInfo, "discarding unsigned content", attrTopic(u.Topic), slog.String("hub", u.Hub))
-			c.String(http.StatusForbidden, "X-Hub-Signature is required: the subscription was made with a secret\n")
+			text(w, http.StatusForbidden, "X-Hub-Signature is required: the subscription was made with a secret\n")
 			return
 		}
 		if !ValidSignature(u.Secret, sig, body) {
 			s.m.callbacks.WithLabelValues("bad_signature").Inc()
 			s.log.LogAttrs(ctx, slogInfo, "discarding content with a wrong signature", attrTopic(u.Topic), slog.String("hub", u.Hub))
-			c.Status(http.StatusOK)
+			w.WriteHeader(http.StatusOK)
 			return
 		}
 	}
-	_, err = s.storeDocument(ctx, u.Topic, body, c.GetHeader("Content-Type"), sourcePush)
+	_, err = s.storeDocument(ctx, u.Topic, body, r.Header.Get("Content-Type"), sourcePush)
 	switch {
-	case errors.Is(err, ErrUnparseable):
+	case errors.Is(err, feed.ErrNotFeed):
 		s.m.callbacks.WithLabelValues("unparseable").Inc()
-		c.Status(http.StatusOK)
+		w.WriteHeader(http.StatusOK)
 	case err != nil:
 		s.m.callbacks.WithLabelValues("error").Inc()
 		s.log.LogAttrs(ctx, slogWarn, "storing pushed content", attrTopic(u.Topic), attrErr(err))
-		c.String(http.StatusServiceUnavailable, "storing failed; deliver again later\n")
+		text(w, http.StatusServiceUnavailable, "storing failed; deliver again later\n")
 	default:
 		s.m.callbacks.WithLabelValues("stored").Inc()
-		c.Status(http.StatusOK)
+		w.WriteHeader(http.StatusOK)
 	}
 }
 
@@ -266,7 +269,7 @@ type cachedUpstream struct {
 // so staleness only delays noticing a removal.
 const upstreamCacheTTL = 10 * time.Second
 
-func (s *Service) cachedUpstream(c *gin.Context, id string) (store.Upstream, error) {
+func (s *Service) cachedUpstream(w http.ResponseWriter, r *http.Request, id string) (store.Upstream, error) {
 	now := time.Now()
 	s.upMu.Lock()
 	e, ok := s.upstreams[id]
@@ -274,7 +277,7 @@ func (s *Service) cachedUpstream(c *gin.Context, id string) (store.Upstream, err
 	if ok && now.Sub(e.read) < upstreamCacheTTL {
 		return e.u, nil
 	}
-	u, err := s.is.Upstream(c.Request.Context(), id)
+	u, err := s.is.Upstream(r.Context(), id)
 	if err != nil {
 		return u, err
 	}
@@ -291,4 +294,11 @@ func (s *Service) forgetCached(id string) {
 	s.upMu.Lock()
 	delete(s.upstreams, id)
 	s.upMu.Unlock()
+}
+
+// text answers a plain-text message.
+func text(w http.ResponseWriter, code int, format string, args ...any) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.WriteHeader(code)
+	_, _ = fmt.Fprintf(w, format, args...)
 }

@@ -10,6 +10,8 @@ import (
 	"strings"
 
 	"golang.org/x/net/html"
+
+	"github.com/feedgate/feedgate/fetch"
 )
 
 // Discovery is what a fetched document says about where its updates are
@@ -31,7 +33,7 @@ type Discovery struct {
 // the hubs and feed_url of a JSON Feed). Each relation is taken from the
 // headers when they carry it, else from the body. Relative URLs are resolved
 // against the URL that answered.
-func Discover(resp *Response) Discovery {
+func Discover(resp *fetch.Response) Discovery {
 	base, _ := url.Parse(resp.URL)
 	var d Discovery
 	hubs, self := discoverHeader(resp.Header, base)

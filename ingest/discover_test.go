@@ -4,6 +4,8 @@ import (
 	"net/http"
 	"reflect"
 	"testing"
+
+	"github.com/feedgate/feedgate/fetch"
 )
 
 func TestParseLinkHeader(t *testing.T) {
@@ -76,7 +78,7 @@ func TestDiscover(t *testing.T) {
 			want:   Discovery{}},
 		{name: "garbage", body: "\x00\xff<<<>>>&&&", want: Discovery{}},
 	} {
-		resp := &Response{URL: base, Header: http.Header{}, Body: []byte(c.body), StatusCode: 200}
+		resp := &fetch.Response{URL: base, Header: http.Header{}, Body: []byte(c.body), StatusCode: 200}
 		for _, h := range c.header {
 			resp.Header.Add("Link", h)
 		}
@@ -98,7 +100,7 @@ func FuzzDiscover(f *testing.F) {
 	f.Add("", "application/atom+xml", atomString([2]string{"hub", "https://h/"}))
 	f.Add(`<a`, "", `{"hubs":[{"url":"x"}]}`)
 	f.Fuzz(func(t *testing.T, link, ctype, body string) {
-		resp := &Response{URL: "https://example.com/feed", Header: http.Header{"Link": {link}, "Content-Type": {ctype}}, Body: []byte(body)}
+		resp := &fetch.Response{URL: "https://example.com/feed", Header: http.Header{"Link": {link}, "Content-Type": {ctype}}, Body: []byte(body)}
 		d := Discover(resp)
 		for _, h := range d.Hubs {
 			if h == "" {

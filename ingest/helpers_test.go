@@ -15,17 +15,15 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gin-gonic/gin"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/feedgate/feedgate/feed"
+	"github.com/feedgate/feedgate/fetch"
 	"github.com/feedgate/feedgate/internal/redistest"
 	"github.com/feedgate/feedgate/store"
 	"github.com/feedgate/feedgate/store/embedded"
 	redisstore "github.com/feedgate/feedgate/store/redis"
 )
-
-func init() { gin.SetMode(gin.TestMode) }
 
 // backend is a store under test: both interfaces on one backend.
 type backend interface {
@@ -87,7 +85,7 @@ func testOptions() Options {
 		MaxPeriod:      time.Hour,
 		PollInterval:   50 * time.Millisecond,
 		PendingTimeout: time.Minute,
-		Fetch:          FetcherOptions{Timeout: 5 * time.Second},
+		Fetch:          fetch.Options{Timeout: 5 * time.Second},
 		Logger:         slog.New(slog.NewTextHandler(io.Discard, nil)),
 	}
 }
@@ -96,9 +94,9 @@ func testOptions() Options {
 func startNode(t testing.TB, st backend, opts Options, run bool) *node {
 	t.Helper()
 	n := &node{st: st, reg: prometheus.NewRegistry()}
-	engine := gin.New()
-	engine.Any("/callback/:id", func(c *gin.Context) { n.svc.Callback(c) })
-	n.srv = httptest.NewServer(engine)
+	mux := http.NewServeMux()
+	mux.HandleFunc("/callback/{id}", func(w http.ResponseWriter, r *http.Request) { n.svc.Callback(w, r) })
+	n.srv = httptest.NewServer(mux)
 	t.Cleanup(n.srv.Close)
 	if opts.PublicURL == "" {
 		opts.PublicURL = n.srv.URL

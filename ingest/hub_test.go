@@ -10,7 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gin-gonic/gin"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/feedgate/feedgate/store"
@@ -214,9 +213,9 @@ func TestRenewalAfterRestart(t *testing.T) {
 
 	// Both "processes" answer at the same public URL.
 	var current atomic.Pointer[Service]
-	engine := gin.New()
-	engine.Any("/callback/:id", func(c *gin.Context) { current.Load().Callback(c) })
-	cb := httptest.NewServer(engine)
+	mux := http.NewServeMux()
+	mux.HandleFunc("/callback/{id}", func(w http.ResponseWriter, r *http.Request) { current.Load().Callback(w, r) })
+	cb := httptest.NewServer(mux)
 	t.Cleanup(cb.Close)
 	opts := testOptions()
 	opts.PublicURL = cb.URL

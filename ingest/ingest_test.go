@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/feedgate/feedgate/feed"
+	"github.com/feedgate/feedgate/fetch"
 	"github.com/feedgate/feedgate/store"
 )
 
@@ -255,9 +257,9 @@ func TestRefusedAddressStatus(t *testing.T) {
 	opts.AllowPrivate = false
 	n := startNode(t, openEmbedded(t), opts, true)
 	topic := srv.URL + "/feed"
-	var refused *RefusedError
+	var refused *fetch.RefusedError
 	if err := n.svc.CheckURL(ctxT(t), topic); !errors.As(err, &refused) {
-		t.Fatalf("CheckURL(%s) = %v, want a *RefusedError", topic, err)
+		t.Fatalf("CheckURL(%s) = %v, want a *fetch.RefusedError", topic, err)
 	}
 	subscribe(t, n, topic)
 	waitFor(t, time.Second, "the refused fetch's status", func() bool { return topicState(t, n.st, topic).Status.LastFetch != 0 })
@@ -316,8 +318,8 @@ func TestStoreFeed(t *testing.T) {
 			t.Fatalf("topic state after a fat ping = %+v", st)
 		}
 		_, err = n.svc.StoreFeed(ctx, topic, []byte("<html><body>not a feed</body></html>"), "text/html")
-		if !errors.Is(err, ErrUnparseable) {
-			t.Fatalf("StoreFeed(html) = %v, want ErrUnparseable", err)
+		if !errors.Is(err, feed.ErrNotFeed) {
+			t.Fatalf("StoreFeed(html) = %v, want feed.ErrNotFeed", err)
 		}
 		if st := topicState(t, n.st, topic); !strings.Contains(st.Status.HTTP, "discarded") {
 			t.Fatalf("status after unparseable content = %q", st.Status.HTTP)

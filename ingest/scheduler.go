@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/feedgate/feedgate/feed"
+	"github.com/feedgate/feedgate/fetch"
 	"github.com/feedgate/feedgate/store"
 )
 
@@ -339,14 +340,14 @@ func (s *Service) fetchInto(ctx context.Context, ist *store.IngestState, depth i
 	if target == "" {
 		target = ist.Topic
 	}
-	resp, err := s.fetcher.Get(ctx, target, Conditional{ETag: ist.ETag, LastModified: ist.LastModified})
+	resp, err := s.fetcher.Get(ctx, target, fetch.Conditional{ETag: ist.ETag, LastModified: ist.LastModified})
 	if err != nil {
 		if ctx.Err() != nil {
 			return fetchOutcome{}
 		}
 		reason := "network"
-		var refused *RefusedError
-		var tooLarge *BodyTooLargeError
+		var refused *fetch.RefusedError
+		var tooLarge *fetch.BodyTooLargeError
 		switch {
 		case errors.As(err, &refused):
 			reason = "refused"
@@ -418,7 +419,7 @@ func (s *Service) fetchInto(ctx context.Context, ist *store.IngestState, depth i
 	res, err := s.storeDocument(ctx, ist.Topic, resp.Body, resp.Header.Get("Content-Type"), sourcePoll)
 	if err != nil {
 		s.m.fetches.WithLabelValues("error").Inc()
-		if errors.Is(err, ErrUnparseable) {
+		if errors.Is(err, feed.ErrNotFeed) {
 			s.m.fetchErrors.WithLabelValues("parse").Inc()
 			out.message = resp.Status + " but " + err.Error()
 			// Fetch the whole document again next time.

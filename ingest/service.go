@@ -27,6 +27,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/feedgate/feedgate/fetch"
 	"github.com/feedgate/feedgate/store"
 )
 
@@ -57,14 +58,14 @@ type Options struct {
 	// addresses (--allow-private).
 	AllowPrivate bool
 	// AllowAddrs are non-public dial addresses the fetcher may reach
-	// anyway (see FetcherOptions.AllowAddrs).
+	// anyway (see fetch.Options.AllowAddrs).
 	AllowAddrs []netip.AddrPort
 	// Fetch tunes the fetcher (timeouts, MaxBody, MaxRedirects, Resolver);
 	// AllowPrivate, AllowAddrs and UserAgent above take precedence.
-	Fetch FetcherOptions
+	Fetch fetch.Options
 	// Fetcher, when set, is used instead of building one from the options
 	// above (share one between ingest and webhook delivery).
-	Fetcher *Fetcher
+	Fetcher *fetch.Fetcher
 
 	// Concurrency bounds the jobs (fetches, hub requests) this node runs
 	// at once.
@@ -157,7 +158,7 @@ type Service struct {
 	st      store.Store
 	is      store.IngestStore
 	opts    Options
-	fetcher *Fetcher
+	fetcher *fetch.Fetcher
 	log     *slog.Logger
 	m       *metrics
 
@@ -200,13 +201,13 @@ func New(st store.Store, is store.IngestStore, opts Options) (*Service, error) {
 		fo.AllowPrivate = opts.AllowPrivate
 		fo.AllowAddrs = slices.Concat(fo.AllowAddrs, opts.AllowAddrs)
 		if fo.UserAgent == "" {
-			fo.UserAgent = UserAgent(opts.Version, opts.PublicURL)
+			fo.UserAgent = fetch.UserAgent(opts.Version, opts.PublicURL)
 		}
-		s.fetcher = NewFetcher(fo)
+		s.fetcher = fetch.New(fo)
 	}
 	s.jobLease = opts.JobLease
 	if s.jobLease <= 0 {
-		s.jobLease = 2*s.fetcher.opts.Timeout + 30*time.Second
+		s.jobLease = 2*s.fetcher.Options().Timeout + 30*time.Second
 	}
 	m, err := newMetrics(opts.Registerer)
 	if err != nil {
@@ -217,10 +218,10 @@ func New(st store.Store, is store.IngestStore, opts Options) (*Service, error) {
 }
 
 // Fetcher returns the service's guarded fetcher (for webhook delivery).
-func (s *Service) Fetcher() *Fetcher { return s.fetcher }
+func (s *Service) Fetcher() *fetch.Fetcher { return s.fetcher }
 
-// CheckURL validates a topic URL at subscribe time (see Fetcher.CheckURL):
-// a *RefusedError is the reason for a 422.
+// CheckURL validates a topic URL at subscribe time (see fetch.Fetcher.CheckURL):
+// a *fetch.RefusedError is the reason for a 422.
 func (s *Service) CheckURL(ctx context.Context, rawurl string) error {
 	return s.fetcher.CheckURL(ctx, rawurl)
 }

@@ -9,11 +9,6 @@ import (
 	"github.com/feedgate/feedgate/store"
 )
 
-// ErrUnparseable is matched (errors.Is) by the error StoreFeed returns for
-// a body that is not a feed it can read; the hub endpoint answers 422 with
-// the error's message. It is feed.ErrNotFeed.
-var ErrUnparseable = feed.ErrNotFeed
-
 // Sources of stored documents (metrics label, status wording).
 const (
 	sourcePoll    = "poll"
@@ -25,7 +20,7 @@ const (
 // one store path of fat pings, hub content and fetches. It returns the items
 // stored (none when every entry was already stored). A body that does not
 // parse stores nothing, is recorded in the topic's status, and returns an
-// error wrapping ErrUnparseable.
+// error wrapping feed.ErrNotFeed.
 func (s *Service) StoreFeed(ctx context.Context, topic string, body []byte, contentType string) ([]feed.Item, error) {
 	res, err := s.storeDocument(ctx, topic, body, contentType, sourcePublish)
 	return res.stored, err

@@ -13,8 +13,6 @@ import (
 	"errors"
 	"net/http"
 
-	"github.com/gin-gonic/gin"
-
 	"github.com/feedgate/feedgate/api"
 	"github.com/feedgate/feedgate/auth"
 	"github.com/feedgate/feedgate/feed"
@@ -69,30 +67,31 @@ func New(src Source, rs *retrieve.Service) *Service {
 
 // ServePoll answers a wait=poll retrieve whose topic the server already
 // authorized.
-func (s *Service) ServePoll(c *gin.Context, p *auth.Principal, req retrieve.Request) {
+func (s *Service) ServePoll(w http.ResponseWriter, r *http.Request, req retrieve.Request) {
 	want := api.Want{JSON: req.Format != retrieve.Atom, Callback: req.Callback}
-	ctx := c.Request.Context()
+	ctx := r.Context()
+	p := auth.FromContext(ctx)
 	topic := req.Topics[0]
 	q, err := s.rs.Query(ctx, topic, req)
 	if err != nil {
-		api.WriteError(c.Writer, want, err)
+		api.WriteError(w, want, err)
 		return
 	}
-	w, err := s.src.Watch(ctx, p, topic)
+	wt, err := s.src.Watch(ctx, p, topic)
 	if err != nil {
 		if ctx.Err() == nil {
-			api.WriteError(c.Writer, want, err)
+			api.WriteError(w, want, err)
 		}
 		return
 	}
-	defer w.Close()
+	defer wt.Close()
 	n, err := s.rs.Load(ctx, topic, q)
 	if err != nil {
-		api.WriteError(c.Writer, want, err)
+		api.WriteError(w, want, err)
 		return
 	}
 	if len(n.Items) > 0 {
-		retrieve.Render(c.Writer, req, n, s.rs.HubURL())
+		retrieve.Render(w, req, n, s.rs.HubURL())
 		return
 	}
 
@@ -102,7 +101,7 @@ func (s *Service) ServePoll(c *gin.Context, p *auth.Principal, req retrieve.Requ
 	tctx, cancel := context.WithTimeout(ctx, req.Timeout)
 	defer cancel()
 	for {
-		nt, err := w.Next(tctx)
+		nt, err := wt.Next(tctx)
 		if err != nil {
 			if ctx.Err() != nil {
 				return // the client left
@@ -114,7 +113,7 @@ func (s *Service) ServePoll(c *gin.Context, p *auth.Principal, req retrieve.Requ
 				}
 			}
 			n.Items = nil
-			retrieve.Render(c.Writer, req, n, s.rs.HubURL())
+			retrieve.Render(w, req, n, s.rs.HubURL())
 			return
 		}
 		live := nt.Notification()
@@ -133,20 +132,20 @@ func (s *Service) ServePoll(c *gin.Context, p *auth.Principal, req retrieve.Requ
 		switch {
 		case len(items) == len(live.Items) && len(items) <= req.Count && (!hasAfter || oldest == q.Cursor+1):
 			// Exactly the answer: write the shared encoding.
-			writeNotice(c.Writer, req, nt)
+			writeNotice(w, req, nt)
 		case !hasAfter:
 			ans := *live
 			ans.Items = items[:min(len(items), req.Count)]
-			retrieve.Render(c.Writer, req, &ans, s.rs.HubURL())
+			retrieve.Render(w, req, &ans, s.rs.HubURL())
 		default:
 			// The answer is the count items directly after the cursor:
 			// read them.
 			fresh, err := s.rs.Load(ctx, topic, q)
 			if err != nil {
-				api.WriteError(c.Writer, want, err)
+				api.WriteError(w, want, err)
 				return
 			}
-			retrieve.Render(c.Writer, req, fresh, s.rs.HubURL())
+			retrieve.Render(w, req, fresh, s.rs.HubURL())
 		}
 		return
 	}

@@ -11,8 +11,8 @@ import (
 
 	"github.com/feedgate/feedgate/api"
 	"github.com/feedgate/feedgate/auth"
+	"github.com/feedgate/feedgate/feed"
 	"github.com/feedgate/feedgate/hub"
-	"github.com/feedgate/feedgate/ingest"
 	"github.com/feedgate/feedgate/retrieve"
 	"github.com/feedgate/feedgate/store"
 )
@@ -46,7 +46,7 @@ func (h *handlers) landing(c *gin.Context) {
 		return
 	}
 	if strings.Contains(c.Request.Header.Get("Accept"), "text/html") && !isUpgrade(c.Request) {
-		h.cfg.Landing(c)
+		h.cfg.Landing(c.Writer, c.Request)
 		c.Abort()
 	}
 }
@@ -66,7 +66,7 @@ func (h *handlers) hub(c *gin.Context) {
 		fail(c, p, api.Errorf(http.StatusMethodNotAllowed, "X-HTTP-Method-Override: %s is not supported: the hub endpoint takes GET or POST", m))
 		return
 	}
-	principal := auth.FromContext(c)
+	principal := auth.FromContext(c.Request.Context())
 	mode := strings.ToLower(p.Get("hub.mode"))
 	if mode == "" && isUpgrade(c.Request) {
 		mode = "retrieve"
@@ -101,7 +101,7 @@ func (h *handlers) websocket(c *gin.Context) {
 		fail(c, p, api.Errorf(http.StatusBadRequest, "/ws takes WebSocket connections only (Upgrade: websocket); use / for plain HTTP"))
 		return
 	}
-	h.retrieve(c, p, auth.FromContext(c))
+	h.retrieve(c, p, auth.FromContext(c.Request.Context()))
 }
 
 func (h *handlers) retrieve(c *gin.Context, p api.Params, principal *auth.Principal) {
@@ -125,9 +125,9 @@ func (h *handlers) retrieve(c *gin.Context, p api.Params, principal *auth.Princi
 			return
 		}
 		if live {
-			h.cfg.Live.ServeStream(c, principal, req)
+			h.cfg.Live.ServeStream(c.Writer, c.Request, req)
 		} else {
-			h.cfg.Live.ServePoll(c, principal, req)
+			h.cfg.Live.ServePoll(c.Writer, c.Request, req)
 		}
 		return
 	}
@@ -284,7 +284,7 @@ func (h *handlers) fatPing(c *gin.Context, p api.Params, principal *auth.Princip
 		return
 	}
 	items, err := h.cfg.Publish.StoreFeed(c.Request.Context(), topic, body, c.Request.Header.Get("Content-Type"))
-	if errors.Is(err, ingest.ErrUnparseable) {
+	if errors.Is(err, feed.ErrNotFeed) {
 		err = api.Invalid("%v; POST an RSS, Atom or JSON Feed document", err)
 	}
 	if err != nil {

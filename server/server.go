@@ -33,17 +33,19 @@ type Publisher interface {
 
 // Live serves the long-lived forms of retrieve (packages stream and poll).
 type Live interface {
-	// ServeStream answers wait=stream, SSE and WebSocket requests.
-	ServeStream(c *gin.Context, p *auth.Principal, req retrieve.Request)
+	// ServeStream answers wait=stream, SSE and WebSocket requests; the
+	// principal is in the request's context (auth.FromContext).
+	ServeStream(w http.ResponseWriter, r *http.Request, req retrieve.Request)
 	// ServePoll answers wait=poll.
-	ServePoll(c *gin.Context, p *auth.Principal, req retrieve.Request)
+	ServePoll(w http.ResponseWriter, r *http.Request, req retrieve.Request)
 	// Healthy reports whether live fan-out works.
 	Healthy() bool
 }
 
-// Callbacks answers the upstream hubs' requests to /callback/:id.
+// Callbacks answers the upstream hubs' requests to /callback/{id} (the id
+// is the request's path value "id").
 type Callbacks interface {
-	Callback(c *gin.Context)
+	Callback(w http.ResponseWriter, r *http.Request)
 }
 
 // Role selects what a node serves.
@@ -66,10 +68,12 @@ type Config struct {
 	Publish  Publisher
 	Live     Live      // nil: streaming forms answer 422
 	Callback Callbacks // nil: /callback/:id is not served
-	// Extra registers more routes (web assets).
-	Extra func(*gin.Engine)
+	// Assets, when set, serves the paths no route of the server takes
+	// (the browser side, package web); it hands what it does not know to
+	// the handler it is given, the server's 404.
+	Assets func(next http.Handler) http.Handler
 	// Landing answers a browser at / (nil: hub clients only).
-	Landing gin.HandlerFunc
+	Landing http.HandlerFunc
 	// AllowedOrigins for CORS ("*" allows any); empty disables CORS.
 	AllowedOrigins []string
 	// MaxBody bounds request bodies (fat pings), default 10 MiB.
@@ -98,10 +102,14 @@ func New(cfg Config) http.Handler {
 	e.ContextWithFallback = true
 	h := &handlers{cfg: cfg}
 	e.Use(h.recover(), newHTTPMetrics(cfg.Registry).middleware())
-	e.NoRoute(func(c *gin.Context) {
-		api.WriteError(c.Writer, api.Negotiate(c.Request, api.Params{Values: c.Request.URL.Query()}),
-			api.Errorf(http.StatusNotFound, "no such path %s: the hub endpoint is / (or /hub)", c.Request.URL.Path))
+	var notFound http.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		api.WriteError(w, api.Negotiate(r, api.Params{Values: r.URL.Query()}),
+			api.Errorf(http.StatusNotFound, "no such path %s: the hub endpoint is / (or /hub)", r.URL.Path))
 	})
+	if cfg.Assets != nil {
+		notFound = cfg.Assets(notFound)
+	}
+	e.NoRoute(gin.WrapH(notFound))
 	e.NoMethod(func(c *gin.Context) {
 		api.WriteError(c.Writer, api.Want{}, api.Errorf(http.StatusMethodNotAllowed, "method %s is not allowed here: use GET or POST", c.Request.Method))
 	})
@@ -111,8 +119,12 @@ func New(cfg Config) http.Handler {
 	e.GET("/metrics", gin.WrapH(promhttp.HandlerFor(cfg.Registry, promhttp.HandlerOpts{Registry: cfg.Registry})))
 
 	if cfg.Callback != nil && cfg.Role != RoleAPI {
-		e.GET("/callback/:id", cfg.Callback.Callback)
-		e.POST("/callback/:id", cfg.Callback.Callback)
+		callback := func(c *gin.Context) {
+			c.Request.SetPathValue("id", c.Param("id"))
+			cfg.Callback.Callback(c.Writer, c.Request)
+		}
+		e.GET("/callback/:id", callback)
+		e.POST("/callback/:id", callback)
 	}
 	if cfg.Role == RoleIngest {
 		return e
@@ -122,17 +134,14 @@ func New(cfg Config) http.Handler {
 	if len(cfg.AllowedOrigins) > 0 {
 		chain = append(chain, corsMiddleware(cfg.AllowedOrigins))
 	}
-	endpoint := append(append([]gin.HandlerFunc{}, chain...), h.landing, cfg.Auth.Middleware(), h.hub)
+	endpoint := append(append([]gin.HandlerFunc{}, chain...), h.landing, h.authenticate, h.hub)
 	for _, path := range []string{"/", "/hub"} {
 		e.GET(path, endpoint...)
 		e.POST(path, endpoint...)
 		e.OPTIONS(path, chain...)
 	}
-	ws := append(append([]gin.HandlerFunc{}, chain...), cfg.Auth.Middleware(), h.websocket)
+	ws := append(append([]gin.HandlerFunc{}, chain...), h.authenticate, h.websocket)
 	e.GET("/ws", ws...)
-	if cfg.Extra != nil {
-		cfg.Extra(e)
-	}
 	return e
 }
 
@@ -164,6 +173,19 @@ func (h *handlers) recover() gin.HandlerFunc {
 		}
 		c.Abort()
 	})
+}
+
+// authenticate checks the request's credentials and puts the principal in
+// its context; failures are rendered as the client asked (JSON, JSONP,
+// text).
+func (h *handlers) authenticate(c *gin.Context) {
+	p, err := h.cfg.Auth.Authenticate(c.Request.Context(), c.Request)
+	if err != nil {
+		api.WriteError(c.Writer, api.Negotiate(c.Request, api.Params{Values: c.Request.URL.Query()}), err)
+		c.Abort()
+		return
+	}
+	c.Request = c.Request.WithContext(auth.WithPrincipal(c.Request.Context(), p))
 }
 
 func (h *handlers) limitBody(c *gin.Context) {

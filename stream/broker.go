@@ -23,8 +23,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/gin-gonic/gin"
-
 	"github.com/feedgate/feedgate/api"
 	"github.com/feedgate/feedgate/auth"
 	"github.com/feedgate/feedgate/feed"
@@ -198,8 +196,8 @@ func (b *Broker) Close() error {
 }
 
 // ServePoll answers wait=poll (package poll).
-func (b *Broker) ServePoll(c *gin.Context, p *auth.Principal, req retrieve.Request) {
-	b.poll.ServePoll(c, p, req)
+func (b *Broker) ServePoll(w http.ResponseWriter, r *http.Request, req retrieve.Request) {
+	b.poll.ServePoll(w, r, req)
 }
 
 // topic is the broker's state of one topic with local clients.

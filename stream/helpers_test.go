@@ -15,7 +15,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gin-gonic/gin"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/feedgate/feedgate/api"
@@ -104,7 +103,6 @@ func newNode(t *testing.T, st store.Store, opts stream.Options) *node {
 func newNodeOn(t *testing.T, st store.Store, opts stream.Options, h2 bool) *node {
 	t.Helper()
 	ctx := context.Background()
-	gin.SetMode(gin.ReleaseMode)
 	rs := retrieve.New(st, "https://hub.example/", retrieve.Limits{MaxTimeout: 10 * time.Second})
 	reg := prometheus.NewRegistry()
 	opts.Registry = reg
@@ -112,39 +110,43 @@ func newNodeOn(t *testing.T, st store.Store, opts stream.Options, h2 bool) *node
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := gin.New()
-	e.ContextWithFallback = true
 	a := auth.NewAuthenticator(st, time.Minute)
-	h := func(c *gin.Context) {
-		p, err := api.ReadParams(c.Request)
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		p, err := api.ReadParams(r)
 		if err != nil {
-			api.WriteError(c.Writer, api.Negotiate(c.Request, p), err)
+			api.WriteError(w, api.Negotiate(r, p), err)
 			return
 		}
-		req, err := retrieve.Parse(c.Request, p, rs.Limits())
+		pr, err := a.Authenticate(r.Context(), r)
 		if err != nil {
-			api.WriteError(c.Writer, api.Negotiate(c.Request, p), err)
+			api.WriteError(w, api.Negotiate(r, p), err)
 			return
 		}
-		pr := auth.FromContext(c)
+		r = r.WithContext(auth.WithPrincipal(r.Context(), pr))
+		req, err := retrieve.Parse(r, p, rs.Limits())
+		if err != nil {
+			api.WriteError(w, api.Negotiate(r, p), err)
+			return
+		}
 		for _, topic := range req.Topics {
-			if err := rs.Authorize(c.Request.Context(), pr, topic); err != nil {
-				api.WriteError(c.Writer, api.Negotiate(c.Request, p), err)
+			if err := rs.Authorize(r.Context(), pr, topic); err != nil {
+				api.WriteError(w, api.Negotiate(r, p), err)
 				return
 			}
 		}
 		switch {
 		case req.Wait == retrieve.Stream || req.Format == retrieve.SSE || req.WebSocket:
-			b.ServeStream(c, pr, req)
+			b.ServeStream(w, r, req)
 		case req.Wait == retrieve.Poll:
-			b.ServePoll(c, pr, req)
+			b.ServePoll(w, r, req)
 		default:
-			api.WriteError(c.Writer, api.Negotiate(c.Request, p), api.Invalid("this test node serves live retrieves only"))
+			api.WriteError(w, api.Negotiate(r, p), api.Invalid("this test node serves live retrieves only"))
 		}
-	}
-	e.GET("/", a.Middleware(), h)
-	e.GET("/ws", a.Middleware(), h)
-	srv := httptest.NewUnstartedServer(e)
+	})
+	mux := http.NewServeMux()
+	mux.Handle("GET /{$}", h)
+	mux.Handle("GET /ws", h)
+	srv := httptest.NewUnstartedServer(mux)
 	n := &node{t: t, st: st, b: b, rs: rs, reg: reg, srv: srv, client: http.DefaultClient}
 	if h2 {
 		srv.EnableHTTP2 = true

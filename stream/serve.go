@@ -8,8 +8,6 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/gin-gonic/gin"
-
 	"github.com/feedgate/feedgate/api"
 	"github.com/feedgate/feedgate/auth"
 	"github.com/feedgate/feedgate/feed"
@@ -24,16 +22,16 @@ import (
 // head is decided and served by a goroutine of the broker: the handler
 // returns at once, and an idle stream costs its own small state only.
 // Over HTTP/2 the handler serves the stream until it ends.
-func (b *Broker) ServeStream(c *gin.Context, p *auth.Principal, req retrieve.Request) {
+func (b *Broker) ServeStream(w http.ResponseWriter, r *http.Request, req retrieve.Request) {
 	switch {
 	case req.WebSocket:
-		b.serveWebSocket(c, p, req)
+		b.serveWebSocket(w, r, req)
 	case req.Format == retrieve.SSE:
-		b.serveHTTP(c, p, req, kindSSE)
+		b.serveHTTP(w, r, req, kindSSE)
 	case req.Format == retrieve.JSON:
-		b.serveHTTP(c, p, req, kindNDJSON)
+		b.serveHTTP(w, r, req, kindNDJSON)
 	default:
-		b.serveHTTP(c, p, req, kindAtom)
+		b.serveHTTP(w, r, req, kindAtom)
 	}
 }
 
@@ -46,13 +44,13 @@ const (
 
 // serveHTTP runs an NDJSON, Atom or SSE stream: the join (whose failures
 // are still answered as HTTP errors), then the live loop.
-func (b *Broker) serveHTTP(gc *gin.Context, p *auth.Principal, req retrieve.Request, k kind) {
+func (b *Broker) serveHTTP(w http.ResponseWriter, r *http.Request, req retrieve.Request, k kind) {
 	want := api.Want{JSON: k != kindAtom}
-	r := gc.Request
+	p := auth.FromContext(r.Context())
 	ctx := r.Context()
 	cl, err := b.attach(p, k, b.opts.ClientQueue)
 	if err != nil {
-		api.WriteError(gc.Writer, want, err)
+		api.WriteError(w, want, err)
 		return
 	}
 	handedOver := false
@@ -65,25 +63,25 @@ func (b *Broker) serveHTTP(gc *gin.Context, p *auth.Principal, req retrieve.Requ
 	var resume map[string]feed.Cursor
 	if k == kindSSE && req.LastEventID != "" {
 		if resume, err = parseResumeToken(req.LastEventID, req.Topics); err != nil {
-			api.WriteError(gc.Writer, want, err)
+			api.WriteError(w, want, err)
 			return
 		}
 	}
 	starts, err := b.startsFor(ctx, req, resume)
 	if err != nil {
-		api.WriteError(gc.Writer, want, err)
+		api.WriteError(w, want, err)
 		return
 	}
 	s := b.newSession(cl, nil)
 	ns, err := s.load(ctx, starts)
 	if err != nil {
 		if ctx.Err() == nil {
-			api.WriteError(gc.Writer, want, err)
+			api.WriteError(w, want, err)
 		}
 		return
 	}
 
-	h := gc.Writer.Header()
+	h := w.Header()
 	switch k {
 	case kindSSE:
 		h.Set("Content-Type", ContentTypeSSE)
@@ -102,7 +100,7 @@ func (b *Broker) serveHTTP(gc *gin.Context, p *auth.Principal, req retrieve.Requ
 	}
 
 	if r.ProtoMajor == 1 {
-		if raw := b.hijack(gc, r); raw != nil {
+		if raw := b.hijack(w, r); raw != nil {
 			handedOver = true
 			cl.setAbort(raw.abort)
 			s.out = b.newSink(k, raw)
@@ -119,8 +117,8 @@ func (b *Broker) serveHTTP(gc *gin.Context, p *auth.Principal, req retrieve.Requ
 		}
 	}
 
-	w := unwrap(gc.Writer)
-	out := &httpOut{w: w, rc: http.NewResponseController(w), timeout: b.opts.WriteTimeout}
+	uw := unwrap(w)
+	out := &httpOut{w: uw, rc: http.NewResponseController(uw), timeout: b.opts.WriteTimeout}
 	cl.setAbort(out.abort)
 	defer func() {
 		// A connection kept alive for another request must not keep this
@@ -131,23 +129,23 @@ func (b *Broker) serveHTTP(gc *gin.Context, p *auth.Principal, req retrieve.Requ
 	}()
 	// The server's read timeout, if any, must not end the stream.
 	_ = out.rc.SetReadDeadline(time.Time{})
-	gc.Writer.WriteHeader(http.StatusOK)
-	gc.Writer.WriteHeaderNow()
+	w.WriteHeader(http.StatusOK)
+	_ = http.NewResponseController(w).Flush()
 	s.out = b.newSink(k, out)
 	b.stream(ctx, s, starts, ns)
 }
 
 // hijack takes over an HTTP/1 connection and prepares the response head
 // from the headers set so far; nil when the writer cannot be hijacked.
-func (b *Broker) hijack(gc *gin.Context, r *http.Request) *rawOut {
-	h := gc.Writer.Header()
+func (b *Broker) hijack(w http.ResponseWriter, r *http.Request) *rawOut {
+	h := w.Header()
 	chunked := r.ProtoAtLeast(1, 1)
 	if chunked {
 		h.Set("Transfer-Encoding", "chunked")
 	}
 	h.Set("Connection", "close")
 	h.Set("Date", time.Now().UTC().Format(http.TimeFormat))
-	conn, _, err := http.NewResponseController(gc.Writer).Hijack()
+	conn, _, err := http.NewResponseController(w).Hijack()
 	if err != nil {
 		h.Del("Transfer-Encoding")
 		h.Del("Connection")
@@ -212,9 +210,9 @@ func (b *Broker) debugEnd(ctx context.Context, k kind, err error) {
 	b.log.LogAttrs(ctx, slog.LevelDebug, "live connection ended", slog.String("kind", k.String()), slog.Any("err", err))
 }
 
-// unwrap returns the net/http writer under gin's, whose FlushError reports
-// write failures (gin's Flush swallows them). The headers were set through
-// gin, which shares the header map.
+// unwrap returns the net/http writer under any wrapping writer (a router's
+// or a middleware's), whose FlushError reports write failures (wrappers may
+// swallow them). Wrappers share the header map.
 func unwrap(w http.ResponseWriter) http.ResponseWriter {
 	for {
 		u, ok := w.(interface{ Unwrap() http.ResponseWriter })

@@ -10,7 +10,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/gin-gonic/gin"
 	"github.com/gorilla/websocket"
 
 	"github.com/feedgate/feedgate/api"
@@ -63,16 +62,16 @@ var wsWriteBuffers sync.Pool
 // serveWebSocket upgrades the request and serves it: first the retrieve
 // answer of every topic of the URL, then notifications; client messages
 // subscribe to and unsubscribe from topics on the open socket.
-func (b *Broker) serveWebSocket(gc *gin.Context, p *auth.Principal, req retrieve.Request) {
+func (b *Broker) serveWebSocket(w http.ResponseWriter, r *http.Request, req retrieve.Request) {
 	want := api.Want{JSON: true}
-	r := gc.Request
+	p := auth.FromContext(r.Context())
 	if !b.originAllowed(r) {
-		api.WriteError(gc.Writer, want, api.Errorf(http.StatusForbidden, "WebSocket connections from origin %q are not allowed; connect from the gateway's own origin or ask the operator to allow yours", truncate(r.Header.Get("Origin"))))
+		api.WriteError(w, want, api.Errorf(http.StatusForbidden, "WebSocket connections from origin %q are not allowed; connect from the gateway's own origin or ask the operator to allow yours", truncate(r.Header.Get("Origin"))))
 		return
 	}
 	cl, err := b.attach(p, kindWebSocket, b.opts.ClientQueue)
 	if err != nil {
-		api.WriteError(gc.Writer, want, err)
+		api.WriteError(w, want, err)
 		return
 	}
 	handedOver := false
@@ -83,7 +82,7 @@ func (b *Broker) serveWebSocket(gc *gin.Context, p *auth.Principal, req retrieve
 	}()
 	starts, err := b.startsFor(r.Context(), req, nil)
 	if err != nil {
-		api.WriteError(gc.Writer, want, err)
+		api.WriteError(w, want, err)
 		return
 	}
 	up := websocket.Upgrader{
@@ -94,7 +93,7 @@ func (b *Broker) serveWebSocket(gc *gin.Context, p *auth.Principal, req retrieve
 			api.WriteError(w, want, api.Errorf(status, "WebSocket handshake failed: %v", reason))
 		},
 	}
-	conn, err := up.Upgrade(gc.Writer, r, nil)
+	conn, err := up.Upgrade(w, r, nil)
 	if err != nil {
 		return
 	}

@@ -10,13 +10,12 @@ import (
 	"crypto/sha256"
 	"embed"
 	"encoding/hex"
+	"fmt"
 	"io/fs"
 	"net/http"
 	"path"
 	"strconv"
 	"strings"
-
-	"github.com/gin-gonic/gin"
 )
 
 //go:embed static
@@ -102,46 +101,45 @@ func compress(body []byte) []byte {
 	return buf.Bytes()
 }
 
-// Register adds the browser routes to e: /feedgate.js, /feedgate.css,
-// /jquery.feedgate.js, /demo and /static/*file. Each answers GET and HEAD,
-// with its content type, an ETag and caching headers.
-func Register(e *gin.Engine) {
+// Handler serves the browser routes: /feedgate.js, /feedgate.css,
+// /jquery.feedgate.js, /demo and /static/{file}, each for GET and HEAD, with
+// its content type, an ETag and caching headers. Requests for other paths
+// go to next.
+func Handler(next http.Handler) http.Handler {
+	mux := http.NewServeMux()
 	for route, name := range map[string]string{
 		"/feedgate.js":        "feedgate.js",
 		"/feedgate.css":       "feedgate.css",
 		"/jquery.feedgate.js": "jquery.feedgate.js",
 		"/demo":               "demo.html",
 	} {
-		h := serve(name)
-		e.GET(route, h)
-		e.HEAD(route, h)
+		mux.HandleFunc("GET "+route, func(w http.ResponseWriter, r *http.Request) { serveAsset(w, r, name) })
 	}
-	static := func(c *gin.Context) {
-		serveAsset(c, strings.TrimPrefix(c.Param("file"), "/"))
+	mux.HandleFunc("GET /static/{file...}", func(w http.ResponseWriter, r *http.Request) {
+		serveAsset(w, r, r.PathValue("file"))
+	})
+	if next != nil {
+		mux.Handle("/", next)
 	}
-	e.GET("/static/*file", static)
-	e.HEAD("/static/*file", static)
+	return mux
 }
 
 // Landing answers a browser that opens / with the landing page: what this
 // gateway is, and links to the demo, the documentation and health.
-func Landing(c *gin.Context) {
-	c.Header("Vary", "Accept")
-	serveAsset(c, "index.html")
+func Landing(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Vary", "Accept")
+	serveAsset(w, r, "index.html")
 }
 
-func serve(name string) gin.HandlerFunc {
-	return func(c *gin.Context) { serveAsset(c, name) }
-}
-
-func serveAsset(c *gin.Context, name string) {
+func serveAsset(w http.ResponseWriter, r *http.Request, name string) {
 	a, ok := assets[name]
-	if !ok || strings.HasSuffix(name, "/") {
-		c.Header("Content-Type", "text/plain; charset=utf-8")
-		c.String(http.StatusNotFound, "no such file %s; the browser assets are /feedgate.js, /jquery.feedgate.js and /demo\n", truncate(name))
+	if !ok || name == "" || strings.HasSuffix(name, "/") {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		w.WriteHeader(http.StatusNotFound)
+		fmt.Fprintf(w, "no such file %s; the browser assets are /feedgate.js, /jquery.feedgate.js and /demo\n", truncate(name))
 		return
 	}
-	h := c.Writer.Header()
+	h := w.Header()
 	h.Set("Content-Type", a.ctype)
 	h.Set("ETag", a.etag)
 	h.Set("X-Content-Type-Options", "nosniff")
@@ -160,21 +158,22 @@ func serveAsset(c *gin.Context, name string) {
 	if a.gzip != nil {
 		h.Add("Vary", "Accept-Encoding")
 	}
-	if match(c.Request.Header.Get("If-None-Match"), a.etag) {
-		c.Status(http.StatusNotModified)
+	if match(r.Header.Get("If-None-Match"), a.etag) {
+		w.WriteHeader(http.StatusNotModified)
 		return
 	}
 	body := a.body
-	if a.gzip != nil && acceptsGzip(c.Request) {
+	if a.gzip != nil && acceptsGzip(r) {
 		h.Set("Content-Encoding", "gzip")
 		body = a.gzip
 	}
-	c.Status(http.StatusOK)
-	if c.Request.Method == http.MethodHead {
+	if r.Method == http.MethodHead {
 		h.Set("Content-Length", strconv.Itoa(len(body)))
+		w.WriteHeader(http.StatusOK)
 		return
 	}
-	c.Writer.Write(body)
+	w.WriteHeader(http.StatusOK)
+	_, _ = w.Write(body)
 }
 
 // match reports whether an If-None-Match header names etag (or is *).

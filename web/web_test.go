@@ -9,17 +9,17 @@ import (
 	"regexp"
 	"strings"
 	"testing"
-
-	"github.com/gin-gonic/gin"
 )
 
 func newServer(t *testing.T) *httptest.Server {
 	t.Helper()
-	gin.SetMode(gin.ReleaseMode)
-	e := gin.New()
-	Register(e)
-	e.GET("/", Landing)
-	srv := httptest.NewServer(e)
+	srv := httptest.NewServer(Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/" {
+			Landing(w, r)
+			return
+		}
+		http.NotFound(w, r)
+	})))
 	t.Cleanup(srv.Close)
 	return srv
 }

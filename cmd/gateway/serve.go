@@ -179,7 +179,7 @@ func (c *ServeCmd) Run(ctx context.Context) error {
 		Publish:        ing,
 		Callback:       ing,
 		Live:           broker,
-		Extra:          web.Register,
+		Assets:         web.Handler,
 		Landing:        web.Landing,
 		AllowedOrigins: origins,
 		MaxBody:        c.MaxBody,

@@ -1,4 +1,4 @@
-package ingest
+package fetch
 
 import (
 	"bytes"
@@ -28,8 +28,8 @@ const (
 	errorBodyLimit = 64 << 10
 )
 
-// FetcherOptions configure a Fetcher. Zero values take the defaults.
-type FetcherOptions struct {
+// Options configure a Fetcher. Zero values take the defaults.
+type Options struct {
 	// AllowPrivate lets the fetcher connect to loopback, private,
 	// link-local and other non-public addresses (--allow-private).
 	AllowPrivate bool
@@ -60,7 +60,7 @@ type FetcherOptions struct {
 // connection it opens is checked after DNS resolution, on every redirect,
 // against the address guard.
 type Fetcher struct {
-	opts   FetcherOptions
+	opts   Options
 	client *http.Client
 }
 
@@ -76,8 +76,8 @@ func UserAgent(version, publicURL string) string {
 	return "feedgate/" + version + " (+" + publicURL + ")"
 }
 
-// NewFetcher returns a fetcher with the options.
-func NewFetcher(o FetcherOptions) *Fetcher {
+// New returns a fetcher with the options.
+func New(o Options) *Fetcher {
 	if o.MaxBody <= 0 {
 		o.MaxBody = DefaultMaxBody
 	}
@@ -133,7 +133,7 @@ func NewFetcher(o FetcherOptions) *Fetcher {
 func (f *Fetcher) Close() { f.client.CloseIdleConnections() }
 
 // Options returns the options in effect (with defaults filled in).
-func (f *Fetcher) Options() FetcherOptions { return f.opts }
+func (f *Fetcher) Options() Options { return f.opts }
 
 type redirectsKey struct{}
 
@@ -241,10 +241,11 @@ type BodyTooLargeError struct {
 }
 
 func (e *BodyTooLargeError) Error() string {
-	return fmt.Sprintf("the body of %s is larger than %s (after decompression); feedgate does not read bigger documents", e.URL, sizeString(e.Limit))
+	return fmt.Sprintf("the body of %s is larger than %s (after decompression); feedgate does not read bigger documents", e.URL, SizeString(e.Limit))
 }
 
-func sizeString(n int64) string {
+// SizeString renders a byte count for messages ("10 MiB").
+func SizeString(n int64) string {
 	switch {
 	case n >= 1<<20 && n%(1<<20) == 0:
 		return fmt.Sprintf("%d MiB", n>>20)

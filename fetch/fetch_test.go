@@ -1,4 +1,4 @@
-package ingest
+package fetch
 
 import (
 	"bytes"
@@ -29,7 +29,7 @@ var deadResolver = &net.Resolver{
 
 func TestCheckURLGuard(t *testing.T) {
 	t.Parallel()
-	f := NewFetcher(FetcherOptions{})
+	f := New(Options{})
 	ctx := ctxT(t)
 	refused := map[string]string{
 		"http://127.0.0.1/feed":              "loopback",
@@ -77,12 +77,12 @@ func TestCheckURLGuard(t *testing.T) {
 		}
 	}
 	// A host that does not resolve is not refused.
-	nodns := NewFetcher(FetcherOptions{Resolver: deadResolver})
+	nodns := New(Options{Resolver: deadResolver})
 	if err := nodns.CheckURL(ctx, "http://feeds.example.invalid/rss"); err != nil {
 		t.Errorf("CheckURL of an unresolvable host = %v, want nil", err)
 	}
 	// --allow-private allows everything.
-	if err := NewFetcher(FetcherOptions{AllowPrivate: true}).CheckURL(ctx, "http://127.0.0.1/"); err != nil {
+	if err := New(Options{AllowPrivate: true}).CheckURL(ctx, "http://127.0.0.1/"); err != nil {
 		t.Errorf("CheckURL with AllowPrivate = %v", err)
 	}
 }
@@ -91,7 +91,7 @@ func TestGuardOnConnect(t *testing.T) {
 	t.Parallel()
 	var hits atomic.Int64
 	srv := serve(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { hits.Add(1) }))
-	f := NewFetcher(FetcherOptions{ConnectTimeout: time.Second})
+	f := New(Options{ConnectTimeout: time.Second})
 	ctx := ctxT(t)
 	for _, raw := range []string{srv.URL + "/feed", strings.Replace(srv.URL, "127.0.0.1", "localhost", 1) + "/feed", "http://169.254.169.254/latest/meta-data/"} {
 		start := time.Now()
@@ -129,7 +129,7 @@ func TestGuardOnRedirect(t *testing.T) {
 		}
 	}))
 	pub := netip.MustParseAddrPort(strings.TrimPrefix(public.URL, "http://"))
-	f := NewFetcher(FetcherOptions{AllowAddrs: []netip.AddrPort{pub}})
+	f := New(Options{AllowAddrs: []netip.AddrPort{pub}})
 	ctx := ctxT(t)
 	resp, err := f.Get(ctx, public.URL+"/ok", Conditional{})
 	if err != nil || string(resp.Body) != "public content" {
@@ -152,7 +152,7 @@ func TestGuardOnRedirect(t *testing.T) {
 
 func TestFetcherGzipAndBodyLimit(t *testing.T) {
 	t.Parallel()
-	doc := atomDoc("gz", []entry{{ID: "1", Title: "gzipped"}})
+	doc := []byte(`<?xml version="1.0"?><feed xmlns="http://www.w3.org/2005/Atom"><title>gz</title><entry><id>1</id><title>gzipped</title></entry></feed>`)
 	var bomb bytes.Buffer
 	zw, _ := gzip.NewWriterLevel(&bomb, gzip.BestSpeed)
 	zeros := make([]byte, 1<<20)
@@ -183,7 +183,7 @@ func TestFetcherGzipAndBodyLimit(t *testing.T) {
 			}
 		}
 	}))
-	f := NewFetcher(FetcherOptions{AllowPrivate: true, MaxBody: 1 << 20})
+	f := New(Options{AllowPrivate: true, MaxBody: 1 << 20})
 	ctx := ctxT(t)
 	resp, err := f.Get(ctx, srv.URL+"/gzip", Conditional{})
 	if err != nil || !bytes.Equal(resp.Body, doc) || !sawGzip.Load() {
@@ -231,7 +231,7 @@ func TestFetcherRedirects(t *testing.T) {
 		http.Redirect(w, r, "file:///etc/passwd", http.StatusFound)
 	})
 	srv := serve(t, mux)
-	f := NewFetcher(FetcherOptions{AllowPrivate: true})
+	f := New(Options{AllowPrivate: true})
 	ctx := ctxT(t)
 	if resp, err := f.Get(ctx, srv.URL+"/hop/5", Conditional{}); err != nil || string(resp.Body) != "arrived" {
 		t.Fatalf("5 redirects: %v", err)
@@ -288,7 +288,7 @@ func TestFetcherTimeouts(t *testing.T) {
 		}
 	}))
 	t.Cleanup(func() { close(release); srv.Close() })
-	f := NewFetcher(FetcherOptions{AllowPrivate: true, HeaderTimeout: 200 * time.Millisecond, Timeout: 500 * time.Millisecond})
+	f := New(Options{AllowPrivate: true, HeaderTimeout: 200 * time.Millisecond, Timeout: 500 * time.Millisecond})
 	ctx := ctxT(t)
 	start := time.Now()
 	if _, err := f.Get(ctx, srv.URL+"/headers", Conditional{}); err == nil || time.Since(start) > 2*time.Second {
@@ -305,7 +305,7 @@ func TestFetcherHeaders(t *testing.T) {
 	t.Parallel()
 	var got http.Header
 	srv := serve(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { got = r.Header.Clone() }))
-	f := NewFetcher(FetcherOptions{AllowPrivate: true, UserAgent: UserAgent("1.2.3", "https://gw.example")})
+	f := New(Options{AllowPrivate: true, UserAgent: UserAgent("1.2.3", "https://gw.example")})
 	if _, err := f.Get(ctxT(t), srv.URL, Conditional{ETag: `W/"x"`, LastModified: "Mon, 02 Jan 2006 15:04:05 GMT"}); err != nil {
 		t.Fatal(err)
 	}
@@ -333,4 +333,18 @@ func TestParseRetryAfter(t *testing.T) {
 			t.Errorf("ParseRetryAfter(%q) = %s, true; want false", v, got)
 		}
 	}
+}
+
+func ctxT(t testing.TB) context.Context {
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// serve serves h on a loopback listener for the test.
+func serve(t testing.TB, h http.Handler) *httptest.Server {
+	t.Helper()
+	srv := httptest.NewServer(h)
+	t.Cleanup(srv.Close)
+	return srv
 }
