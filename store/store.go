@@ -145,15 +145,26 @@ type Items interface {
 }
 
 // Batch is what a Listener receives: items appended to one topic, oldest
-// first, with strictly increasing cursors.
+// first, with strictly increasing cursors, and the topic's state as stored
+// when they were appended. Batches may be shared between listeners: their
+// contents must not be modified.
 type Batch struct {
 	Topic string
 	Items []feed.Item
+	// State is the topic's state (meta and status) as stored at the moment
+	// of the append, read atomically with it: a consumer needs nothing else
+	// from the store to deliver the batch. Set on every batch with Items;
+	// nil on Resync batches.
+	State *TopicState
 	// Resync reports that the live link was interrupted and has been
-	// re-established: items appended to the listener's topics in between may
-	// not have been announced and must be read from the store by cursor.
-	// A Resync batch has no Topic and no Items.
+	// re-established, or that announcements were dropped: items appended
+	// to the listener's topics in between may not have been announced and
+	// must be read from the store by cursor. A Resync batch has no Topic,
+	// Items or State.
 	Resync bool
+	// Topics, on a Resync batch, names the topics that need re-reading;
+	// empty means every topic of the listener.
+	Topics []string
 }
 
 // Live announces appended items.

@@ -1,6 +1,7 @@
 package embedded
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -93,8 +94,13 @@ func (s *Store) Append(ctx context.Context, topic string, items []feed.Item) ([]
 	}
 	retention := feed.Cursor(s.retention)
 	var stored []feed.Item
+	// The topic's state as stored in the append's transaction (it sees an
+	// UpdateTopic committed before, also in the same group), announced
+	// with the items.
+	var stateRaw []byte
 	apply := func(tx *bolt.Tx) error {
 		stored = stored[:0]
+		stateRaw = nil
 		tb, err := tx.Bucket(bucketTopics).CreateBucketIfNotExists([]byte(topic))
 		if err != nil {
 			return err
@@ -134,6 +140,7 @@ func (s *Store) Append(ctx context.Context, topic string, items []feed.Item) ([]
 		if err := tb.Put(keyLast, cursorKey(last)); err != nil {
 			return err
 		}
+		stateRaw = bytes.Clone(tb.Get(keyState))
 		if last > retention {
 			keep := last - retention + 1
 			c := ib.Cursor()
@@ -152,7 +159,14 @@ func (s *Store) Append(ctx context.Context, topic string, items []feed.Item) ([]
 		for _, it := range stored {
 			s.cache.put(topic, it)
 		}
-		s.live.publish(topic, append([]feed.Item(nil), stored...))
+		state := new(store.TopicState)
+		if err := s.states.decode(topic, stateRaw, state); err != nil {
+			// Announce what can be: the consumer re-reads the topic, and
+			// its read reports the corrupt state.
+			s.live.resync(topic)
+			return
+		}
+		s.live.publish(topic, append([]feed.Item(nil), stored...), state)
 	}
 	if err := s.write(ctx, apply, committed); err != nil {
 		return nil, err

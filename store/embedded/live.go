@@ -32,10 +32,21 @@ func (lv *live) init(backlog int) {
 
 // publish queues a batch on every listener of the topic. Batches are shared
 // between listeners and must not be modified.
-func (lv *live) publish(topic string, items []feed.Item) {
+func (lv *live) publish(topic string, items []feed.Item, state *store.TopicState) {
 	lv.mu.RLock()
 	defer lv.mu.RUnlock()
-	b := store.Batch{Topic: topic, Items: items}
+	b := store.Batch{Topic: topic, Items: items, State: state}
+	for l := range lv.byTopic[topic] {
+		l.enqueue(b)
+	}
+}
+
+// resync tells every listener of the topic to re-read it: an append whose
+// announcement could not be built.
+func (lv *live) resync(topic string) {
+	lv.mu.RLock()
+	defer lv.mu.RUnlock()
+	b := store.Batch{Resync: true, Topics: []string{topic}}
 	for l := range lv.byTopic[topic] {
 		l.enqueue(b)
 	}
@@ -215,12 +226,27 @@ func (l *listener) next() (store.Batch, bool) {
 		l.queue[0] = store.Batch{}
 		l.queue = l.queue[1:]
 		l.queued -= len(b.Items)
-		if _, ok := l.topics[b.Topic]; ok {
+		if l.wantedLocked(b) {
 			return b, true
 		}
 	}
 	l.queue = nil
 	return store.Batch{}, false
+}
+
+// wantedLocked reports whether a queued batch is still for the listener's
+// topics; l.mu must be held.
+func (l *listener) wantedLocked(b store.Batch) bool {
+	if !b.Resync {
+		_, ok := l.topics[b.Topic]
+		return ok
+	}
+	for _, t := range b.Topics {
+		if _, ok := l.topics[t]; ok {
+			return true
+		}
+	}
+	return len(b.Topics) == 0
 }
 
 // pump moves queued batches to the Batches channel until Close.

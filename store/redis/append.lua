@@ -8,6 +8,7 @@
 --                               "i"..<entry id>       -> newest cursor
 --                               "#scan"                -> pruning position
 -- KEYS[3]  fg:{t}:seq    the topic's newest cursor
+-- KEYS[4]  fg:{t}:meta   the topic's state (JSON), sent with the announcement
 -- ARGV[1]  retention (items kept), ARGV[2] dedup memory (in stored items),
 -- ARGV[3]  live channel, ARGV[4] live payload header (topic),
 -- ARGV[5..] per item: dedup field, id field, encoded item.
@@ -54,7 +55,10 @@ end
 
 local first = seq + 1
 local stored = {first}
-local frames = {ARGV[4]}
+-- The topic's state as it is now, so that the announcement carries the
+-- state of this very append: a consumer reads nothing else.
+local meta = redis.call('GET', KEYS[4]) or ''
+local frames = {ARGV[4], string.len(meta), ':', meta}
 for i = 5, nargs, 3 do
   if redis.call('HEXISTS', KEYS[2], ARGV[i]) == 0 then
     seq = seq + 1

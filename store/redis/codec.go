@@ -201,45 +201,86 @@ func decodeItem(s string) (feed.Item, error) {
 
 // The live payload, built by append.lua and read by listeners:
 //
-//	"fg1 " <len(topic)> ":" <topic> then, per stored item,
-//	<cursor> ":" <len(item)> ":" <item>
+//	"fg2 " <len(topic)> ":" <topic> <len(state)> ":" <state> then, per
+//	stored item, <cursor> ":" <len(item)> ":" <item>
 //
-// with lengths and cursors in decimal.
-const livePrefix = "fg1 "
+// with lengths and cursors in decimal. The state is the topic's stored
+// state (JSON, as UpdateTopic wrote it; empty when it has none) read in the
+// same script as the append.
+const livePrefix = "fg2 "
 
-// decodeLive reads a live payload into its topic and items (oldest first).
-func decodeLive(payload string) (string, []feed.Item, error) {
+// liveHeader is the start of the payloads announcing appends to topic.
+func liveHeader(topic string) string {
+	return livePrefix + strconv.Itoa(len(topic)) + ":" + topic
+}
+
+// liveMessage is a decoded live payload.
+type liveMessage struct {
+	topic string
+	state string // the stored JSON, "" when the topic has no state
+	items []feed.Item
+}
+
+// decodeLive reads a live payload. On an error the topic is still returned
+// when the payload's header names one, so that only that topic needs
+// re-reading.
+func decodeLive(payload string) (liveMessage, error) {
+	var m liveMessage
 	s, ok := strings.CutPrefix(payload, livePrefix)
 	if !ok {
-		return "", nil, errors.New("live message has an unknown format")
+		// Another version of the payload (a node of another feedgate
+		// version): its topic, if it can be read, is still worth naming.
+		m.topic = foreignTopic(payload)
+		return m, errors.New("live message has an unknown format")
 	}
 	topic, s, err := netstring(s)
 	if err != nil {
-		return "", nil, err
+		return m, err
 	}
-	var items []feed.Item
+	m.topic = topic
+	m.state, s, err = netstring(s)
+	if err != nil {
+		return m, err
+	}
 	for len(s) > 0 {
 		i := strings.IndexByte(s, ':')
-		if i < 0 {
-			return "", nil, errCorrupt
+		if i < 0 || i > 20 {
+			return m, errCorrupt
 		}
 		c, err := strconv.ParseUint(s[:i], 10, 64)
 		if err != nil {
-			return "", nil, errCorrupt
+			return m, errCorrupt
 		}
 		var data string
 		data, s, err = netstring(s[i+1:])
 		if err != nil {
-			return "", nil, err
+			return m, err
 		}
 		it, err := decodeItem(data)
 		if err != nil {
-			return "", nil, err
+			return m, err
 		}
 		it.Cursor = feed.Cursor(c)
-		items = append(items, it)
+		m.items = append(m.items, it)
 	}
-	return topic, items, nil
+	return m, nil
+}
+
+// foreignTopic reads the topic of a payload of another version: every
+// version starts "fg<version> " <len(topic)> ":" <topic>.
+func foreignTopic(payload string) string {
+	if !strings.HasPrefix(payload, "fg") {
+		return ""
+	}
+	sp := strings.IndexByte(payload, ' ')
+	if sp < 0 || sp > 8 {
+		return ""
+	}
+	topic, _, err := netstring(payload[sp+1:])
+	if err != nil {
+		return ""
+	}
+	return topic
 }
 
 // netstring reads "<len>:<bytes>" and returns the bytes and the rest.

@@ -54,15 +54,36 @@ func TestDecodeLive(t *testing.T) {
 	it := fullItem()
 	enc := string(redisstore.EncodeItem(nil, &it))
 	topic := "https://example.com/a:b.xml"
-	payload := "fg1 " + strconv.Itoa(len(topic)) + ":" + topic +
+	state := `{"meta":{"title":"a:b"},"status":{"code":200}}`
+	payload := "fg2 " + strconv.Itoa(len(topic)) + ":" + topic + strconv.Itoa(len(state)) + ":" + state +
 		"7:" + strconv.Itoa(len(enc)) + ":" + enc + "8:" + strconv.Itoa(len(enc)) + ":" + enc
-	gotTopic, items, err := redisstore.DecodeLive(payload)
-	if err != nil || gotTopic != topic || len(items) != 2 || items[0].Cursor != 7 || items[1].Cursor != 8 {
-		t.Fatalf("DecodeLive = %q, %d items, %v", gotTopic, len(items), err)
+	gotTopic, gotState, items, err := redisstore.DecodeLive(payload)
+	if err != nil || gotTopic != topic || gotState != state || len(items) != 2 || items[0].Cursor != 7 || items[1].Cursor != 8 {
+		t.Fatalf("DecodeLive = %q, %q, %d items, %v", gotTopic, gotState, len(items), err)
 	}
-	for _, bad := range []string{"", "fg1 ", "fg1 5:abc", "fg1 3:abc7", "fg1 3:abc7:9:x", "fg2 3:abc", "fg1 3:abcx:1:\x01"} {
-		if _, _, err := redisstore.DecodeLive(bad); err == nil {
-			t.Errorf("DecodeLive(%q) succeeded", bad)
+	// A topic without a stored state.
+	if _, st, items, err := redisstore.DecodeLive("fg2 1:a0:1:" + strconv.Itoa(len(enc)) + ":" + enc); err != nil || st != "" || len(items) != 1 {
+		t.Fatalf("DecodeLive without state = %q, %d items, %v", st, len(items), err)
+	}
+	for _, c := range []struct{ payload, topic string }{
+		{"", ""},
+		{"fg2 ", ""},
+		{"fg2 5:abc", ""},
+		{"fg2 3:abc", "abc"},
+		{"fg2 3:abc0:7", "abc"},
+		{"fg2 3:abc0:7:9:x", "abc"},
+		{"fg2 3:abc0:x:1:\x01", "abc"},
+		{"fg2 3:abc2:{}7:1:\x02", "abc"},
+		{"fg1 3:abc7:1:\x01", "abc"},
+		{"fg9 3:abc", "abc"},
+		{"xx 3:abc", ""},
+	} {
+		topic, _, _, err := redisstore.DecodeLive(c.payload)
+		if err == nil {
+			t.Errorf("DecodeLive(%q) succeeded", c.payload)
+		}
+		if topic != c.topic {
+			t.Errorf("DecodeLive(%q) named topic %q, want %q", c.payload, topic, c.topic)
 		}
 	}
 }
@@ -90,9 +111,9 @@ func FuzzDecodeItem(f *testing.F) {
 }
 
 func FuzzDecodeLive(f *testing.F) {
-	f.Add("fg1 3:abc1:1:\x01")
+	f.Add("fg2 3:abc2:{}1:1:\x01")
 	f.Fuzz(func(t *testing.T, s string) {
-		_, _, _ = redisstore.DecodeLive(s)
+		_, _, _, _ = redisstore.DecodeLive(s)
 	})
 }
 

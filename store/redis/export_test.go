@@ -1,6 +1,10 @@
 package redisstore
 
-import "time"
+import (
+	"time"
+
+	"github.com/feedgate/feedgate/feed"
+)
 
 // SetHealthInterval shortens the pub/sub health check for a test and
 // returns a function restoring it.
@@ -22,8 +26,14 @@ func SetQueueLimits(batches, bytes int) (restore func()) {
 var (
 	EncodeItem = encodeItem
 	DecodeItem = decodeItem
-	DecodeLive = decodeLive
 )
+
+// DecodeLive exposes the live payload decoder: the topic, the raw state and
+// the items.
+func DecodeLive(payload string) (topic, state string, items []feed.Item, err error) {
+	m, err := decodeLive(payload)
+	return m.topic, m.state, m.items, err
+}
 
 // ItemsKey is the stream key of a topic.
 func ItemsKey(topic string) string { return keysOf(topic).items }

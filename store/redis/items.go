@@ -29,7 +29,7 @@ func (s *Store) Append(ctx context.Context, topic string, items []feed.Item) ([]
 		return nil, nil
 	}
 	k := keysOf(topic)
-	header := livePrefix + strconv.Itoa(len(topic)) + ":" + topic
+	header := liveHeader(topic)
 	args := make([]any, 0, 4+3*len(items))
 	args = append(args, s.retention, s.keep, k.live, header)
 	// One buffer holds every encoded item; the arguments are slices of it.
@@ -47,7 +47,7 @@ func (s *Store) Append(ctx context.Context, topic string, items []feed.Item) ([]
 		}
 		args = append(args, dedupField(it.ID, it.Hash), "i"+it.ID, buf[start:len(buf):len(buf)])
 	}
-	res, err := appendScript.Run(ctx, s.rdb, []string{k.items, k.ids, k.seq}, args...).Int64Slice()
+	res, err := appendScript.Run(ctx, s.rdb, []string{k.items, k.ids, k.seq, k.meta}, args...).Int64Slice()
 	if err != nil {
 		return nil, s.wrap("append", err)
 	}

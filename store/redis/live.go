@@ -418,9 +418,11 @@ func (l *listener) linkUp(epoch uint64) {
 			delete(l.barriers, token)
 		}
 	}
+	// Healthy before the Resync is queued: a consumer that takes the
+	// Resync must find the link up.
+	l.healthy.Store(true)
 	l.enqueueLocked(queued{b: store.Batch{Resync: true}})
 	l.mu.Unlock()
-	l.healthy.Store(true)
 }
 
 func (l *listener) passBarrier(token string) {
@@ -434,18 +436,31 @@ func (l *listener) passBarrier(token string) {
 
 // announce queues the batch a live message carries, if its topic is wanted.
 func (l *listener) announce(payload string) {
-	topic, items, err := decodeLive(payload)
+	m, err := decodeLive(payload)
+	var state store.TopicState
+	if err == nil {
+		if m.state == "" {
+			state = store.TopicState{Topic: m.topic}
+		} else {
+			state, err = l.st.meta.decode(m.topic, m.state)
+		}
+	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if err != nil {
-		// What it announced cannot be known: have the consumer re-read.
-		l.enqueueLocked(queued{b: store.Batch{Resync: true}})
+		// What it announced cannot be known: have the consumer re-read
+		// the topic it names, or every topic when it names none.
+		if m.topic == "" {
+			l.enqueueLocked(queued{b: store.Batch{Resync: true}})
+		} else if _, ok := l.topics[m.topic]; ok {
+			l.enqueueLocked(queued{b: store.Batch{Resync: true, Topics: []string{m.topic}}})
+		}
 		return
 	}
-	if _, ok := l.topics[topic]; !ok || len(items) == 0 {
+	if _, ok := l.topics[m.topic]; !ok || len(m.items) == 0 {
 		return
 	}
-	l.enqueueLocked(queued{b: store.Batch{Topic: topic, Items: items}, size: len(payload)})
+	l.enqueueLocked(queued{b: store.Batch{Topic: m.topic, Items: m.items, State: &state}, size: len(payload)})
 }
 
 func (l *listener) enqueueLocked(q queued) {
@@ -486,7 +501,15 @@ func (l *listener) next() (store.Batch, bool) {
 
 func (l *listener) wantedLocked(b store.Batch) bool {
 	if b.Resync {
-		return true
+		if len(b.Topics) == 0 {
+			return true
+		}
+		for _, t := range b.Topics {
+			if _, ok := l.topics[t]; ok {
+				return true
+			}
+		}
+		return false
 	}
 	_, ok := l.topics[b.Topic]
 	return ok

@@ -68,6 +68,18 @@ func itemJSON(it feed.Item) string {
 	return string(b) + " hash=" + it.Hash
 }
 
+// stateJSON renders a topic state for exact comparisons.
+func stateJSON(ts *store.TopicState) string {
+	if ts == nil {
+		return "nil"
+	}
+	b, err := json.Marshal(ts)
+	if err != nil {
+		return "unencodable: " + err.Error()
+	}
+	return string(b)
+}
+
 // checkItem reports a difference between an item read back and the item
 // appended (with the cursor the store should have assigned).
 func checkItem(t *testing.T, what string, got, want feed.Item, cursor feed.Cursor) {
@@ -190,6 +202,9 @@ func recvItems(t *testing.T, l store.Listener, topic string, n int) []feed.Item 
 		if len(b.Items) == 0 {
 			t.Fatalf("empty batch for topic %q", topic)
 		}
+		if b.State == nil || b.State.Topic != topic {
+			t.Fatalf("batch for topic %q carries state %+v, want the topic's state", topic, b.State)
+		}
 		got = append(got, b.Items...)
 	}
 	if len(got) > n {
@@ -274,4 +289,20 @@ func sameStrings(a, b []string) bool {
 		}
 	}
 	return true
+}
+
+// recvBatch waits for the next batch and fails unless it announces items
+// of topic with the topic's state.
+func recvBatch(t *testing.T, l store.Listener, topic string) store.Batch {
+	t.Helper()
+	b := recv(t, l)
+	switch {
+	case b.Resync:
+		t.Fatalf("unexpected Resync batch (topics %q), want one of %q", b.Topics, topic)
+	case b.Topic != topic || len(b.Items) == 0:
+		t.Fatalf("batch for topic %q with %d items, want items of %q", b.Topic, len(b.Items), topic)
+	case b.State == nil || b.State.Topic != topic:
+		t.Fatalf("batch for topic %q carries state %s, want the topic's state", topic, stateJSON(b.State))
+	}
+	return b
 }

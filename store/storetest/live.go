@@ -1,9 +1,11 @@
 package storetest
 
 import (
+	"fmt"
 	"testing"
 	"time"
 
+	"github.com/feedgate/feedgate/feed"
 	"github.com/feedgate/feedgate/store"
 )
 
@@ -111,6 +113,106 @@ func runLive(t *testing.T, open Opener) {
 				t.Fatal("Batches not closed after Close")
 			}
 		}
+	})
+
+	t.Run("State", func(t *testing.T) {
+		s := open(t, store.Options{})
+		ctx := testContext(t)
+		l := listen(t, s, topicA, topicB)
+
+		// A topic that never had a state announces the zero state.
+		appendItems(t, s, topicB, items("b", 1)...)
+		b := recvBatch(t, l, topicB)
+		if want := (&store.TopicState{Topic: topicB}); stateJSON(b.State) != stateJSON(want) {
+			t.Errorf("state of a topic without one: %s, want %s", stateJSON(b.State), stateJSON(want))
+		}
+
+		// Each append carries the state of the UpdateTopic made just
+		// before it, whole.
+		for i := range 5 {
+			if err := s.UpdateTopic(ctx, topicA, func(ts *store.TopicState) error {
+				ts.Meta = feed.Meta{
+					Title: fmt.Sprintf("Feed A, version %d", i), ID: "urn:a", Updated: int64(1700000000 + i),
+					StandardLinks: &feed.Links{Alternate: []feed.Link{{Href: "https://example.com/", Type: "text/html"}}},
+				}
+				ts.Status = feed.Status{Code: 200, HTTP: "200 OK", Feed: topicA, Period: 60 + i, LastFetch: int64(1700000000 + i)}
+				return nil
+			}); err != nil {
+				t.Fatalf("UpdateTopic: %v", err)
+			}
+			want, err := s.Topic(ctx, topicA)
+			if err != nil {
+				t.Fatalf("Topic: %v", err)
+			}
+			appendItems(t, s, topicA, items(fmt.Sprintf("v%d-", i), 2)...)
+			b := recvBatch(t, l, topicA)
+			if len(b.Items) != 2 {
+				t.Fatalf("round %d: batch of %d items, want the 2 appended", i, len(b.Items))
+			}
+			if g, w := stateJSON(b.State), stateJSON(&want); g != w {
+				t.Errorf("round %d: announced state\n got %s\nwant %s", i, g, w)
+			}
+		}
+
+		// An update after the append does not reach the batch announcing it.
+		appendItems(t, s, topicA, items("late", 1)...)
+		if err := s.UpdateTopic(ctx, topicA, func(ts *store.TopicState) error {
+			ts.Meta.Title = "changed after the append"
+			return nil
+		}); err != nil {
+			t.Fatalf("UpdateTopic: %v", err)
+		}
+		if b := recvBatch(t, l, topicA); b.State.Meta.Title != "Feed A, version 4" {
+			t.Errorf("an append announced the state of a later update: title %q", b.State.Meta.Title)
+		}
+		expectQuiet(t, l)
+	})
+
+	t.Run("StateRaces", func(t *testing.T) {
+		// Updates and appends race: every announced state is one that was
+		// stored, and never older than the state that preceded the append.
+		s := open(t, store.Options{})
+		ctx := testContext(t)
+		l := listen(t, s, topicA)
+		const rounds = 40
+		done := make(chan error, 1)
+		go func() {
+			for i := 1; i <= rounds; i++ {
+				if err := s.UpdateTopic(ctx, topicA, func(ts *store.TopicState) error {
+					ts.Status.Period = i
+					ts.Meta.Title = fmt.Sprintf("title %d", i)
+					return nil
+				}); err != nil {
+					done <- err
+					return
+				}
+			}
+			done <- nil
+		}()
+		floor := 0
+		var got []feed.Item
+		for i := range rounds {
+			cur, err := s.Topic(ctx, topicA)
+			if err != nil {
+				t.Fatalf("Topic: %v", err)
+			}
+			floor = max(floor, cur.Status.Period)
+			appendItems(t, s, topicA, items(fmt.Sprintf("r%d-", i), 1)...)
+			b := recvBatch(t, l, topicA)
+			got = append(got, b.Items...)
+			p := b.State.Status.Period
+			if p < floor {
+				t.Errorf("append %d announced period %d, older than the %d read before it", i, p, floor)
+			}
+			if want := fmt.Sprintf("title %d", p); p > 0 && b.State.Meta.Title != want {
+				t.Errorf("append %d announced a torn state: period %d with title %q", i, p, b.State.Meta.Title)
+			}
+			floor = p
+		}
+		if err := <-done; err != nil {
+			t.Fatalf("UpdateTopic: %v", err)
+		}
+		checkCursors(t, "announced", got, span(1, rounds))
 	})
 
 	t.Run("ManyItems", func(t *testing.T) {
