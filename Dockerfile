@@ -1,4 +1,5 @@
 # syntax=docker/dockerfile:1
+# Build: deploy/docker-build.sh (or docker build --build-arg VERSION=1.2.3 -t feedgate .)
 FROM golang:1.26 AS build
 WORKDIR /src
 COPY go.mod go.sum ./
@@ -9,8 +10,14 @@ RUN CGO_ENABLED=0 go build -trimpath -ldflags "-s -w -X main.version=${VERSION}"
  && mkdir -p /out/data
 
 FROM gcr.io/distroless/static-debian12:nonroot
+ARG VERSION=dev
+LABEL org.opencontainers.image.title="feedgate" \
+      org.opencontainers.image.description="A real-time feed gateway" \
+      org.opencontainers.image.licenses="Apache-2.0" \
+      org.opencontainers.image.version="${VERSION}"
 COPY --from=build /out/gateway /gateway
 COPY --from=build --chown=65532:65532 /out/data /data
+COPY LICENSE /LICENSE
 USER 65532:65532
 ENV FEEDGATE_LISTEN=:8080 FEEDGATE_DATA_DIR=/data
 EXPOSE 8080

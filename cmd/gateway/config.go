@@ -9,6 +9,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/alecthomas/kong"
+
 	"github.com/feedgate/feedgate/store"
 	"github.com/feedgate/feedgate/store/embedded"
 	redisstore "github.com/feedgate/feedgate/store/redis"
@@ -18,9 +20,14 @@ import (
 // equivalent; defaults and help live in the tags, so flags, environment and
 // `gateway --help` cannot drift apart.
 type CLI struct {
-	Serve  ServeCmd  `cmd:"" default:"withargs" help:"Run the gateway (the default command)."`
-	User   UserCmd   `cmd:"" help:"Manage users and their tokens."`
-	Health HealthCmd `cmd:"" help:"Check a running gateway's /healthz (for container health checks)."`
+	ConfigFile kong.ConfigFlag  `name:"config" env:"FEEDGATE_CONFIG" placeholder:"FILE" help:"YAML configuration file: keys are the long flag names (listen, redis-url, ...); the environment and flags override it."`
+	Version    kong.VersionFlag `help:"Print the version and exit."`
+
+	Serve      ServeCmd   `cmd:"" default:"withargs" help:"Run the gateway (the default command)."`
+	User       UserCmd    `cmd:"" help:"Manage users and their tokens."`
+	Health     HealthCmd  `cmd:"" help:"Check a running gateway's /healthz (for container health checks)."`
+	ConfigCmd  ConfigCmd  `cmd:"" name:"config" help:"Check the configuration."`
+	VersionCmd VersionCmd `cmd:"" name:"version" help:"Print the version."`
 }
 
 // StoreConfig selects and tunes the store.

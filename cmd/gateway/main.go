@@ -1,5 +1,5 @@
 // Command gateway runs feedgate: `gateway serve` (the default) and
-// `gateway user add|list|remove`.
+// `gateway user add|list|remove`, `gateway config check`, `gateway version`.
 package main
 
 import (
@@ -17,6 +17,8 @@ func main() {
 	var cli CLI
 	k := kong.Parse(&cli, kong.Name("gateway"), kong.UsageOnError(),
 		kong.Description("feedgate: a real-time feed gateway (WebSub hub, streams, SSE, WebSocket, long-poll, webhooks)."),
+		kong.Configuration(loadYAMLConfig),
+		kong.Vars{"version": versionLine()},
 		kong.BindTo(ctx, (*context.Context)(nil)))
 	k.FatalIfErrorf(k.Run())
 }

@@ -27,9 +27,6 @@ import (
 	"github.com/feedgate/feedgate/web"
 )
 
-// version is set at build time (-ldflags "-X main.version=...").
-var version = "dev"
-
 // ServeCmd is `gateway serve`.
 type ServeCmd struct {
 	StoreConfig
@@ -108,7 +105,7 @@ func (c *ServeCmd) Run(ctx context.Context) error {
 	}
 
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), buildInfo())
 
 	ing, err := ingest.New(st, is, ingest.Options{
 		PublicURL:    public,
