@@ -7,6 +7,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"net/http"
+	"net/url"
 	"strings"
 	"sync"
 	"time"
@@ -52,13 +53,18 @@ func Unauthorized(msg string) *api.Error {
 }
 
 // Credentials returns the login and token of a request: HTTP Basic auth, or
-// the authorization query parameter holding base64(login:token) for clients
-// that cannot set headers (EventSource, <script>, WebSocket).
-func Credentials(r *http.Request) (login, token string, ok bool) {
+// the authorization parameter holding base64(login:token) for clients that
+// cannot set headers (EventSource, <script>, WebSocket) or that send it in a
+// form body. params are the request's parameters, query string and form body
+// (api.ReadParams); nil reads the query string alone.
+func Credentials(r *http.Request, params url.Values) (login, token string, ok bool) {
 	if login, token, ok = r.BasicAuth(); ok {
 		return login, token, true
 	}
-	v := r.URL.Query().Get("authorization")
+	if params == nil {
+		params = r.URL.Query()
+	}
+	v := params.Get("authorization")
 	if v == "" {
 		return "", "", false
 	}
@@ -77,11 +83,11 @@ func Credentials(r *http.Request) (login, token string, ok bool) {
 }
 
 // Authenticate returns the principal of the request, or a 401 (or 503 when
-// the store cannot be asked).
-func (a *Authenticator) Authenticate(ctx context.Context, r *http.Request) (*Principal, error) {
-	login, token, ok := Credentials(r)
+// the store cannot be asked). params are as for Credentials.
+func (a *Authenticator) Authenticate(ctx context.Context, r *http.Request, params url.Values) (*Principal, error) {
+	login, token, ok := Credentials(r, params)
 	if !ok {
-		return nil, Unauthorized("authentication required: use HTTP Basic auth with your login and token, or authorization=<base64 of login:token> in the query string")
+		return nil, Unauthorized("authentication required: use HTTP Basic auth with your login and token, or authorization=<base64 of login:token> in the query string or form body")
 	}
 	return a.Check(ctx, login, token)
 }

@@ -27,7 +27,11 @@ const AtomClose = "</feed>"
 func AppendAtom(dst []byte, n *Notification, selfURL, hubURL string) []byte {
 	dst = AppendAtomOpen(dst, n, selfURL, hubURL)
 	for i := range n.Items {
-		dst = AppendAtomEntry(dst, n.Status.Feed, &n.Items[i])
+		topic := n.Status.Feed
+		if src := n.Items[i].Source; src != nil {
+			topic = src.Feed
+		}
+		dst = AppendAtomEntry(dst, topic, &n.Items[i])
 	}
 	return append(dst, AtomClose...)
 }
@@ -228,9 +232,30 @@ func AppendAtomEntry(dst []byte, topic string, it *Item) []byte {
 		dst = appendXMLText(dst, summary, false)
 		dst = append(dst, "</summary>"...)
 	}
+	if src := it.Source; src != nil {
+		dst = appendAtomSource(dst, src)
+	}
 	dst = append(dst, "<sf:cursor>"...)
 	dst = it.Cursor.appendTo(dst)
 	return append(dst, "</sf:cursor></entry>"...)
+}
+
+// appendAtomSource names the topic of an entry in a feed that merges
+// several (atom:source, with the topic as its id and self link).
+func appendAtomSource(dst []byte, src *Source) []byte {
+	dst = append(dst, "<source><id>"...)
+	if validAtomID(src.Feed) {
+		dst = appendXMLText(dst, src.Feed, false)
+	} else {
+		dst = append(dst, "urn:feedgate:feed:"...)
+		dst = appendShortHash(dst, src.Feed, "")
+	}
+	dst = append(dst, "</id>"...)
+	if !blank(src.Title) {
+		dst = appendXMLElement(dst, "title", src.Title)
+	}
+	dst = appendLink(dst, "self", src.Feed, "", "")
+	return append(dst, "</source>"...)
 }
 
 func appendAtomAuthor(dst []byte, a *Actor) []byte {

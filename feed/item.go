@@ -93,11 +93,21 @@ type Item struct {
 	Actor         *Actor   `json:"actor,omitempty"`
 	Categories    []string `json:"categories,omitempty"`
 	Language      string   `json:"language,omitempty"`
+	// Source names the topic of the item in an answer that merges several
+	// topics (retrieve by hub.callback); it is never stored.
+	Source *Source `json:"source,omitempty"`
 
 	// Hash identifies the entry's content: an entry stored again with the
 	// same id and hash is a duplicate; with another hash it is an update.
 	// It is set by the parser and kept by the store, never rendered.
 	Hash string `json:"-"`
+}
+
+// Source is the topic an item comes from.
+type Source struct {
+	// Feed is the topic URL, as status.feed names it.
+	Feed  string `json:"feed"`
+	Title string `json:"title,omitempty"`
 }
 
 // Meta is what a feed says about itself.

@@ -116,6 +116,15 @@ func AppendJSONItem(dst []byte, it *Item) []byte {
 		dst = append(dst, `,"language":`...)
 		dst = appendJSONString(dst, it.Language)
 	}
+	if src := it.Source; src != nil {
+		dst = append(dst, `,"source":{"feed":`...)
+		dst = appendJSONString(dst, src.Feed)
+		if src.Title != "" {
+			dst = append(dst, `,"title":`...)
+			dst = appendJSONString(dst, src.Title)
+		}
+		dst = append(dst, '}')
+	}
 	return append(dst, '}')
 }
 

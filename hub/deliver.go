@@ -3,23 +3,38 @@ package hub
 import (
 	"context"
 	"crypto/hmac"
+	"crypto/sha1"
 	"crypto/sha256"
+	"crypto/sha512"
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash"
 	"log/slog"
 	"math"
 	"math/rand/v2"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
+	"github.com/feedgate/feedgate/feed"
 	"github.com/feedgate/feedgate/fetch"
 	"github.com/feedgate/feedgate/store"
 )
 
 // Headers of a delivery besides WebSub's Link and X-Hub-Signature.
 const (
+	// HeaderTopic and HeaderCallback name the subscription a POST is for,
+	// as Superfeedr sends them (a subscriber may read the topic from it).
+	HeaderTopic    = "X-PubSubHubbub-Topic"
+	HeaderCallback = "X-PubSubHubbub-Callback"
+	// HeaderRetried is present on a POST of items that an earlier POST
+	// failed to deliver (or whose answer was lost), with the number of
+	// those earlier attempts; Superfeedr's name for it.
+	HeaderRetried = "X-Superfeedr-Retried"
+	// HeaderReplay is "true" on a POST made by hub.mode=replay.
+	HeaderReplay = "Feedgate-Replay"
 	// HeaderCursor carries the cursor of the newest item of the POST: a
 	// subscriber that records it can drop a redelivered POST (every item's
 	// own cursor is in the body too).
@@ -41,12 +56,65 @@ const deferDelay = 500 * time.Millisecond
 // linkEscaper keeps URLs from breaking out of a Link header's <...>.
 var linkEscaper = strings.NewReplacer("<", "%3C", ">", "%3E", "\r", "", "\n", "")
 
-// Sign returns the X-Hub-Signature value of body for secret.
-func Sign(secret string, body []byte) string {
-	mac := hmac.New(sha256.New, []byte(secret))
-	mac.Write(body)
-	return "sha256=" + hex.EncodeToString(mac.Sum(nil))
+// Signature methods of X-Hub-Signature (Options.Signature).
+const (
+	SignSHA1   = "sha1"
+	SignSHA256 = "sha256"
+	SignSHA384 = "sha384"
+	SignSHA512 = "sha512"
+)
+
+// SignatureMethods lists the methods Options.Signature accepts.
+var SignatureMethods = []string{SignSHA1, SignSHA256, SignSHA384, SignSHA512}
+
+func signatureHash(method string) func() hash.Hash {
+	switch method {
+	case SignSHA1:
+		return sha1.New
+	case SignSHA256:
+		return sha256.New
+	case SignSHA384:
+		return sha512.New384
+	case SignSHA512:
+		return sha512.New
+	}
+	return nil
 }
+
+// Sign returns the X-Hub-Signature value of body for secret with the
+// method (one of SignatureMethods; anything else signs with sha256).
+func Sign(method, secret string, body []byte) string {
+	h := signatureHash(method)
+	if h == nil {
+		method, h = SignSHA256, sha256.New
+	}
+	mac := hmac.New(h, []byte(secret))
+	mac.Write(body)
+	return method + "=" + hex.EncodeToString(mac.Sum(nil))
+}
+
+// postHeader returns the headers of a POST of body to a subscription:
+// WebSub's Link headers and signature, Superfeedr's X-PubSubHubbub-Topic
+// and X-PubSubHubbub-Callback, and the cursor of the newest item.
+func (s *Service) postHeader(k store.DeliveryKey, secret string, body []byte, newest feed.Cursor) http.Header {
+	h := make(http.Header, 8)
+	h["Link"] = []string{
+		"<" + linkEscaper.Replace(k.Topic) + `>; rel="self"`,
+		"<" + linkEscaper.Replace(s.opts.PublicHubURL) + `>; rel="hub"`,
+	}
+	h.Set(HeaderTopic, headerValue(k.Topic))
+	h.Set(HeaderCallback, headerValue(k.Callback))
+	if secret != "" {
+		h.Set("X-Hub-Signature", Sign(s.opts.Signature, secret, body))
+	}
+	h.Set(HeaderCursor, newest.String())
+	return h
+}
+
+// headerValue keeps a URL from breaking the header it is sent in.
+func headerValue(u string) string { return headerEscaper.Replace(u) }
+
+var headerEscaper = strings.NewReplacer("\r", "", "\n", "")
 
 // acquireCallback takes a slot of the callback's per-node concurrency.
 func (s *Service) acquireCallback(cb string) bool {
@@ -175,17 +243,12 @@ func (s *Service) work(ctx context.Context, c store.DeliveryClaim, claimedAt tim
 
 	f := formatIndex(d.Format)
 	body := b.body(f, s.opts.PublicHubURL)
-	h := make(http.Header, 6)
-	h["Link"] = []string{
-		"<" + linkEscaper.Replace(d.Topic) + `>; rel="self"`,
-		"<" + linkEscaper.Replace(s.opts.PublicHubURL) + `>; rel="hub"`,
-	}
-	if d.Secret != "" {
-		h.Set("X-Hub-Signature", Sign(d.Secret, body))
-	}
-	h.Set(HeaderCursor, newest.String())
+	h := s.postHeader(d.DeliveryKey, d.Secret, body, newest)
 	if b.page.Gap {
 		h.Set(HeaderGap, "true")
+	}
+	if retried := p.Attempts + btoi(c.Retaken); retried > 0 {
+		h.Set(HeaderRetried, strconv.Itoa(retried))
 	}
 	if c.Retaken {
 		h.Set(HeaderRedelivery, "true")
@@ -267,4 +330,11 @@ func (s *Service) work(ctx context.Context, c store.DeliveryClaim, claimedAt tim
 	s.log.LogAttrs(ctx, slog.LevelDebug, "delivery failed, will retry", attrs(
 		slog.String("err", o.err), slog.Int("attempt", p.Attempts), slog.Duration("retry_in", delay))...)
 	release(next)
+}
+
+func btoi(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }

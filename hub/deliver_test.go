@@ -2,8 +2,14 @@ package hub
 
 import (
 	"bytes"
+	"crypto/hmac"
+	"crypto/sha1"
+	"crypto/sha256"
+	"crypto/sha512"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"hash"
 	"net/http"
 	"strconv"
 	"strings"
@@ -41,11 +47,14 @@ func checkWebSubHeaders(t *testing.T, p post, wantType, secret string) {
 	if rels["self"] != topic || rels["hub"] != testHubURL {
 		t.Errorf("Link headers %q: want rel=self %s and rel=hub %s", p.Header.Values("Link"), topic, testHubURL)
 	}
+	if got := p.Header.Get(HeaderTopic); got != topic {
+		t.Errorf("%s %q, want %s", HeaderTopic, got, topic)
+	}
 	sig := p.Header.Get("X-Hub-Signature")
 	switch {
 	case secret == "" && sig != "":
 		t.Errorf("unsigned subscription got X-Hub-Signature %q", sig)
-	case secret != "" && sig != Sign(secret, p.Body):
+	case secret != "" && sig != Sign(SignSHA256, secret, p.Body):
 		t.Errorf("X-Hub-Signature %q does not sign the body with the secret", sig)
 	}
 }
@@ -77,7 +86,8 @@ func TestDeliveryJSONAndAtom(t *testing.T) {
 		n.Items[0].ID != items[2].ID || n.Items[2].ID != items[0].ID || n.Items[0].Title != items[2].Title {
 		t.Errorf("JSON delivery %s", pj.Body)
 	}
-	if pj.Header.Get(HeaderCursor) != items[2].Cursor.String() || pj.Header.Get(HeaderRedelivery) != "" {
+	if pj.Header.Get(HeaderCursor) != items[2].Cursor.String() || pj.Header.Get(HeaderRedelivery) != "" ||
+		pj.Header.Get(HeaderRetried) != "" || pj.Header.Get(HeaderCallback) != js.url("/cb") {
 		t.Errorf("feedgate headers %v", pj.Header)
 	}
 
@@ -127,6 +137,14 @@ func TestRetryUntilSuccess(t *testing.T) {
 	for i, p := range posts {
 		if got := p.cursors(t); len(got) != 2 || got[0] != items[1].Cursor {
 			t.Errorf("attempt %d delivered %v", i+1, got)
+		}
+		// The first attempt carries no retry marker; retry n says n.
+		want := ""
+		if i > 0 {
+			want = strconv.Itoa(i)
+		}
+		if got := p.Header.Get(HeaderRetried); got != want {
+			t.Errorf("attempt %d: %s %q, want %q", i+1, HeaderRetried, got, want)
 		}
 	}
 	if posts[2].Status != 200 {
@@ -445,5 +463,30 @@ func TestTwoNodesDeliverEachItemOnce(t *testing.T) {
 	}
 	if len(seen) != callbacks*items || total != callbacks*items {
 		t.Fatalf("%d distinct deliveries of %d, want %d", len(seen), total, callbacks*items)
+	}
+}
+
+// TestSignatureMethods signs deliveries with each configured method; the
+// subscriber checks the HMAC with the method the header names.
+func TestSignatureMethods(t *testing.T) {
+	t.Parallel()
+	news := map[string]func() hash.Hash{"sha1": sha1.New, "sha256": sha256.New, "sha384": sha512.New384, "sha512": sha512.New}
+	for _, method := range SignatureMethods {
+		t.Run(method, func(t *testing.T) {
+			t.Parallel()
+			e := newEnv(t, func(o *Options) { o.Signature = method })
+			p := e.principal("ann")
+			sub := newSubscriber(t)
+			if err := e.hub.Subscribe(ctxT(t), p, request(t, "hub.topic", topic, "hub.callback", sub.url("/cb"), "hub.secret", "s3cret")); err != nil {
+				t.Fatal(err)
+			}
+			e.publish(topic, 1)
+			got := sub.next(5 * time.Second)
+			mac := hmac.New(news[method], []byte("s3cret"))
+			mac.Write(got.Body)
+			if want := method + "=" + hex.EncodeToString(mac.Sum(nil)); got.Header.Get("X-Hub-Signature") != want {
+				t.Fatalf("X-Hub-Signature %q, want %q", got.Header.Get("X-Hub-Signature"), want)
+			}
+		})
 	}
 }

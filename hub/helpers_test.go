@@ -150,8 +150,8 @@ func (e *env) principal(login string) *auth.Principal {
 	return p
 }
 
-// request parses (un)subscribe parameters as the hub endpoint does.
-func request(t testing.TB, kv ...string) SubscribeRequest {
+// params reads key, value pairs from a form body as the hub endpoint does.
+func params(t testing.TB, kv ...string) api.Params {
 	t.Helper()
 	form := url.Values{}
 	for i := 0; i+1 < len(kv); i += 2 {
@@ -163,9 +163,16 @@ func request(t testing.TB, kv ...string) SubscribeRequest {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return p
+}
+
+// request parses (un)subscribe parameters as the hub endpoint does.
+func request(t testing.TB, kv ...string) SubscribeRequest {
+	t.Helper()
+	p := params(t, kv...)
 	req, err := ParseSubscribe(p)
 	if err != nil {
-		t.Fatalf("ParseSubscribe(%v): %v", form, err)
+		t.Fatalf("ParseSubscribe(%q): %v", kv, err)
 	}
 	return req
 }

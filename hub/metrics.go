@@ -22,6 +22,7 @@ type metrics struct {
 	subscriptions prometheus.Gauge
 	verifications *prometheus.CounterVec
 	removed       *prometheus.CounterVec
+	replays       *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -85,6 +86,10 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Namespace: ns, Subsystem: sub, Name: "subscriptions_removed_total",
 			Help: "Callback subscriptions removed, by reason (unsubscribed, gone, expired, orphan).",
 		}, []string{"reason"}),
+		replays: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: ns, Subsystem: sub, Name: "replays_total",
+			Help: "hub.mode=replay POSTs by result (ok, or the failure: network, timeout, refused, http_4xx, http_5xx, gone).",
+		}, []string{"result"}),
 	}
 	if reg == nil {
 		return m
@@ -103,6 +108,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	m.subscriptions = register(reg, m.subscriptions)
 	m.verifications = register(reg, m.verifications)
 	m.removed = register(reg, m.removed)
+	m.replays = register(reg, m.replays)
 	return m
 }
 

@@ -94,6 +94,9 @@ type Options struct {
 	// LeaseMin, LeaseDefault and LeaseMax bound hub.lease_seconds; a
 	// subscription without one gets LeaseDefault.
 	LeaseMin, LeaseDefault, LeaseMax time.Duration
+	// Signature is the method of X-Hub-Signature: sha1, sha256 (the
+	// default), sha384 or sha512 (see SignatureMethods).
+	Signature string
 	// Retry is the retry policy of failed deliveries.
 	Retry RetryPolicy
 	// Concurrency bounds the POSTs this node has in flight; PerCallback
@@ -117,8 +120,9 @@ type Options struct {
 	PollInterval  time.Duration
 	SweepInterval time.Duration
 	TopicRefresh  time.Duration
-	// AsyncVerifiers verify hub.verify=async requests; AsyncQueue bounds
-	// the requests waiting for them.
+	// AsyncVerifiers verify hub.verify=async requests and send
+	// hub.mode=replay&async=true POSTs; AsyncQueue bounds the requests of
+	// each kind waiting for them.
 	AsyncVerifiers int
 	AsyncQueue     int
 
@@ -142,6 +146,9 @@ func (o *Options) fill() {
 		o.LeaseDefault = DefaultLease
 	}
 	o.LeaseDefault = min(max(o.LeaseDefault, o.LeaseMin), o.LeaseMax)
+	if signatureHash(o.Signature) == nil {
+		o.Signature = SignSHA256
+	}
 	o.Retry.fill()
 	if o.Concurrency <= 0 {
 		o.Concurrency = DefaultConcurrency

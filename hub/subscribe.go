@@ -45,6 +45,7 @@ type Service struct {
 	wake      chan struct{}
 	saturated atomic.Bool
 	verifyQ   chan verification
+	replayQ   chan replayJob
 	sweepReq  chan struct{}
 
 	live   liveTopics
@@ -72,6 +73,7 @@ func New(st store.Store, tracker Tracker, opts ...Option) *Service {
 		m:        newMetrics(o.Registerer),
 		wake:     make(chan struct{}, 1),
 		verifyQ:  make(chan verification, o.AsyncQueue),
+		replayQ:  make(chan replayJob, o.AsyncQueue),
 		sweepReq: make(chan struct{}, 1),
 		cbBusy:   make(map[string]int),
 	}

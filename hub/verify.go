@@ -120,7 +120,8 @@ func (s *Service) enqueue(v verification) error {
 	}
 }
 
-// verifyLoop verifies queued asynchronous requests until ctx ends.
+// verifyLoop verifies queued asynchronous requests, and sends queued
+// asynchronous replays, until ctx ends.
 func (s *Service) verifyLoop(ctx context.Context) {
 	for {
 		select {
@@ -128,6 +129,8 @@ func (s *Service) verifyLoop(ctx context.Context) {
 			return
 		case v := <-s.verifyQ:
 			s.verifyAsync(ctx, v)
+		case j := <-s.replayQ:
+			s.replayAsync(ctx, j)
 		}
 	}
 }

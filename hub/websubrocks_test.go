@@ -63,7 +63,7 @@ func checkRocksNotification(t *testing.T, p post, secret string) {
 	if secret == "" && sig != "" {
 		t.Error("signature: the hub sent a signature, but the subscriber was not expecting one")
 	}
-	if secret != "" && sig != Sign(secret, p.Body) {
+	if secret != "" && sig != Sign(SignSHA256, secret, p.Body) {
 		t.Errorf("signature_mismatch: %q", sig)
 	}
 }

@@ -81,6 +81,9 @@ type Request struct {
 	LastEventID string
 	// WebSocket is true for an Upgrade: websocket request.
 	WebSocket bool
+	// ByCallback, when hub.callback replaces hub.topic, is the callback (a
+	// % matches any run of characters) whose subscriptions' topics are read.
+	ByCallback string
 }
 
 // Parse reads and validates a retrieve's parameters.
@@ -101,10 +104,7 @@ func Parse(r *http.Request, p api.Params, lim Limits) (Request, error) {
 
 	switch f := strings.ToLower(p.Get("format")); f {
 	case "":
-		switch {
-		case acceptsEventStream(r):
-			req.Format = SSE
-		case api.AcceptsJSON(r):
+		if api.AcceptsJSON(r) {
 			req.Format = JSON
 		}
 	case "atom", "xml":
@@ -115,6 +115,13 @@ func Parse(r *http.Request, p api.Params, lim Limits) (Request, error) {
 		req.Format = SSE
 	default:
 		return req, api.Invalid("format must be atom, json or sse")
+	}
+	if acceptsEventStream(r) && !req.WebSocket {
+		// An EventSource can read nothing but an event stream, whatever
+		// format the page put in the URL (Superfeedr's jQuery plugin sends
+		// format=json); SSE data is JSON anyway, and SSE is a stream of its
+		// own, so wait= says nothing more.
+		req.Format, req.Wait = SSE, NoWait
 	}
 
 	if cb := p.Get("callback"); cb != "" {
@@ -135,11 +142,14 @@ func Parse(r *http.Request, p api.Params, lim Limits) (Request, error) {
 	}
 
 	req.Topics = p.List("hub.topic")
+	live := req.Wait == Stream || req.Format == SSE || req.WebSocket
+	if len(req.Topics) == 0 && p.Get("hub.callback") != "" {
+		return parseByCallback(req, p, lim, live)
+	}
 	// A WebSocket may open with no topic and subscribe by message.
 	if len(req.Topics) == 0 && !req.WebSocket {
-		return req, api.Invalid("hub.topic is required: give the feed URL to retrieve")
+		return req, api.Invalid("hub.topic is required: give the feed URL to retrieve (or hub.callback, for the topics you subscribed with that callback)")
 	}
-	live := req.Wait == Stream || req.Format == SSE || req.WebSocket
 	if !live && len(req.Topics) > 1 {
 		return req, api.Invalid("one hub.topic per retrieve (got %d); several topics can be merged with wait=stream, SSE or WebSocket", len(req.Topics))
 	}
@@ -194,6 +204,30 @@ func Parse(r *http.Request, p api.Params, lim Limits) (Request, error) {
 	}
 	if len(req.LastEventID) > 64*1024 {
 		return req, api.Invalid("Last-Event-ID is too long")
+	}
+	return req, nil
+}
+
+// parseByCallback reads a retrieve by hub.callback: count, format and
+// callback (JSONP) as for one topic; cursors belong to one topic, and a
+// stream to a set of topics, so neither applies.
+func parseByCallback(req Request, p api.Params, lim Limits, live bool) (Request, error) {
+	req.ByCallback = p.Get("hub.callback")
+	if len(req.ByCallback) > api.MaxTopicLength {
+		return req, api.Invalid("hub.callback must be at most %d characters", api.MaxTopicLength)
+	}
+	if live || req.Wait == Poll {
+		return req, api.Invalid("hub.callback (the topics subscribed with a callback) answers once: for wait=stream, wait=poll, SSE or WebSocket give the hub.topic values")
+	}
+	if p.Has("after") || p.Has("before") {
+		return req, api.Invalid("after and before are cursors of one topic: give hub.topic instead of hub.callback to page")
+	}
+	if p.Has("count") {
+		n, err := strconv.Atoi(p.Get("count"))
+		if err != nil || n < 1 || n > lim.MaxCount {
+			return req, api.Invalid("count must be an integer from 1 to %d", lim.MaxCount)
+		}
+		req.Count = n
 	}
 	return req, nil
 }

@@ -42,7 +42,7 @@ func (h *handlers) landing(c *gin.Context) {
 	if h.cfg.Landing == nil || c.Request.Method != http.MethodGet || c.Request.URL.RawQuery != "" {
 		return
 	}
-	if _, _, ok := auth.Credentials(c.Request); ok {
+	if _, _, ok := auth.Credentials(c.Request, nil); ok {
 		return
 	}
 	if strings.Contains(c.Request.Header.Get("Accept"), "text/html") && !isUpgrade(c.Request) {
@@ -81,12 +81,14 @@ func (h *handlers) hub(c *gin.Context) {
 		h.list(c, p, principal)
 	case "publish":
 		h.publish(c, p, principal)
+	case "replay":
+		h.replay(c, p, principal)
 	case "":
 		c.Set(modeKey, "none")
-		fail(c, p, api.Invalid("hub.mode is required: subscribe, unsubscribe, list, retrieve or publish"))
+		fail(c, p, api.Invalid("hub.mode is required: subscribe, unsubscribe, list, retrieve, replay or publish"))
 	default:
 		c.Set(modeKey, "unknown")
-		fail(c, p, api.Invalid("hub.mode %q is not known: use subscribe, unsubscribe, list, retrieve or publish", truncate(mode)))
+		fail(c, p, api.Invalid("hub.mode %q is not known: use subscribe, unsubscribe, list, retrieve, replay or publish", truncate(mode)))
 	}
 }
 
@@ -112,6 +114,15 @@ func (h *handlers) retrieve(c *gin.Context, p api.Params, principal *auth.Princi
 		return
 	}
 	ctx := c.Request.Context()
+	if req.ByCallback != "" {
+		n, err := svc.RetrieveByCallback(ctx, principal, req.ByCallback, req.Count)
+		if err != nil {
+			fail(c, p, err)
+			return
+		}
+		retrieve.Render(c.Writer, req, n, svc.HubURL())
+		return
+	}
 	for _, t := range req.Topics {
 		if err := svc.Authorize(ctx, principal, t); err != nil {
 			fail(c, p, err)
@@ -187,6 +198,19 @@ func (h *handlers) subscribe(c *gin.Context, p api.Params, principal *auth.Princ
 		return
 	}
 	retrieve.Render(c.Writer, rreq, n, h.cfg.Retrieve.HubURL())
+}
+
+func (h *handlers) replay(c *gin.Context, p api.Params, principal *auth.Principal) {
+	req, err := hub.ParseReplay(p)
+	if err != nil {
+		fail(c, p, err)
+		return
+	}
+	if err := h.cfg.Hub.Replay(c.Request.Context(), principal, req); err != nil {
+		fail(c, p, err)
+		return
+	}
+	c.Status(http.StatusNoContent)
 }
 
 func (h *handlers) list(c *gin.Context, p api.Params, principal *auth.Principal) {

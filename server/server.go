@@ -179,10 +179,14 @@ func (h *handlers) recover() gin.HandlerFunc {
 // its context; failures are rendered as the client asked (JSON, JSONP,
 // text).
 func (h *handlers) authenticate(c *gin.Context) {
-	p, err := h.cfg.Auth.Authenticate(c.Request.Context(), c.Request)
+	params, err := params(c)
 	if err != nil {
-		api.WriteError(c.Writer, api.Negotiate(c.Request, api.Params{Values: c.Request.URL.Query()}), err)
-		c.Abort()
+		fail(c, params, err)
+		return
+	}
+	p, err := h.cfg.Auth.Authenticate(c.Request.Context(), c.Request, params.Values)
+	if err != nil {
+		fail(c, params, err)
 		return
 	}
 	c.Request = c.Request.WithContext(auth.WithPrincipal(c.Request.Context(), p))

@@ -117,7 +117,7 @@ func newNodeOn(t *testing.T, st store.Store, opts stream.Options, h2 bool) *node
 			api.WriteError(w, api.Negotiate(r, p), err)
 			return
 		}
-		pr, err := a.Authenticate(r.Context(), r)
+		pr, err := a.Authenticate(r.Context(), r, nil)
 		if err != nil {
 			api.WriteError(w, api.Negotiate(r, p), err)
 			return

@@ -62,6 +62,7 @@ type ServeCmd struct {
 	DeliveryTimeout     time.Duration `name:"delivery-timeout" env:"FEEDGATE_DELIVERY_TIMEOUT" default:"15s" help:"Time limit of one webhook POST."`
 	RetryAttempts       int           `name:"retry-attempts" env:"FEEDGATE_RETRY_ATTEMPTS" default:"16" help:"Failed attempts after which a webhook delivery is given up (the subscription goes on with later items)."`
 	RetryMaxAge         time.Duration `name:"retry-max-age" env:"FEEDGATE_RETRY_MAX_AGE" default:"24h" help:"Age of a failing webhook delivery after which it is given up."`
+	WebhookSignature    string        `name:"webhook-signature" env:"FEEDGATE_WEBHOOK_SIGNATURE" default:"sha256" enum:"sha1,sha256,sha384,sha512" help:"Hash of the X-Hub-Signature HMAC of webhook deliveries to subscribers with a hub.secret: sha1, sha256, sha384 or sha512."`
 
 	ShutdownTimeout time.Duration `name:"shutdown-timeout" env:"FEEDGATE_SHUTDOWN_TIMEOUT" default:"10s" help:"How long SIGTERM waits for in-flight requests."`
 }
@@ -164,6 +165,7 @@ func (c *ServeCmd) Run(ctx context.Context) error {
 		PerCallback:     c.DeliveryPerCallback,
 		DeliveryTimeout: c.DeliveryTimeout,
 		Retry:           retry,
+		Signature:       c.WebhookSignature,
 		Registerer:      reg,
 		Logger:          log,
 	}))
