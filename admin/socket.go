@@ -20,10 +20,16 @@ import (
 const SocketName = "admin.sock"
 
 type addRequest struct {
-	Login  string   `json:"login"`
-	Rights []string `json:"rights"`
-	Topics []string `json:"topics"`
-	Token  string   `json:"token"`
+	Login   string    `json:"login"`
+	Rights  []string  `json:"rights"`
+	Topics  []string  `json:"topics"`
+	Token   string    `json:"token"`
+	Expires time.Time `json:"expires,omitzero"`
+}
+
+type rotateRequest struct {
+	Token   string    `json:"token"`
+	Expires time.Time `json:"expires,omitzero"`
 }
 
 type answer struct {
@@ -87,11 +93,20 @@ func handler(users Users) http.Handler {
 	mux.HandleFunc("DELETE /users/{login}", func(w http.ResponseWriter, r *http.Request) {
 		reply(w, answer{}, users.Remove(r.Context(), r.PathValue("login")))
 	})
+	mux.HandleFunc("POST /users/{login}/rotate", func(w http.ResponseWriter, r *http.Request) {
+		var req rotateRequest
+		if err := json.NewDecoder(io.LimitReader(r.Body, 1<<20)).Decode(&req); err != nil {
+			reply(w, answer{}, err)
+			return
+		}
+		token, err := users.Rotate(r.Context(), auth.Rotation{Login: r.PathValue("login"), Token: req.Token, Expires: req.Expires})
+		reply(w, answer{Token: token}, err)
+	})
 	return mux
 }
 
 func newUser(req addRequest) (auth.NewUser, error) {
-	nu := auth.NewUser{Login: req.Login, Topics: req.Topics, Token: req.Token}
+	nu := auth.NewUser{Login: req.Login, Topics: req.Topics, Token: req.Token, Expires: req.Expires}
 	for _, r := range req.Rights {
 		rs, err := auth.ParseRights(r)
 		if err != nil {
@@ -147,7 +162,7 @@ func (c *Client) call(ctx context.Context, method, path string, body any) (answe
 
 // Add creates a user through the running gateway.
 func (c *Client) Add(ctx context.Context, nu auth.NewUser) (string, error) {
-	req := addRequest{Login: nu.Login, Topics: nu.Topics, Token: nu.Token}
+	req := addRequest{Login: nu.Login, Topics: nu.Topics, Token: nu.Token, Expires: nu.Expires}
 	for _, r := range nu.Rights {
 		req.Rights = append(req.Rights, string(r))
 	}
@@ -165,4 +180,11 @@ func (c *Client) List(ctx context.Context) ([]UserInfo, error) {
 func (c *Client) Remove(ctx context.Context, login string) error {
 	_, err := c.call(ctx, http.MethodDelete, "/users/"+url.PathEscape(login), nil)
 	return err
+}
+
+// Rotate replaces a user's tokens with a new one through the running
+// gateway.
+func (c *Client) Rotate(ctx context.Context, r auth.Rotation) (string, error) {
+	a, err := c.call(ctx, http.MethodPost, "/users/"+url.PathEscape(r.Login)+"/rotate", rotateRequest{Token: r.Token, Expires: r.Expires})
+	return a.Token, err
 }

@@ -87,6 +87,8 @@ type NewUser struct {
 	Topics []string
 	// Token is the secret to use; a random one is made when empty.
 	Token string
+	// Expires is when the token stops working; zero for never.
+	Expires time.Time
 }
 
 // AddUser creates a user with one token and returns the token, which is not
@@ -98,23 +100,18 @@ func AddUser(ctx context.Context, users store.Users, nu NewUser) (string, error)
 	if len(nu.Rights) == 0 {
 		return "", errors.New("a user needs at least one right")
 	}
-	token := nu.Token
-	if token == "" {
-		token = NewToken()
-	} else if len(token) < MinTokenLength || strings.ContainsAny(token, ": \t\r\n") {
-		return "", fmt.Errorf("the token must be at least %d characters with no spaces or colons; omit --token to get a random one", MinTokenLength)
+	token, err := checkToken(nu.Token)
+	if err != nil {
+		return "", err
 	}
 	now := time.Now().UTC()
+	if !nu.Expires.IsZero() && !nu.Expires.After(now) {
+		return "", fmt.Errorf("the expiry %s is already past: give a later date or a duration such as 720h", nu.Expires.UTC().Format(time.RFC3339))
+	}
 	u := store.User{
 		Login:     nu.Login,
 		CreatedAt: now,
-		Tokens: []store.Token{{
-			ID:        HashToken(token)[:12],
-			Hash:      HashToken(token),
-			Rights:    nu.Rights,
-			Topics:    nu.Topics,
-			CreatedAt: now,
-		}},
+		Tokens:    []store.Token{newStoredToken(token, nu.Rights, nu.Topics, now, nu.Expires)},
 	}
 	if err := users.AddUser(ctx, u); err != nil {
 		if errors.Is(err, store.ErrExists) {
@@ -123,4 +120,93 @@ func AddUser(ctx context.Context, users store.Users, nu NewUser) (string, error)
 		return "", err
 	}
 	return token, nil
+}
+
+func checkToken(token string) (string, error) {
+	if token == "" {
+		return NewToken(), nil
+	}
+	if len(token) < MinTokenLength || strings.ContainsAny(token, ": \t\r\n") {
+		return "", fmt.Errorf("the token must be at least %d characters with no spaces or colons; omit --token to get a random one", MinTokenLength)
+	}
+	return token, nil
+}
+
+func newStoredToken(token string, rights []store.Right, topics []string, now, expires time.Time) store.Token {
+	h := HashToken(token)
+	t := store.Token{ID: h[:12], Hash: h, Rights: rights, Topics: topics, CreatedAt: now}
+	if !expires.IsZero() {
+		t.ExpiresAt = expires.UTC()
+	}
+	return t
+}
+
+// Rotation describes a token rotation.
+type Rotation struct {
+	Login string
+	// Token is the new secret; a random one is made when empty.
+	Token string
+	// Expires is the new token's expiry. Zero keeps the old token's
+	// lifetime: none if it had none, else as long again from now.
+	Expires time.Time
+}
+
+// RotateToken replaces every token of a user with one new token carrying
+// the rights and scopes of the newest one, and returns it. The old tokens
+// stop working at once on this node and within the credential cache TTL on
+// the others (live connections: within RevocationDelay).
+func RotateToken(ctx context.Context, users store.Users, r Rotation) (string, error) {
+	u, err := users.User(ctx, r.Login)
+	if errors.Is(err, store.ErrNotFound) {
+		return "", fmt.Errorf("%w %q", ErrNoUser, r.Login)
+	}
+	if err != nil {
+		return "", err
+	}
+	if len(u.Tokens) == 0 {
+		return "", fmt.Errorf("user %q has no token to rotate: remove it and add it again", r.Login)
+	}
+	token, err := checkToken(r.Token)
+	if err != nil {
+		return "", err
+	}
+	old := u.Tokens[len(u.Tokens)-1]
+	now := time.Now().UTC()
+	expires := r.Expires
+	if expires.IsZero() && !old.ExpiresAt.IsZero() {
+		expires = now.Add(max(old.ExpiresAt.Sub(old.CreatedAt), time.Minute))
+	}
+	if !expires.IsZero() && !expires.After(now) {
+		return "", fmt.Errorf("the expiry %s is already past: give a later date or a duration such as 720h", expires.UTC().Format(time.RFC3339))
+	}
+	u.Tokens = []store.Token{newStoredToken(token, old.Rights, old.Topics, now, expires)}
+	if err := users.PutUser(ctx, u); err != nil {
+		return "", err
+	}
+	return token, nil
+}
+
+// ErrNoUser is returned for an unknown login.
+var ErrNoUser = errors.New("no such user")
+
+// ParseExpiry reads an expiry: a duration from now ("720h", "90m"), a date
+// ("2027-01-31", midnight UTC) or an RFC 3339 time. Empty is never.
+func ParseExpiry(s string, now time.Time) (time.Time, error) {
+	s = strings.TrimSpace(s)
+	if s == "" {
+		return time.Time{}, nil
+	}
+	if d, err := time.ParseDuration(s); err == nil {
+		if d <= 0 {
+			return time.Time{}, fmt.Errorf("the expiry %q must be a positive duration", s)
+		}
+		return now.Add(d).UTC(), nil
+	}
+	if t, err := time.Parse(time.RFC3339, s); err == nil {
+		return t.UTC(), nil
+	}
+	if t, err := time.Parse(time.DateOnly, s); err == nil {
+		return t.UTC(), nil
+	}
+	return time.Time{}, fmt.Errorf("the expiry %q is neither a duration (720h, 90m) nor a date (2027-01-31 or 2027-01-31T12:00:00Z)", s)
 }

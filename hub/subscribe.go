@@ -344,3 +344,50 @@ func (s *Service) remove(ctx context.Context, k store.DeliveryKey, reason string
 	}
 	return nil
 }
+
+// reasonUserRemoved: the subscriber's user was removed.
+const reasonUserRemoved = "user_removed"
+
+// RemoveUser removes every subscription of login (when the user is
+// removed): a callback subscription loses its delivery record first, which
+// stops its deliveries; a topic left without subscriptions is untracked. It
+// returns how many subscriptions were removed.
+func (s *Service) RemoveUser(ctx context.Context, login string) (int, error) {
+	if login == "" {
+		return 0, errors.New("hub: RemoveUser needs a login")
+	}
+	removed := 0
+	for {
+		subs, _, err := s.store.ListSubscriptions(ctx, login, 0, 500)
+		if err != nil || len(subs) == 0 {
+			return removed, err
+		}
+		before := removed
+		for _, sub := range subs {
+			if sub.Callback != "" && s.dlv != nil {
+				if err := s.remove(ctx, store.DeliveryKey{Login: login, Topic: sub.Topic, Callback: sub.Callback}, reasonUserRemoved); err != nil {
+					return removed, err
+				}
+				removed++
+				continue
+			}
+			remaining, err := s.store.DeleteSubscription(ctx, login, sub.Topic, sub.Callback)
+			if errors.Is(err, store.ErrNotFound) {
+				continue
+			}
+			if err != nil {
+				return removed, err
+			}
+			removed++
+			if remaining == 0 {
+				if err := s.tracker.Untrack(ctx, sub.Topic); err != nil {
+					return removed, err
+				}
+			}
+		}
+		if removed == before {
+			// Listed but already gone: nothing more to do.
+			return removed, nil
+		}
+	}
+}

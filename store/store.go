@@ -229,6 +229,8 @@ type Token struct {
 	Rights    []Right   `json:"rights"`
 	Topics    []string  `json:"topics,omitempty"`
 	CreatedAt time.Time `json:"createdAt"`
+	// ExpiresAt is when the token stops working; zero for never.
+	ExpiresAt time.Time `json:"expiresAt,omitzero"`
 }
 
 // User is an account and its tokens.

@@ -25,6 +25,7 @@ type CLI struct {
 
 	Serve      ServeCmd   `cmd:"" default:"withargs" help:"Run the gateway (the default command)."`
 	User       UserCmd    `cmd:"" help:"Manage users and their tokens."`
+	Token      TokenCmd   `cmd:"" help:"Signed tokens (JWT)."`
 	Health     HealthCmd  `cmd:"" help:"Check a running gateway's /healthz (for container health checks)."`
 	ConfigCmd  ConfigCmd  `cmd:"" name:"config" help:"Check the configuration."`
 	VersionCmd VersionCmd `cmd:"" name:"version" help:"Print the version."`

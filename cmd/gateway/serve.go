@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -31,6 +33,7 @@ import (
 type ServeCmd struct {
 	StoreConfig
 	LogConfig
+	JWTConfig
 
 	Listen           string        `env:"FEEDGATE_LISTEN" default:":8080" help:"Address to listen on."`
 	PublicURL        string        `name:"public-url" env:"FEEDGATE_PUBLIC_URL" help:"Public base URL of this gateway (callbacks, rel=hub links). Default: http://localhost:<port>."`
@@ -41,7 +44,7 @@ type ServeCmd struct {
 	MaxBody          int64         `name:"max-body" env:"FEEDGATE_MAX_BODY" default:"10485760" help:"Largest request body (fat pings), in bytes."`
 	PollTimeout      time.Duration `name:"poll-timeout" env:"FEEDGATE_POLL_TIMEOUT" default:"30s" help:"Default wait=poll timeout."`
 	MaxPollTimeout   time.Duration `name:"max-poll-timeout" env:"FEEDGATE_MAX_POLL_TIMEOUT" default:"120s" help:"Largest wait=poll timeout a client may ask for."`
-	AuthCache        time.Duration `name:"auth-cache" env:"FEEDGATE_AUTH_CACHE" default:"5s" help:"How long a node caches verified credentials (a removed token may work that long on other nodes)."`
+	AuthCache        time.Duration `name:"auth-cache" env:"FEEDGATE_AUTH_CACHE" default:"2s" help:"How long a node caches a user's record to check tokens against (0 to 3s; a removed or rotated token may work that long on other nodes)."`
 	RetrieveCache    int           `name:"retrieve-cache" env:"FEEDGATE_RETRIEVE_CACHE" default:"10000" help:"Topics whose newest items a node keeps in memory for retrieve answers (0: off). Other nodes' appends show after the live notification delay, topic status is at most 1s old."`
 	RetrieveCacheMiB int           `name:"retrieve-cache-mib" env:"FEEDGATE_RETRIEVE_CACHE_MIB" default:"128" help:"Approximate memory the retrieve cache may hold, in MiB."`
 
@@ -101,7 +104,7 @@ func (c *ServeCmd) Run(ctx context.Context) error {
 	if !ok {
 		return errors.New("the store does not keep ingest state")
 	}
-	if err := seedDemoUser(ctx, st, log); err != nil {
+	if err := seedDemoUser(ctx, st, os.Stderr); err != nil {
 		return err
 	}
 
@@ -121,7 +124,14 @@ func (c *ServeCmd) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	authn := auth.NewAuthenticator(st, c.AuthCache)
+	jwtOpts, jwks, err := c.JWTConfig.options(ctx, c.AllowPrivate)
+	if err != nil {
+		return err
+	}
+	authn, err := auth.New(st, auth.Options{CacheTTL: c.AuthCache, JWT: jwtOpts})
+	if err != nil {
+		return fmt.Errorf("--auth-cache or --jwt-*: %w", err)
+	}
 	var rsOpts []retrieve.Option
 	if c.RetrieveCache < 0 || c.RetrieveCacheMiB < 1 {
 		return fmt.Errorf("--retrieve-cache must be 0 (off) or more and --retrieve-cache-mib at least 1 (got %d and %d)", c.RetrieveCache, c.RetrieveCacheMiB)
@@ -217,10 +227,13 @@ func (c *ServeCmd) Run(ctx context.Context) error {
 			}
 		})
 	}
+	if jwks != nil {
+		wg.Go(func() { jwks.Run(runCtx) })
+	}
 	if c.RedisURL == "" {
 		sock := filepath.Join(c.DataDir, admin.SocketName)
 		wg.Go(func() {
-			if err := admin.Serve(runCtx, sock, admin.Direct{Store: st, Forget: authn.Forget}); err != nil {
+			if err := admin.Serve(runCtx, sock, admin.Direct{Store: st, Subscriptions: hubSvc, Forget: authn.Forget}); err != nil {
 				log.Warn("admin socket unavailable: `gateway user` commands cannot reach this process", slog.Any("err", err))
 			}
 		})
@@ -254,8 +267,9 @@ func (c *ServeCmd) Run(ctx context.Context) error {
 }
 
 // seedDemoUser creates `demo` with every right on a store without users and
-// logs its token once.
-func seedDemoUser(ctx context.Context, st store.Store, log *slog.Logger) error {
+// prints its token once to the terminal (w, stderr): never through the
+// logger, whose output may be shipped elsewhere.
+func seedDemoUser(ctx context.Context, st store.Store, w io.Writer) error {
 	users, err := st.ListUsers(ctx)
 	if err != nil || len(users) > 0 {
 		return err
@@ -267,6 +281,6 @@ func seedDemoUser(ctx context.Context, st store.Store, log *slog.Logger) error {
 		}
 		return err
 	}
-	log.Warn("created user demo with every right; its token is shown only now", slog.String("login", "demo"), slog.String("token", token))
+	fmt.Fprintf(w, "created user demo with every right; its token is shown only now:\n  login: demo\n  token: %s\n", token)
 	return nil
 }
