@@ -20,6 +20,7 @@ import (
 
 	"github.com/feedgate/feedgate/feed"
 	"github.com/feedgate/feedgate/fetch"
+	"github.com/feedgate/feedgate/internal/ratelog"
 	"github.com/feedgate/feedgate/store"
 )
 
@@ -296,7 +297,12 @@ func (s *Service) work(ctx context.Context, c store.DeliveryClaim, claimedAt tim
 		}
 		return idleNext(d)
 	}
+	failKey := d.Topic + " " + d.Callback
 	if o.ok {
+		if p.Attempts > 0 {
+			s.log.LogAttrs(ctx, slog.LevelInfo, "delivery recovered", attrs(slog.Int("failed_attempts", p.Attempts))...)
+			s.failLog.Forget(failKey)
+		}
 		p.LastSuccess = now
 		p.Succeeded++
 		p.Items += int64(len(items))
@@ -318,7 +324,8 @@ func (s *Service) work(ctx context.Context, c store.DeliveryClaim, claimedAt tim
 		p.LastError = fmt.Sprintf("%s; gave up on %d items after %d attempts", o.err, len(items), p.Attempts)
 		p.Dropped += int64(len(items))
 		s.m.dropped.WithLabelValues("retries_exhausted").Add(float64(len(items)))
-		s.log.LogAttrs(ctx, slog.LevelWarn, "delivery given up", attrs(slog.String("err", p.LastError))...)
+		s.log.LogAttrs(ctx, slog.LevelWarn, "delivery given up", attrs(slog.String("err", p.LastError), slog.String("reason", o.reason))...)
+		s.failLog.Forget(failKey)
 		release(advance())
 		return
 	}
@@ -327,8 +334,18 @@ func (s *Service) work(ctx context.Context, c store.DeliveryClaim, claimedAt tim
 	if !d.ExpiresAt.IsZero() && next.After(d.ExpiresAt) {
 		next = d.ExpiresAt
 	}
-	s.log.LogAttrs(ctx, slog.LevelDebug, "delivery failed, will retry", attrs(
-		slog.String("err", o.err), slog.Int("attempt", p.Attempts), slog.Duration("retry_in", delay))...)
+	// The first failure is a warning; while it goes on, one line a minute
+	// per subscription says how it goes.
+	first := p.Attempts == 1
+	if ok, held := s.failLog.Allow(failKey, now, first); ok {
+		level := slog.LevelInfo
+		if first {
+			level = slog.LevelWarn
+		}
+		s.log.LogAttrs(ctx, level, "delivery failed, will retry", attrs(
+			slog.String("err", o.err), slog.String("reason", o.reason), slog.Int("attempt", p.Attempts),
+			slog.Time("next_attempt", next), slog.String("retry_in", delay.Round(time.Millisecond).String()), ratelog.Suppressed(held))...)
+	}
 	release(next)
 }
 

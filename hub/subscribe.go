@@ -17,6 +17,7 @@ import (
 	"github.com/feedgate/feedgate/api"
 	"github.com/feedgate/feedgate/auth"
 	"github.com/feedgate/feedgate/fetch"
+	"github.com/feedgate/feedgate/internal/ratelog"
 	"github.com/feedgate/feedgate/store"
 )
 
@@ -39,6 +40,8 @@ type Service struct {
 	fetcher *fetch.Fetcher
 	log     *slog.Logger
 	m       *metrics
+	// failLog keeps a failing callback from flooding the log.
+	failLog *ratelog.Limiter
 
 	// wake tells the dispatcher that jobs were scheduled on this node or a
 	// worker slot freed while jobs were left.
@@ -71,6 +74,7 @@ func New(st store.Store, tracker Tracker, opts ...Option) *Service {
 		fetcher:  o.Fetcher,
 		log:      o.Logger.With("component", "hub"),
 		m:        newMetrics(o.Registerer),
+		failLog:  ratelog.New(ratelog.Options{}),
 		wake:     make(chan struct{}, 1),
 		verifyQ:  make(chan verification, o.AsyncQueue),
 		replayQ:  make(chan replayJob, o.AsyncQueue),

@@ -15,6 +15,7 @@ import (
 
 	"github.com/feedgate/feedgate/feed"
 	"github.com/feedgate/feedgate/fetch"
+	"github.com/feedgate/feedgate/internal/ratelog"
 	"github.com/feedgate/feedgate/store"
 )
 
@@ -283,6 +284,7 @@ func (s *Service) fetchTopic(ctx context.Context, topic string) time.Time {
 	}
 
 	var delay time.Duration
+	failedBefore := ist.Failures
 	if out.ok {
 		ist.Failures = 0
 		ist.Period = s.adaptPeriod(ist.Period, out, now)
@@ -301,6 +303,7 @@ func (s *Service) fetchTopic(ctx context.Context, topic string) time.Time {
 		delay = max(delay, min(out.retryAfter, maxRetryAfter))
 	}
 	next := now.Add(s.jitter(delay))
+	s.logFetch(ctx, topic, out, ist.Failures, failedBefore, now, next)
 
 	if err := s.is.UpdateIngestState(ctx, topic, func(st *store.IngestState) error {
 		*st = ist
@@ -513,4 +516,27 @@ func (s *Service) jitter(d time.Duration) time.Duration {
 	}
 	f := 1 + s.opts.Jitter*(2*rand.Float64()-1)
 	return time.Duration(float64(d) * f)
+}
+
+// logFetch tells of a failed fetch (a warning the first time, then one line
+// a minute per topic while it goes on) and of the recovery.
+func (s *Service) logFetch(ctx context.Context, topic string, out fetchOutcome, failures, failedBefore int, now, next time.Time) {
+	if out.ok {
+		if failedBefore > 0 {
+			s.log.LogAttrs(ctx, slogInfo, "fetch recovered", attrTopic(topic), slog.Int("status", out.code), slog.Int("failed_fetches", failedBefore))
+			s.failLog.Forget(topic)
+		}
+		return
+	}
+	first := failures == 1
+	ok, held := s.failLog.Allow(topic, now, first)
+	if !ok {
+		return
+	}
+	level := slogInfo
+	if first {
+		level = slogWarn
+	}
+	s.log.LogAttrs(ctx, level, "fetch failed", attrTopic(topic), slog.Int("status", out.code), slog.String("err", out.message),
+		slog.Int("failures", failures), slog.Time("next_attempt", next), ratelog.Suppressed(held))
 }

@@ -28,6 +28,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/feedgate/feedgate/fetch"
+	"github.com/feedgate/feedgate/internal/ratelog"
 	"github.com/feedgate/feedgate/store"
 )
 
@@ -161,6 +162,8 @@ type Service struct {
 	fetcher *fetch.Fetcher
 	log     *slog.Logger
 	m       *metrics
+	// failLog keeps a dead feed from flooding the log.
+	failLog *ratelog.Limiter
 
 	jobLease time.Duration
 	// wake tells Run that a job was scheduled here or a worker slot freed.
@@ -189,6 +192,7 @@ func New(st store.Store, is store.IngestStore, opts Options) (*Service, error) {
 		is:        is,
 		opts:      opts,
 		log:       opts.Logger.With("component", "ingest"),
+		failLog:   ratelog.New(ratelog.Options{}),
 		wake:      make(chan struct{}, 1),
 		upstreams: make(map[string]cachedUpstream),
 

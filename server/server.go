@@ -80,6 +80,8 @@ type Config struct {
 	MaxBody  int64
 	Registry *prometheus.Registry
 	Logger   *slog.Logger
+	// AccessLog, when set, logs every request (see accesslog.go).
+	AccessLog *slog.Logger
 }
 
 // DefaultMaxBody bounds request bodies unless configured.
@@ -102,6 +104,9 @@ func New(cfg Config) http.Handler {
 	e.ContextWithFallback = true
 	h := &handlers{cfg: cfg}
 	e.Use(h.recover(), newHTTPMetrics(cfg.Registry).middleware())
+	if cfg.AccessLog != nil {
+		e.Use(accessLog(cfg.AccessLog))
+	}
 	var notFound http.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		api.WriteError(w, api.Negotiate(r, api.Params{Values: r.URL.Query()}),
 			api.Errorf(http.StatusNotFound, "no such path %s: the hub endpoint is / (or /hub)", r.URL.Path))

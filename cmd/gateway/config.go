@@ -62,6 +62,7 @@ func (c StoreConfig) describe() string {
 type LogConfig struct {
 	LogLevel  string `env:"FEEDGATE_LOG_LEVEL" default:"info" enum:"debug,info,warn,error" help:"Log level (debug, info, warn, error)."`
 	LogFormat string `env:"FEEDGATE_LOG_FORMAT" default:"text" enum:"text,json" help:"Log format (text or json)."`
+	AccessLog bool   `name:"access-log" env:"FEEDGATE_ACCESS_LOG" help:"Log every HTTP request (method, route, status, bytes, duration, user; never credentials or query strings)."`
 }
 
 func (c LogConfig) logger() *slog.Logger {
@@ -96,5 +97,13 @@ func seconds(d time.Duration) int { return int(d / time.Second) }
 type redisLog struct{ log *slog.Logger }
 
 func (l redisLog) Printf(ctx context.Context, format string, v ...any) {
-	l.log.LogAttrs(ctx, slog.LevelWarn, "redis client", slog.String("msg", fmt.Sprintf(format, v...)))
+	l.log.LogAttrs(ctx, slog.LevelWarn, "redis client: "+fmt.Sprintf(format, v...), slog.String("component", "redis"))
+}
+
+// accessLogger is the logger of --access-log, nil when it is off.
+func (c LogConfig) accessLogger(log *slog.Logger) *slog.Logger {
+	if !c.AccessLog {
+		return nil
+	}
+	return log.With(slog.String("component", "access"))
 }

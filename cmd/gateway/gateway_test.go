@@ -83,7 +83,9 @@ func (s *syncBuffer) String() string {
 func start(t *testing.T, addr string, env []string, args ...string) *proc {
 	t.Helper()
 	cmd := exec.Command(build(t), args...)
-	cmd.Env = append(os.Environ(), env...)
+	// JSON logs with the access log, so that checkLogLines sees every kind
+	// of line; the caller's env may say otherwise.
+	cmd.Env = append(append(os.Environ(), "FEEDGATE_LOG_FORMAT=json", "FEEDGATE_ACCESS_LOG=true"), env...)
 	p := &proc{cmd: cmd, logs: &syncBuffer{}, url: "http://" + addr, done: make(chan error, 1)}
 	cmd.Stdout, cmd.Stderr = p.logs, p.logs
 	if err := cmd.Start(); err != nil {
@@ -93,6 +95,7 @@ func start(t *testing.T, addr string, env []string, args ...string) *proc {
 	t.Cleanup(func() {
 		cmd.Process.Kill()
 		<-p.done
+		checkLogLines(t, p.logs.String())
 		if t.Failed() {
 			t.Logf("gateway log:\n%s", p.logs.String())
 		}

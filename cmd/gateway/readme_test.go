@@ -83,6 +83,8 @@ func TestReadme(t *testing.T) {
 			}
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+		addr := freeAddr(t)
+		b = strings.ReplaceAll(strings.ReplaceAll(b, "127.0.0.1:8080", addr), "localhost:8080", addr)
 		cmd := exec.CommandContext(ctx, "bash", "-euo", "pipefail", "-c", b)
 		cmd.Dir = t.TempDir()
 		cmd.Env = append(cleanEnv(), "PATH="+filepath.Dir(bin)+":"+os.Getenv("PATH"), "FEEDGATE_REPO="+root)

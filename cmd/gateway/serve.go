@@ -194,6 +194,7 @@ func (c *ServeCmd) Run(ctx context.Context) error {
 		MaxBody:        c.MaxBody,
 		Registry:       reg,
 		Logger:         log,
+		AccessLog:      c.accessLogger(log),
 	})
 
 	ln, err := net.Listen("tcp", c.Listen)
