@@ -53,6 +53,11 @@ type Options struct {
 	MaxRedirects int
 	// Resolver resolves host names (net.DefaultResolver when nil).
 	Resolver *net.Resolver
+	// Dial, when set, opens connections instead of the system's dialer,
+	// once the address guard has passed the address (an IP and port). Tests
+	// run in a testing/synctest bubble serve their peers on an in-memory
+	// network this way.
+	Dial func(ctx context.Context, network, address string) (net.Conn, error)
 }
 
 // Fetcher is feedgate's one HTTP client for talking to the outside world:
@@ -108,11 +113,20 @@ func New(o Options) *Fetcher {
 			return f.guard(network, address)
 		},
 	}
+	dial := dialer.DialContext
+	if o.Dial != nil {
+		dial = func(ctx context.Context, network, address string) (net.Conn, error) {
+			if err := f.guard(network, address); err != nil {
+				return nil, &net.OpError{Op: "dial", Net: network, Err: err}
+			}
+			return o.Dial(ctx, network, address)
+		}
+	}
 	transport := &http.Transport{
 		// Never through an environment proxy: the guard would see only the
 		// proxy's address.
 		Proxy:                  nil,
-		DialContext:            dialer.DialContext,
+		DialContext:            dial,
 		ForceAttemptHTTP2:      true,
 		MaxIdleConns:           256,
 		MaxIdleConnsPerHost:    16,

@@ -112,6 +112,32 @@ func TestGuardOnConnect(t *testing.T) {
 	}
 }
 
+// TestGuardBeforeDial: with Options.Dial the guard still passes on every
+// address before the dial, and Dial carries what it lets through.
+func TestGuardBeforeDial(t *testing.T) {
+	t.Parallel()
+	srv := serve(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") }))
+	var dials atomic.Int64
+	dial := func(ctx context.Context, network, address string) (net.Conn, error) {
+		dials.Add(1)
+		return (&net.Dialer{}).DialContext(ctx, network, strings.TrimPrefix(srv.URL, "http://"))
+	}
+	ctx := ctxT(t)
+	f := New(Options{Dial: dial})
+	var re *RefusedError
+	if _, err := f.Get(ctx, "http://169.254.169.254/latest/meta-data/", Conditional{}); !errors.As(err, &re) {
+		t.Fatalf("Get(link-local) = %v, want a *RefusedError", err)
+	}
+	if n := dials.Load(); n != 0 {
+		t.Fatalf("Dial was called %d times for a refused address", n)
+	}
+	f = New(Options{Dial: dial, AllowAddrs: []netip.AddrPort{netip.MustParseAddrPort("10.1.2.3:80")}})
+	resp, err := f.Get(ctx, "http://10.1.2.3/feed", Conditional{})
+	if err != nil || string(resp.Body) != "ok" || dials.Load() != 1 {
+		t.Fatalf("Get(allowed address) = %v, %v after %d dials; want the answer through Dial", resp, err, dials.Load())
+	}
+}
+
 // TestGuardOnRedirect: a server that stands for a public host (allowed by
 // AllowAddrs) redirects to a loopback one: the redirect is refused.
 func TestGuardOnRedirect(t *testing.T) {

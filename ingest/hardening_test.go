@@ -9,7 +9,6 @@ import (
 	"strings"
 	"sync"
 	"testing"
-	"time"
 	"unicode/utf8"
 
 	"github.com/feedgate/feedgate/store"
@@ -77,7 +76,7 @@ func TestBrokenFeeds(t *testing.T) {
 	n := startNode(t, openEmbedded(t), opts, true)
 	topic := srv.URL + "/feed"
 	subscribe(t, n, topic)
-	waitFor(t, time.Second, "the valid feed", func() bool { return len(readAll(t, n.st, topic)) == 2 })
+	waitFor(t, settle, "the valid feed", func() bool { return len(readAll(t, n.st, topic)) == 2 })
 	before := readAll(t, n.st, topic)
 
 	for _, c := range brokenBodies() {
@@ -90,7 +89,7 @@ func TestBrokenFeeds(t *testing.T) {
 			if err := n.svc.Ping(ctxT(t), []string{topic}); err != nil {
 				t.Fatal(err)
 			}
-			waitFor(t, 2*time.Second, "the fetch's status", func() bool { return topicState(t, n.st, topic).Status.HTTP != "marker" })
+			waitFor(t, settle, "the fetch's status", func() bool { return topicState(t, n.st, topic).Status.HTTP != "marker" })
 			st := topicState(t, n.st, topic).Status
 			ok := false
 			for _, w := range c.want {

@@ -7,7 +7,6 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"net/http/httptest"
 	"net/url"
 	"strings"
 	"sync"
@@ -67,12 +66,15 @@ func eachBackend(t *testing.T, test func(t *testing.T, open opener)) {
 }
 
 // node is one gateway node's ingest: a Service with its callback endpoint
-// served on a loopback listener, and Run going.
+// served at url, and Run going when the node runs the scheduler.
 type node struct {
 	svc *Service
 	st  backend
-	srv *httptest.Server
+	url string
 	reg *prometheus.Registry
+	// stop ends Run and waits for it to return (every job finished); the
+	// test's cleanup calls it too.
+	stop func()
 }
 
 // testOptions are fast settings for tests.
@@ -90,16 +92,22 @@ func testOptions() Options {
 	}
 }
 
-// startNode starts a node on st. run says whether it runs the scheduler.
+// startNode starts a node on st, its callback endpoint on a loopback
+// listener. run says whether it runs the scheduler.
 func startNode(t testing.TB, st backend, opts Options, run bool) *node {
 	t.Helper()
-	n := &node{st: st, reg: prometheus.NewRegistry()}
+	return startNodeOn(t, st, opts, run, func(h http.Handler) string { return serve(t, h).URL })
+}
+
+// startNodeOn starts a node whose callback endpoint serve serves.
+func startNodeOn(t testing.TB, st backend, opts Options, run bool, serve func(http.Handler) string) *node {
+	t.Helper()
+	n := &node{st: st, reg: prometheus.NewRegistry(), stop: func() {}}
 	mux := http.NewServeMux()
 	mux.HandleFunc("/callback/{id}", func(w http.ResponseWriter, r *http.Request) { n.svc.Callback(w, r) })
-	n.srv = httptest.NewServer(mux)
-	t.Cleanup(n.srv.Close)
+	n.url = serve(mux)
 	if opts.PublicURL == "" {
-		opts.PublicURL = n.srv.URL
+		opts.PublicURL = n.url
 	}
 	opts.Registerer = n.reg
 	svc, err := New(st, st, opts)
@@ -107,21 +115,26 @@ func startNode(t testing.TB, st backend, opts Options, run bool) *node {
 		t.Fatalf("New: %v", err)
 	}
 	n.svc = svc
+	t.Cleanup(svc.Fetcher().Close)
 	if run {
 		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan error, 1)
 		go func() { done <- svc.Run(ctx) }()
-		t.Cleanup(func() {
-			cancel()
-			select {
-			case err := <-done:
-				if err != nil {
-					t.Errorf("Run: %v", err)
+		var once sync.Once
+		n.stop = func() {
+			once.Do(func() {
+				cancel()
+				select {
+				case err := <-done:
+					if err != nil {
+						t.Errorf("Run: %v", err)
+					}
+				case <-time.After(10 * time.Second):
+					t.Errorf("Run did not return within 10s of its context ending")
 				}
-			case <-time.After(10 * time.Second):
-				t.Errorf("Run did not return within 10s of its context ending")
-			}
-		})
+			})
+		}
+		t.Cleanup(n.stop)
 	}
 	return n
 }
@@ -131,6 +144,12 @@ func ctxT(t testing.TB) context.Context {
 	t.Cleanup(cancel)
 	return ctx
 }
+
+// settle bounds the waits for what happens at once (a fetch after Track or
+// a ping, a hub's verification, a status update): long enough for a loaded
+// machine, and far shorter than the periods (at least a minute) and leases
+// of the tests, so a wait still tells "at once" from "next period".
+const settle = 10 * time.Second
 
 // waitFor polls cond until it holds or the timeout passes.
 func waitFor(t testing.TB, timeout time.Duration, what string, cond func() bool) {
@@ -275,9 +294,12 @@ func (f *testFeed) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // (synchronously before answering, like websub.rocks, or after answering
 // 202), and publishes signed content to its verified subscribers.
 type testHub struct {
-	t     testing.TB
-	srv   *httptest.Server
-	async bool
+	t testing.TB
+	// base is the hub server's URL; client makes its requests to
+	// subscribers.
+	base   string
+	client *http.Client
+	async  bool
 	// lease is the hub.lease_seconds the hub grants (default 3600).
 	lease int
 	// verifyTopic, when set, is sent as hub.topic in verifications
@@ -302,17 +324,21 @@ type hubSub struct {
 	verifiedAt              []time.Time
 }
 
+// newTestHub starts a hub on a loopback listener.
 func newTestHub(t testing.TB) *testHub {
-	h := &testHub{t: t, subs: map[string]*hubSub{}, verifications: map[string][]int{}, lease: 3600}
-	h.srv = httptest.NewServer(h)
-	t.Cleanup(func() {
-		h.srv.Close()
-		h.wg.Wait()
-	})
+	return newTestHubOn(t, func(h http.Handler) string { return serve(t, h).URL }, http.DefaultClient)
+}
+
+// newTestHubOn starts a hub served by serve, talking to subscribers with
+// client.
+func newTestHubOn(t testing.TB, serve func(http.Handler) string, client *http.Client) *testHub {
+	h := &testHub{t: t, client: client, subs: map[string]*hubSub{}, verifications: map[string][]int{}, lease: 3600}
+	t.Cleanup(h.wg.Wait) // after the server has closed
+	h.base = serve(h)
 	return h
 }
 
-func (h *testHub) URL() string { return h.srv.URL + "/hub" }
+func (h *testHub) URL() string { return h.base + "/hub" }
 
 func (h *testHub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodPost {
@@ -342,13 +368,11 @@ func (h *testHub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	verify := func() int { return h.verify(mode, topic, callback, form.Get("hub.secret")) }
 	if h.async {
+		// Answer first; the verification may still reach the subscriber
+		// before it has read the answer.
 		w.WriteHeader(http.StatusAccepted)
-		h.wg.Add(1)
-		go func() {
-			defer h.wg.Done()
-			time.Sleep(20 * time.Millisecond)
-			verify()
-		}()
+		http.NewResponseController(w).Flush()
+		h.wg.Go(func() { verify() })
 		return
 	}
 	code := verify()
@@ -378,7 +402,7 @@ func (h *testHub) verify(mode, topic, callback, secret string) int {
 		q.Set("hub.lease_seconds", fmt.Sprint(h.lease))
 	}
 	u.RawQuery = q.Encode()
-	resp, err := http.Get(u.String())
+	resp, err := h.client.Get(u.String())
 	code := 0
 	ok := false
 	if err == nil {
@@ -460,7 +484,7 @@ func (h *testHub) deliver(s hubSub, body []byte, method string) int {
 	default:
 		req.Header.Set("X-Hub-Signature", Sign(method, s.secret, body))
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := h.client.Do(req)
 	if err != nil {
 		h.t.Fatalf("delivery: %v", err)
 	}
@@ -472,7 +496,7 @@ func (h *testHub) deliver(s hubSub, body []byte, method string) int {
 // onlyActive waits for exactly one verified subscription and returns it.
 func (h *testHub) onlyActive(t testing.TB) hubSub {
 	t.Helper()
-	waitFor(t, 3*time.Second, "a verified subscription at the hub", func() bool { return len(h.active()) == 1 })
+	waitFor(t, settle, "a verified subscription at the hub", func() bool { return len(h.active()) == 1 })
 	return h.active()[0]
 }
 

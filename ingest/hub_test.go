@@ -4,10 +4,10 @@ import (
 	"context"
 	"fmt"
 	"net/http"
-	"net/http/httptest"
 	"strings"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -27,8 +27,8 @@ func checkSubscribeRequest(t *testing.T, h *testHub, n *node, self string) {
 		t.Fatalf("hub.topic = %q, want the self URL %q", got, self)
 	}
 	cb := r.Get("hub.callback")
-	if !strings.HasPrefix(cb, n.srv.URL+"/callback/") || len(strings.TrimPrefix(cb, n.srv.URL+"/callback/")) < 32 {
-		t.Fatalf("hub.callback = %q, want %s/callback/<unguessable id>", cb, n.srv.URL)
+	if !strings.HasPrefix(cb, n.url+"/callback/") || len(strings.TrimPrefix(cb, n.url+"/callback/")) < 32 {
+		t.Fatalf("hub.callback = %q, want %s/callback/<unguessable id>", cb, n.url)
 	}
 	if s := r.Get("hub.secret"); len(s) < 32 || len(s) >= 200 {
 		t.Fatalf("hub.secret has %d bytes, want a random secret under 200 bytes", len(s))
@@ -52,12 +52,8 @@ func exerciseDeliveries(t *testing.T, h *testHub, n *node, topic string, before 
 		return atomDoc("pushed", es)
 	}
 	// sha256-signed content is stored before the answer.
-	start := time.Now()
 	if code := h.deliver(sub, doc("urn:push:1"), "sha256"); code != 200 {
 		t.Fatalf("signed (sha256) delivery answered %d", code)
-	}
-	if took := time.Since(start); took > 100*time.Millisecond {
-		t.Logf("warning: a delivery took %s", took)
 	}
 	if got := count(); got != before+1 {
 		t.Fatalf("after a sha256-signed delivery %d items, want %d", got, before+1)
@@ -122,12 +118,12 @@ func TestHubByLinkHeader(t *testing.T) {
 		n := startNode(t, open(t), testOptions(), true)
 		topic := srv.URL + "/feed"
 		subscribe(t, n, topic)
-		waitFor(t, 2*time.Second, "the subscription to be verified", func() bool { return len(h.active()) == 1 })
+		waitFor(t, settle, "the subscription to be verified", func() bool { return len(h.active()) == 1 })
 		checkSubscribeRequest(t, h, n, self)
 		if codes := h.verificationCodes("subscribe"); len(codes) != 1 || codes[0] != 200 {
 			t.Fatalf("verification answers %v, want [200] with the challenge echoed", codes)
 		}
-		waitFor(t, time.Second, "the hubbed status", func() bool {
+		waitFor(t, settle, "the hubbed status", func() bool {
 			return topicState(t, n.st, topic).Status.Period == 3600
 		})
 		if got := len(readAll(t, n.st, topic)); got != 2 {
@@ -157,10 +153,10 @@ func TestHubByHTMLLink(t *testing.T) {
 		n := startNode(t, open(t), testOptions(), true)
 		topic := srv.URL + "/page"
 		subscribe(t, n, topic)
-		waitFor(t, 2*time.Second, "the subscription to be verified", func() bool { return len(h.active()) == 1 })
+		waitFor(t, settle, "the subscription to be verified", func() bool { return len(h.active()) == 1 })
 		checkSubscribeRequest(t, h, n, srv.URL+"/feed.atom")
-		waitFor(t, time.Second, "the alternate feed's entries", func() bool { return len(readAll(t, n.st, topic)) == 1 })
-		waitFor(t, time.Second, "the fetch URL to become the page's alternate feed", func() bool {
+		waitFor(t, settle, "the alternate feed's entries", func() bool { return len(readAll(t, n.st, topic)) == 1 })
+		waitFor(t, settle, "the fetch URL to become the page's alternate feed", func() bool {
 			ist, _ := n.st.IngestState(ctxT(t), topic)
 			return ist.FetchURL == srv.URL+"/feed.atom"
 		})
@@ -168,28 +164,39 @@ func TestHubByHTMLLink(t *testing.T) {
 	})
 }
 
-// TestLeaseRenewed: a hub granting a short lease sees the subscription
-// renewed before it ends, with the same callback and secret.
+// TestLeaseRenewed: a hub granting a lease sees the subscription renewed a
+// fifth of the lease before it ends (on the bubble's clock), with the same
+// callback and secret.
 func TestLeaseRenewed(t *testing.T) {
-	eachBackend(t, func(t *testing.T, open opener) {
-		h := newTestHub(t)
-		h.lease = 2
+	synctest.Test(t, func(t *testing.T) {
+		b := newBubble(t)
+		h := b.newHub()
+		const lease = time.Hour
+		h.lease = int(lease / time.Second)
 		f := newTestFeed("lease", 1)
-		srv := serve(t, f)
+		topic := b.serve(f) + "/feed"
 		f.header = []string{fmt.Sprintf(`<%s>; rel="hub"`, h.URL())}
-		n := startNode(t, open(t), testOptions(), true)
-		topic := srv.URL + "/feed"
+		opts := testOptions()
+		opts.PollInterval = time.Minute // Track wakes the scheduler at once
+		n := b.startNode(openEmbedded(t), opts, true)
 		subscribe(t, n, topic)
-		waitFor(t, 4*time.Second, "the subscription to be renewed", func() bool {
-			a := h.active()
-			return len(a) == 1 && a[0].verified >= 2
-		})
-		a := h.active()[0]
-		if gap := a.verifiedAt[1].Sub(a.verifiedAt[0]); gap >= 2*time.Second {
-			t.Fatalf("renewed %s after the verification; the 2s lease had ended", gap)
+		synctest.Wait()
+		if a := h.active(); len(a) != 1 || a[0].verified != 1 {
+			t.Fatalf("verified subscriptions at the hub once the node went idle after Track: %+v, want one", a)
+		}
+		verified := h.active()[0].verifiedAt[0]
+		renewAt := verified.Add(lease * 4 / 5)
+		b.idleFor(renewAt.Add(-time.Millisecond).Sub(time.Now()))
+		if a := h.active(); len(a) != 1 || a[0].verified != 1 {
+			t.Fatalf("renewed at %s, before four fifths of the lease had passed", time.Since(verified))
+		}
+		b.idleFor(opts.PollInterval + time.Millisecond)
+		a := h.active()
+		if len(a) != 1 || a[0].verified != 2 {
+			t.Fatalf("not renewed %s after the verification of a %s lease: %+v", time.Since(verified), lease, a)
 		}
 		reqs := h.requests("subscribe")
-		if len(reqs) < 2 || reqs[0].Get("hub.callback") != reqs[1].Get("hub.callback") || reqs[0].Get("hub.secret") != reqs[1].Get("hub.secret") {
+		if len(reqs) != 2 || reqs[0].Get("hub.callback") != reqs[1].Get("hub.callback") || reqs[0].Get("hub.secret") != reqs[1].Get("hub.secret") {
 			t.Fatalf("renewal requests differ in callback or secret: %v", reqs)
 		}
 		if reqs[0].Get("hub.topic") != topic {
@@ -202,52 +209,64 @@ func TestLeaseRenewed(t *testing.T) {
 }
 
 // TestRenewalAfterRestart: the renewal is due in the store, so a node that
-// starts after the one that subscribed renews.
+// starts after the one that subscribed renews, on time.
 func TestRenewalAfterRestart(t *testing.T) {
-	h := newTestHub(t)
-	h.lease = 2
-	f := newTestFeed("restart", 1)
-	srv := serve(t, f)
-	f.header = []string{fmt.Sprintf(`<%s>; rel="hub"`, h.URL())}
-	st := openEmbedded(t)
+	synctest.Test(t, func(t *testing.T) {
+		b := newBubble(t)
+		h := b.newHub()
+		const lease = time.Hour
+		h.lease = int(lease / time.Second)
+		f := newTestFeed("restart", 1)
+		topic := b.serve(f) + "/feed"
+		f.header = []string{fmt.Sprintf(`<%s>; rel="hub"`, h.URL())}
+		st := openEmbedded(t)
 
-	// Both "processes" answer at the same public URL.
-	var current atomic.Pointer[Service]
-	mux := http.NewServeMux()
-	mux.HandleFunc("/callback/{id}", func(w http.ResponseWriter, r *http.Request) { current.Load().Callback(w, r) })
-	cb := httptest.NewServer(mux)
-	t.Cleanup(cb.Close)
-	opts := testOptions()
-	opts.PublicURL = cb.URL
-	start := func() (*Service, context.CancelFunc, chan error) {
-		o := opts
-		o.Registerer = prometheus.NewRegistry()
-		svc, err := New(st, st, o)
-		if err != nil {
+		// Both "processes" answer at the same public URL.
+		var current atomic.Pointer[Service]
+		mux := http.NewServeMux()
+		mux.HandleFunc("/callback/{id}", func(w http.ResponseWriter, r *http.Request) { current.Load().Callback(w, r) })
+		opts := testOptions()
+		opts.PublicURL = b.serve(mux)
+		opts.PollInterval = time.Minute // Track wakes the scheduler at once
+		opts.Fetch.Dial = b.net.Dial
+		start := func() (*Service, func()) {
+			o := opts
+			o.Registerer = prometheus.NewRegistry()
+			svc, err := New(st, st, o)
+			if err != nil {
+				t.Fatal(err)
+			}
+			current.Store(svc)
+			ctx, cancel := context.WithCancel(context.Background())
+			done := make(chan error, 1)
+			go func() { done <- svc.Run(ctx) }()
+			return svc, func() {
+				cancel()
+				if err := <-done; err != nil {
+					t.Errorf("Run: %v", err)
+				}
+				svc.Fetcher().Close()
+			}
+		}
+		svc1, stop1 := start()
+		if _, err := st.PutSubscription(ctxT(t), store.Subscription{Login: "a", Topic: topic}); err != nil {
 			t.Fatal(err)
 		}
-		current.Store(svc)
-		ctx, cancel := context.WithCancel(context.Background())
-		done := make(chan error, 1)
-		go func() { done <- svc.Run(ctx) }()
-		return svc, cancel, done
-	}
-	svc1, stop1, done1 := start()
-	topic := srv.URL + "/feed"
-	if _, err := st.PutSubscription(ctxT(t), store.Subscription{Login: "a", Topic: topic}); err != nil {
-		t.Fatal(err)
-	}
-	if err := svc1.Track(ctxT(t), topic); err != nil {
-		t.Fatal(err)
-	}
-	waitFor(t, 2*time.Second, "the subscription", func() bool { return len(h.active()) == 1 })
-	stop1()
-	<-done1
-	_, stop2, done2 := start()
-	defer func() { stop2(); <-done2 }()
-	waitFor(t, 4*time.Second, "the renewal by the restarted node", func() bool {
-		a := h.active()
-		return len(a) == 1 && a[0].verified >= 2
+		if err := svc1.Track(ctxT(t), topic); err != nil {
+			t.Fatal(err)
+		}
+		synctest.Wait()
+		if a := h.active(); len(a) != 1 {
+			t.Fatalf("%d verified subscriptions once the first node went idle, want 1", len(a))
+		}
+		verified := h.active()[0].verifiedAt[0]
+		stop1()
+		_, stop2 := start()
+		defer stop2()
+		b.idleFor(verified.Add(lease * 4 / 5).Add(opts.PollInterval).Sub(time.Now()))
+		if a := h.active(); len(a) != 1 || a[0].verified != 2 {
+			t.Fatalf("not renewed by the restarted node %s after the verification of a %s lease: %+v", time.Since(verified), lease, a)
+		}
 	})
 }
 
@@ -266,7 +285,7 @@ func TestUnsubscribeUpstream(t *testing.T) {
 		if err := n.svc.Untrack(ctxT(t), topic); err != nil {
 			t.Fatalf("Untrack: %v", err)
 		}
-		waitFor(t, 2*time.Second, "the unsubscription at the hub", func() bool { return len(h.active()) == 0 })
+		waitFor(t, settle, "the unsubscription at the hub", func() bool { return len(h.active()) == 0 })
 		if codes := h.verificationCodes("unsubscribe"); len(codes) != 1 || codes[0] != 200 {
 			t.Fatalf("unsubscribe verification answers %v, want [200]", codes)
 		}
@@ -320,8 +339,8 @@ func TestAsyncVerificationAndDenial(t *testing.T) {
 	if len(ups) != 1 || ups[0].State != store.UpstreamDenied || !strings.Contains(ups[0].Reason, "not today") {
 		t.Fatalf("upstream after denial: %+v", ups)
 	}
-	waitFor(t, time.Second, "a poll after the denial", func() bool { return f.hits.Load() > hits })
-	waitFor(t, time.Second, "the unhubbed period", func() bool { return topicState(t, n.st, topic).Status.Period < 3600 })
+	waitFor(t, settle, "a poll after the denial", func() bool { return f.hits.Load() > hits })
+	waitFor(t, settle, "the unhubbed period", func() bool { return topicState(t, n.st, topic).Status.Period < 3600 })
 }
 
 // TestHubRefuses: a hub that answers 4xx leaves a failed record with the
@@ -336,7 +355,7 @@ func TestHubRefuses(t *testing.T) {
 	n := startNode(t, openEmbedded(t), testOptions(), true)
 	topic := srv.URL + "/feed"
 	subscribe(t, n, topic)
-	waitFor(t, time.Second, "the failed subscription", func() bool {
+	waitFor(t, settle, "the failed subscription", func() bool {
 		ups, _ := n.st.TopicUpstreams(ctxT(t), topic)
 		return len(ups) == 1 && ups[0].State == store.UpstreamFailed
 	})
@@ -344,7 +363,7 @@ func TestHubRefuses(t *testing.T) {
 	if !strings.Contains(ups[0].Reason, "400") || !strings.Contains(ups[0].Reason, "topic not allowed here") {
 		t.Fatalf("reason = %q", ups[0].Reason)
 	}
-	waitFor(t, time.Second, "the status", func() bool { return topicState(t, n.st, topic).Status.Code == 200 })
+	waitFor(t, settle, "the status", func() bool { return topicState(t, n.st, topic).Status.Code == 200 })
 	if p := topicState(t, n.st, topic).Status.Period; p >= 3600 {
 		t.Fatalf("period %d: a topic whose hub refused must be polled normally", p)
 	}

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/feedgate/feedgate/feed"
@@ -44,26 +45,52 @@ func TestTrackFetchesAtOnce(t *testing.T) {
 		topic := srv.URL + "/feed"
 		start := time.Now()
 		subscribe(t, n, topic)
-		waitFor(t, time.Second, "the first fetch to store the entries", func() bool { return len(readAll(t, n.st, topic)) == 3 })
+		waitFor(t, settle, "the first fetch to store the entries", func() bool { return len(readAll(t, n.st, topic)) == 3 })
 		t.Logf("entries readable %s after Track", time.Since(start).Round(time.Millisecond))
 		items := readAll(t, n.st, topic)
 		if items[0].ID != "urn:first:3" || items[2].ID != "urn:first:1" {
 			t.Fatalf("items newest first = %s, %s; want urn:first:3 first and urn:first:1 last", items[0].ID, items[2].ID)
 		}
-		waitFor(t, time.Second, "the status", func() bool { return topicState(t, n.st, topic).Status.LastFetch != 0 })
+		waitFor(t, settle, "the status", func() bool { return topicState(t, n.st, topic).Status.LastFetch != 0 })
 		st := topicState(t, n.st, topic).Status
 		if st.Code != 200 || !strings.Contains(st.HTTP, "3 entries parsed, 3 new") || st.NextFetch <= time.Now().Unix() ||
 			st.Period < 60 || st.Period > 3600 || st.Title != "first" || st.LastParse == 0 {
 			t.Fatalf("status after the first fetch = %+v", st)
 		}
-		if ua := f.requests()[0].Get("User-Agent"); ua != "feedgate/test (+"+n.srv.URL+")" {
+		if ua := f.requests()[0].Get("User-Agent"); ua != "feedgate/test (+"+n.url+")" {
 			t.Fatalf("User-Agent = %q", ua)
 		}
-		// Tracking again does not fetch again.
+	})
+}
+
+// TestTrackTwiceFetchesOnce: tracking a tracked topic fetches nothing; the
+// next fetch comes when the period says, not before.
+func TestTrackTwiceFetchesOnce(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		b := newBubble(t)
+		f := newTestFeed("twice", 1)
+		topic := b.serve(f) + "/feed"
+		opts := testOptions()
+		opts.PollInterval = time.Minute // Track wakes the scheduler at once
+		n := b.startNode(openEmbedded(t), opts, true)
+		tracked := time.Now()
 		subscribe(t, n, topic)
-		time.Sleep(200 * time.Millisecond)
+		synctest.Wait()
 		if hits := f.hits.Load(); hits != 1 {
-			t.Fatalf("the feed was fetched %d times; a second Track must not refetch", hits)
+			t.Fatalf("the feed was fetched %d times once Track returned and the node went idle, want 1", hits)
+		}
+		next := time.Unix(topicState(t, n.st, topic).Status.NextFetch, 0)
+		if next.Before(tracked.Add(opts.MinPeriod * 9 / 10)) {
+			t.Fatalf("next fetch due %s after the first, want at least the minimum period %s (less jitter)", next.Sub(tracked), opts.MinPeriod)
+		}
+		subscribe(t, n, topic)
+		b.idleFor(next.Add(-time.Second).Sub(time.Now()))
+		if hits := f.hits.Load(); hits != 1 {
+			t.Fatalf("the feed was fetched %d times before its next fetch was due; a second Track must not refetch", hits)
+		}
+		b.idleFor(2 * opts.PollInterval)
+		if hits := f.hits.Load(); hits != 2 {
+			t.Fatalf("the feed was fetched %d times once its next fetch was due, want 2", hits)
 		}
 	})
 }
@@ -75,8 +102,8 @@ func TestConditionalGetAndPing(t *testing.T) {
 		n := startNode(t, open(t), testOptions(), true)
 		topic := srv.URL + "/feed"
 		subscribe(t, n, topic)
-		waitFor(t, time.Second, "the first fetch", func() bool { return len(readAll(t, n.st, topic)) == 2 })
-		waitFor(t, time.Second, "the status", func() bool { return topicState(t, n.st, topic).Status.Code == 200 })
+		waitFor(t, settle, "the first fetch", func() bool { return len(readAll(t, n.st, topic)) == 2 })
+		waitFor(t, settle, "the status", func() bool { return topicState(t, n.st, topic).Status.Code == 200 })
 
 		// A ping fetches at once; unchanged, the feed answers 304 to the
 		// stored ETag and nothing is stored.
@@ -84,11 +111,11 @@ func TestConditionalGetAndPing(t *testing.T) {
 		if err := n.svc.Ping(ctx, []string{topic}); err != nil {
 			t.Fatalf("Ping: %v", err)
 		}
-		waitFor(t, time.Second, "the pinged fetch", func() bool { return f.hits.Load() == 2 })
+		waitFor(t, settle, "the pinged fetch", func() bool { return f.hits.Load() == 2 })
 		if got := f.requests()[1].Get("If-None-Match"); got != `"v0"` {
 			t.Fatalf("second fetch sent If-None-Match %q, want the stored ETag \"v0\"", got)
 		}
-		waitFor(t, time.Second, "the 304 status", func() bool { return topicState(t, n.st, topic).Status.Code == 304 })
+		waitFor(t, settle, "the 304 status", func() bool { return topicState(t, n.st, topic).Status.Code == 304 })
 		if items := readAll(t, n.st, topic); len(items) != 2 {
 			t.Fatalf("a 304 stored something: %d items", len(items))
 		}
@@ -99,7 +126,7 @@ func TestConditionalGetAndPing(t *testing.T) {
 		if err := n.svc.Ping(ctx, []string{topic, srv.URL + "/untracked"}); err != nil {
 			t.Fatalf("Ping: %v", err)
 		}
-		waitFor(t, time.Second, "the new entry after a ping", func() bool {
+		waitFor(t, settle, "the new entry after a ping", func() bool {
 			items := readAll(t, n.st, topic)
 			return len(items) == 3 && items[0].ID == "urn:cond:new"
 		})
@@ -115,41 +142,56 @@ func TestConditionalGetAndPing(t *testing.T) {
 }
 
 func TestPingIgnoresUntracked(t *testing.T) {
-	f := newTestFeed("untracked", 1)
-	srv := serve(t, f)
-	n := startNode(t, openEmbedded(t), testOptions(), true)
-	if err := n.svc.Ping(ctxT(t), []string{srv.URL + "/feed"}); err != nil {
-		t.Fatalf("Ping: %v", err)
-	}
-	time.Sleep(300 * time.Millisecond)
-	if h := f.hits.Load(); h != 0 {
-		t.Fatalf("an untracked topic was fetched %d times after a ping", h)
-	}
+	synctest.Test(t, func(t *testing.T) {
+		b := newBubble(t)
+		f := newTestFeed("untracked", 1)
+		topic := b.serve(f) + "/feed"
+		opts := testOptions()
+		opts.PollInterval = time.Minute
+		n := b.startNode(openEmbedded(t), opts, true)
+		if err := n.svc.Ping(ctxT(t), []string{topic}); err != nil {
+			t.Fatalf("Ping: %v", err)
+		}
+		b.idleFor(time.Hour)
+		if h := f.hits.Load(); h != 0 {
+			t.Fatalf("an untracked topic was fetched %d times after a ping", h)
+		}
+	})
 }
 
 func TestUntrackStopsPolling(t *testing.T) {
-	f := newTestFeed("gone", 1)
-	srv := serve(t, f)
-	n := startNode(t, openEmbedded(t), testOptions(), true)
-	topic := srv.URL + "/feed"
-	subscribe(t, n, topic)
-	waitFor(t, time.Second, "the first fetch", func() bool { return len(readAll(t, n.st, topic)) == 1 })
-	ctx := ctxT(t)
-	if err := n.svc.Untrack(ctx, topic); err != nil {
-		t.Fatalf("Untrack: %v", err)
-	}
-	if _, ok, _ := n.st.JobDue(ctx, fetchJob(topic)); ok {
-		t.Fatal("Untrack left the fetch job")
-	}
-	hits := f.hits.Load()
-	_ = n.svc.Ping(ctx, []string{topic})
-	time.Sleep(300 * time.Millisecond)
-	if f.hits.Load() != hits {
-		t.Fatal("an untracked topic was fetched after a ping")
-	}
-	if items := readAll(t, n.st, topic); len(items) != 1 {
-		t.Fatalf("Untrack removed stored items: %d left", len(items))
-	}
+	synctest.Test(t, func(t *testing.T) {
+		b := newBubble(t)
+		f := newTestFeed("gone", 1)
+		topic := b.serve(f) + "/feed"
+		opts := testOptions()
+		opts.PollInterval = time.Minute // Track wakes the scheduler at once
+		n := b.startNode(openEmbedded(t), opts, true)
+		subscribe(t, n, topic)
+		synctest.Wait()
+		if items := readAll(t, n.st, topic); len(items) != 1 {
+			t.Fatalf("%d items stored once the node went idle after Track, want the feed's 1", len(items))
+		}
+		ctx := ctxT(t)
+		if err := n.svc.Untrack(ctx, topic); err != nil {
+			t.Fatalf("Untrack: %v", err)
+		}
+		if _, ok, _ := n.st.JobDue(ctx, fetchJob(topic)); ok {
+			t.Fatal("Untrack left the fetch job")
+		}
+		hits := f.hits.Load()
+		if err := n.svc.Ping(ctx, []string{topic}); err != nil {
+			t.Fatalf("Ping: %v", err)
+		}
+		// Past the longest period: no poll either.
+		b.idleFor(opts.MaxPeriod + time.Minute)
+		if got := f.hits.Load(); got != hits {
+			t.Fatalf("an untracked topic was fetched %d times after a ping and a period", got-hits)
+		}
+		if items := readAll(t, n.st, topic); len(items) != 1 {
+			t.Fatalf("Untrack removed stored items: %d left", len(items))
+		}
+	})
 }
 
 // TestRestoreAfterRestart: a node starting on a store with tracked topics
@@ -163,7 +205,7 @@ func TestRestoreAfterRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	n := startNode(t, st, testOptions(), true)
-	waitFor(t, 2*time.Second, "the restored topic's fetch", func() bool { return len(readAll(t, n.st, topic)) == 2 })
+	waitFor(t, settle, "the restored topic's fetch", func() bool { return len(readAll(t, n.st, topic)) == 2 })
 }
 
 func TestAdaptivePeriodAndBackoff(t *testing.T) {
@@ -224,7 +266,7 @@ func TestErrorsBackOffAndRetryAfter(t *testing.T) {
 	n := startNode(t, openEmbedded(t), testOptions(), true)
 	topic := srv.URL + "/feed"
 	subscribe(t, n, topic)
-	waitFor(t, time.Second, "the failed fetch's status", func() bool { return topicState(t, n.st, topic).Status.Code == 500 })
+	waitFor(t, settle, "the failed fetch's status", func() bool { return topicState(t, n.st, topic).Status.Code == 500 })
 	st := topicState(t, n.st, topic).Status
 	if !strings.Contains(st.HTTP, "500") || !strings.Contains(st.HTTP, "broken upstream") {
 		t.Fatalf("status.http = %q, want the code and the answer", st.HTTP)
@@ -238,7 +280,7 @@ func TestErrorsBackOffAndRetryAfter(t *testing.T) {
 	}
 	mode.Store(1)
 	_ = n.svc.Ping(ctxT(t), []string{topic})
-	waitFor(t, time.Second, "the 429 status", func() bool { return topicState(t, n.st, topic).Status.Code == 429 })
+	waitFor(t, settle, "the 429 status", func() bool { return topicState(t, n.st, topic).Status.Code == 429 })
 	st = topicState(t, n.st, topic).Status
 	if d := time.Until(time.Unix(st.NextFetch, 0)); d < 100*time.Minute {
 		t.Fatalf("next fetch in %s despite Retry-After: 7200", d)
@@ -262,7 +304,7 @@ func TestRefusedAddressStatus(t *testing.T) {
 		t.Fatalf("CheckURL(%s) = %v, want a *fetch.RefusedError", topic, err)
 	}
 	subscribe(t, n, topic)
-	waitFor(t, time.Second, "the refused fetch's status", func() bool { return topicState(t, n.st, topic).Status.LastFetch != 0 })
+	waitFor(t, settle, "the refused fetch's status", func() bool { return topicState(t, n.st, topic).Status.LastFetch != 0 })
 	st := topicState(t, n.st, topic).Status
 	if !strings.Contains(st.HTTP, "loopback") || !strings.Contains(st.HTTP, "--allow-private") || st.Code != 0 {
 		t.Fatalf("status = %+v, want the refusal", st)
@@ -285,13 +327,13 @@ func TestPermanentRedirectMovesFetchURL(t *testing.T) {
 	n := startNode(t, openEmbedded(t), testOptions(), true)
 	topic := srv.URL + "/old"
 	subscribe(t, n, topic)
-	waitFor(t, time.Second, "the first fetch", func() bool { return topicState(t, n.st, topic).Status.Code == 200 })
+	waitFor(t, settle, "the first fetch", func() bool { return topicState(t, n.st, topic).Status.Code == 200 })
 	ist, _ := n.st.IngestState(ctxT(t), topic)
 	if ist.FetchURL != srv.URL+"/new" {
 		t.Fatalf("FetchURL = %q after a 301, want %s/new", ist.FetchURL, srv.URL)
 	}
 	_ = n.svc.Ping(ctxT(t), []string{topic})
-	waitFor(t, time.Second, "the second fetch", func() bool { return f.hits.Load() == 2 })
+	waitFor(t, settle, "the second fetch", func() bool { return f.hits.Load() == 2 })
 	if oldHits.Load() != 1 {
 		t.Fatalf("the old URL was fetched %d times; after a 301 only the new one is", oldHits.Load())
 	}
@@ -340,7 +382,7 @@ func TestCallbackUnknownAndMethods(t *testing.T) {
 		{"POST", "/callback/nope", 410},
 		{"PUT", "/callback/nope", 405},
 	} {
-		req, _ := http.NewRequest(c.method, n.srv.URL+c.path, strings.NewReader("x"))
+		req, _ := http.NewRequest(c.method, n.url+c.path, strings.NewReader("x"))
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
 			t.Fatal(err)
@@ -352,28 +394,39 @@ func TestCallbackUnknownAndMethods(t *testing.T) {
 	}
 }
 
-// TestRunStops: Run returns promptly when its context ends, also with
-// fetches in flight, and hands their jobs back.
+// TestRunStops: Run returns at once when its context ends, also with
+// fetches in flight (they are abandoned, not waited for), and hands their
+// jobs back.
 func TestRunStops(t *testing.T) {
-	f := newTestFeed("slow", 1)
-	f.delay = 2 * time.Second
-	srv := serve(t, f)
-	st := openEmbedded(t)
-	n := startNode(t, st, testOptions(), false)
-	topic := srv.URL + "/feed"
-	subscribe(t, n, topic)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- n.svc.Run(ctx) }()
-	waitFor(t, time.Second, "the fetch to start", func() bool { return f.hits.Load() == 1 })
-	cancel()
-	select {
-	case <-done:
-	case <-time.After(time.Second):
-		t.Fatal("Run did not return within 1s of its context ending")
-	}
-	at, ok, err := st.JobDue(ctxT(t), fetchJob(topic))
-	if err != nil || !ok || time.Until(at) > time.Second {
-		t.Fatalf("after shutdown the job is due %v (exists %v, %v); want it handed back for now", at, ok, err)
-	}
+	synctest.Test(t, func(t *testing.T) {
+		b := newBubble(t)
+		f := newTestFeed("slow", 1)
+		f.delay = time.Hour
+		topic := b.serve(f) + "/feed"
+		st := openEmbedded(t)
+		n := b.startNode(st, testOptions(), false)
+		subscribe(t, n, topic)
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- n.svc.Run(ctx) }()
+		synctest.Wait()
+		if h := f.hits.Load(); h != 1 {
+			t.Fatalf("%d fetches started once Run went idle, want 1", h)
+		}
+		stopped := time.Now()
+		cancel()
+		synctest.Wait()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatalf("Run: %v", err)
+			}
+		default:
+			t.Fatal("Run had not returned once everything else was idle after its context ended")
+		}
+		at, ok, err := st.JobDue(ctxT(t), fetchJob(topic))
+		if err != nil || !ok || at.After(stopped) {
+			t.Fatalf("after shutdown the job is due %v (exists %v, %v); want it handed back for %v", at, ok, err, stopped)
+		}
+	})
 }

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/feedgate/feedgate/internal/redistest"
@@ -38,7 +39,13 @@ func (l *fetchLog) handler(delay time.Duration) http.Handler {
 			l.overlaps = append(l.overlaps, r.URL.Path)
 		}
 		l.mu.Unlock()
-		time.Sleep(delay)
+		if delay > 0 {
+			// A slow server, until the client gives up.
+			select {
+			case <-time.After(delay):
+			case <-r.Context().Done():
+			}
+		}
 		w.Header().Set("Content-Type", "application/atom+xml")
 		w.Header().Set("ETag", `"same"`)
 		if r.Header.Get("If-None-Match") == `"same"` {
@@ -53,107 +60,215 @@ func (l *fetchLog) handler(delay time.Duration) http.Handler {
 	})
 }
 
-// TestTwoNodesOneRedis: two ingest nodes poll 200 topics on one Redis; a
-// third, api-only node (no Run) subscribes them. Every topic is fetched
-// within a second of its subscription, never by two nodes at once, and
-// once per period.
-func TestTwoNodesOneRedis(t *testing.T) {
-	const topics = 200
-	const period = time.Second
-	log := newFetchLog()
-	feeds := serve(t, log.handler(5*time.Millisecond))
-	srv := redistest.Start(t)
-	opts := testOptions()
-	opts.MinPeriod, opts.MaxPeriod, opts.InitialPeriod = period, period, period
-	opts.Jitter = 0.05
-	nodeOpts := func(version string) Options { o := opts; o.Version = version; return o }
-	startNode(t, openRedisURL(t, srv.URL()), nodeOpts("node1"), true)
-	startNode(t, openRedisURL(t, srv.URL()), nodeOpts("node2"), true)
-	api := startNode(t, openRedisURL(t, srv.URL()), nodeOpts("api"), false)
-
-	tracked := make(map[string]time.Time)
-	for i := range topics {
-		topic := fmt.Sprintf("%s/feed/%03d", feeds.URL, i)
-		subscribe(t, api, topic)
-		tracked[fmt.Sprintf("/feed/%03d", i)] = time.Now()
+// inFlight returns how many fetches are in progress.
+func (l *fetchLog) inFlightTotal() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	n := 0
+	for _, c := range l.inFlight {
+		n += c
 	}
-	time.Sleep(3500 * time.Millisecond)
-	for i := range topics {
-		if err := api.svc.Untrack(ctxT(t), fmt.Sprintf("%s/feed/%03d", feeds.URL, i)); err != nil {
-			t.Fatalf("Untrack: %v", err)
+	return n
+}
+
+// fewest returns the smallest number of fetches of any of paths.
+func (l *fetchLog) fewest(paths []string) int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	least := -1
+	for _, p := range paths {
+		if n := len(l.fetches[p]); least < 0 || n < least {
+			least = n
 		}
 	}
-	// Untracking takes a while on a loaded machine: the topics are polled
-	// until then.
-	untracked := time.Now()
-	time.Sleep(100 * time.Millisecond) // fetches in flight finish
+	return least
+}
 
-	log.mu.Lock()
-	defer log.mu.Unlock()
-	if len(log.overlaps) > 0 {
-		t.Fatalf("%d fetches overlapped another fetch of the same topic, e.g. %s", len(log.overlaps), log.overlaps[0])
+// checkShared checks that no fetch of a topic overlapped another and that
+// both ingest nodes fetched while the api node did not.
+func (l *fetchLog) checkShared(t *testing.T) {
+	t.Helper()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if len(l.overlaps) > 0 {
+		t.Errorf("%d fetches overlapped another fetch of the same topic, e.g. %s", len(l.overlaps), l.overlaps[0])
 	}
 	byNode := map[string]int{}
 	total := 0
-	for path, at := range tracked {
-		fs := log.fetches[path]
-		// One fetch at once, then one per period (jitter may add one).
-		most := int(untracked.Sub(at)/period) + 2
-		if len(fs) < 3 || len(fs) > most {
-			t.Errorf("%s fetched %d times in %s with a 1 s period, want 3 to %d", path, len(fs), untracked.Sub(at).Round(time.Millisecond), most)
-			continue
-		}
-		if d := fs[0].start.Sub(at); d > time.Second {
-			t.Errorf("%s first fetched %s after it was tracked, want within 1 s", path, d)
-		}
-		for i := 1; i < len(fs); i++ {
-			if gap := fs[i].start.Sub(fs[i-1].end); gap < period*85/100 {
-				t.Errorf("%s fetched again %s after the previous fetch (by %s, then %s); want one fetch per period",
-					path, gap, fs[i-1].agent, fs[i].agent)
-			}
-		}
+	for _, fs := range l.fetches {
 		for _, f := range fs {
 			byNode[strings.Fields(f.agent)[0]]++
 			total++
 		}
 	}
-	t.Logf("%d fetches of %d topics: %v", total, topics, byNode)
+	t.Logf("%d fetches of %d topics: %v", total, len(l.fetches), byNode)
 	if byNode["feedgate/node1"] == 0 || byNode["feedgate/node2"] == 0 || byNode["feedgate/api"] != 0 {
-		t.Fatalf("fetches by node %v: both ingest nodes must share the work and the api node must not fetch", byNode)
+		t.Errorf("fetches by node %v: both ingest nodes must share the work and the api node must not fetch", byNode)
 	}
 }
 
-// TestNodeFailover: a node that dies holding a job gives it back when the
-// lease runs out, and another node fetches the topic.
-func TestNodeFailover(t *testing.T) {
+// TestTwoNodesOneRedis: two ingest nodes poll 200 topics on one Redis; a
+// third, api-only node (no Run) subscribes them. The nodes share the work,
+// the api node fetches nothing, no topic is ever fetched by two nodes at
+// once, and none is fetched again before its period (less the jitter) has
+// passed since the previous fetch ended. (How punctual the fetches are is
+// TestPollingRhythm's subject, on the bubble's clock.)
+func TestTwoNodesOneRedis(t *testing.T) {
+	const topics = 200
+	const period = time.Second
+	const jitter = 0.05
 	log := newFetchLog()
-	feeds := serve(t, log.handler(0))
-	st := openRedis(t)
-	topic := feeds.URL + "/feed/x"
-	if _, err := st.PutSubscription(ctxT(t), store.Subscription{Login: "a", Topic: topic}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := st.AddJob(ctxT(t), fetchJob(topic), time.Now()); err != nil {
-		t.Fatal(err)
-	}
-	// A node claims the job and dies without releasing it.
-	claims, err := st.ClaimJobs(ctxT(t), time.Now(), 10, 500*time.Millisecond)
-	if err != nil || len(claims) != 1 {
-		t.Fatalf("ClaimJobs = %v, %v", claims, err)
-	}
+	feeds := serve(t, log.handler(5*time.Millisecond))
+	srv := redistest.Start(t)
 	opts := testOptions()
-	opts.MinPeriod, opts.MaxPeriod = time.Hour, time.Hour
-	startNode(t, st, opts, true)
-	time.Sleep(300 * time.Millisecond)
-	log.mu.Lock()
-	early := len(log.fetches["/feed/x"])
-	log.mu.Unlock()
-	if early != 0 {
-		t.Fatal("the topic was fetched while another node held its lease")
+	opts.MinPeriod, opts.MaxPeriod, opts.InitialPeriod = period, period, period
+	opts.Jitter = jitter
+	nodeOpts := func(version string) Options { o := opts; o.Version = version; return o }
+	node1 := startNode(t, openRedisURL(t, srv.URL()), nodeOpts("node1"), true)
+	node2 := startNode(t, openRedisURL(t, srv.URL()), nodeOpts("node2"), true)
+	api := startNode(t, openRedisURL(t, srv.URL()), nodeOpts("api"), false)
+
+	var paths []string
+	for i := range topics {
+		subscribe(t, api, fmt.Sprintf("%s/feed/%03d", feeds.URL, i))
+		paths = append(paths, fmt.Sprintf("/feed/%03d", i))
 	}
-	waitFor(t, 2*time.Second, "the fetch after the lease ran out", func() bool {
+	waitFor(t, time.Minute, "every topic to be fetched three times", func() bool { return log.fewest(paths) >= 3 })
+	// Untracked, the jobs are gone: a fetch in flight is not rescheduled
+	// when its node stops. Stopped nodes fetch nothing more.
+	for i := range topics {
+		if err := api.svc.Untrack(ctxT(t), fmt.Sprintf("%s/feed/%03d", feeds.URL, i)); err != nil {
+			t.Fatalf("Untrack: %v", err)
+		}
+	}
+	node1.stop()
+	node2.stop()
+	waitFor(t, settle, "the feed server to finish the fetches the nodes gave up", func() bool { return log.inFlightTotal() == 0 })
+
+	log.checkShared(t)
+	log.mu.Lock()
+	defer log.mu.Unlock()
+	// The next fetch is due a jittered period after the previous one
+	// ended (as the node saw it: later than the server did), stored to the
+	// millisecond.
+	least := time.Duration(float64(period)*(1-jitter)) - time.Millisecond
+	for _, path := range paths {
+		fs := log.fetches[path]
+		for i := 1; i < len(fs); i++ {
+			if gap := fs[i].start.Sub(fs[i-1].end); gap < least {
+				t.Errorf("%s fetched again %s after the previous fetch ended (by %s, then %s); want at least %s with a %s period",
+					path, gap, fs[i-1].agent, fs[i].agent, least, period)
+			}
+		}
+	}
+}
+
+// TestPollingRhythm: on the bubble's clock, two ingest nodes poll 50 topics
+// that an api-only node subscribed. Each topic is fetched within one poll
+// interval of its subscription, then again one period (± the jitter) after
+// each fetch ended, within a poll interval, never by two nodes at once;
+// both nodes share the work and the api node fetches nothing.
+func TestPollingRhythm(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const (
+			topics = 50
+			period = time.Minute
+			jitter = 0.05
+			poll   = time.Second
+			fetch  = 2 * time.Second // a slow feed server (the fetch timeout is 5 s)
+		)
+		b := newBubble(t)
+		log := newFetchLog()
+		feeds := b.serve(log.handler(fetch))
+		st := openEmbedded(t)
+		opts := testOptions()
+		opts.MinPeriod, opts.MaxPeriod, opts.InitialPeriod = period, period, period
+		opts.Jitter = jitter
+		opts.PollInterval = poll
+		opts.Concurrency = topics // no fetch waits for a free slot
+		nodeOpts := func(version string) Options { o := opts; o.Version = version; return o }
+		node1 := b.startNode(st, nodeOpts("node1"), true)
+		node2 := b.startNode(st, nodeOpts("node2"), true)
+		api := b.startNode(st, nodeOpts("api"), false)
+
+		tracked := time.Now()
+		var paths []string
+		for i := range topics {
+			subscribe(t, api, fmt.Sprintf("%s/feed/%03d", feeds, i))
+			paths = append(paths, fmt.Sprintf("/feed/%03d", i))
+		}
+		if !time.Now().Equal(tracked) {
+			t.Fatalf("subscribing took %s of the bubble's time; want none", time.Since(tracked))
+		}
+		time.Sleep(10 * period)
+		for i := range topics {
+			if err := api.svc.Untrack(ctxT(t), fmt.Sprintf("%s/feed/%03d", feeds, i)); err != nil {
+				t.Fatalf("Untrack: %v", err)
+			}
+		}
+		node1.stop()
+		node2.stop()
+		synctest.Wait()
+		if n := log.inFlightTotal(); n != 0 {
+			t.Fatalf("%d fetches still in flight at the server once both nodes had stopped", n)
+		}
+
+		log.checkShared(t)
 		log.mu.Lock()
 		defer log.mu.Unlock()
-		return len(log.fetches["/feed/x"]) == 1
+		earliest := time.Duration(float64(period)*(1-jitter)) - time.Millisecond // due times are stored to the ms
+		latest := time.Duration(float64(period)*(1+jitter)) + poll
+		for _, path := range paths {
+			fs := log.fetches[path]
+			if len(fs) < 9 {
+				t.Errorf("%s fetched %d times in %s, want one fetch per period (9 or 10)", path, len(fs), 10*period)
+				continue
+			}
+			if d := fs[0].start.Sub(tracked); d > poll {
+				t.Errorf("%s first fetched %s after it was tracked, want within the %s poll interval", path, d, poll)
+			}
+			for i := 1; i < len(fs); i++ {
+				if gap := fs[i].start.Sub(fs[i-1].end); gap < earliest || gap > latest {
+					t.Errorf("%s fetched again %s after fetch %d ended (by %s, then %s); want %s to %s",
+						path, gap, i, fs[i-1].agent, fs[i].agent, earliest, latest)
+				}
+			}
+		}
+	})
+}
+
+// TestNodeFailover: a node that dies holding a job gives it back when the
+// lease runs out, and another node fetches the topic; never before.
+func TestNodeFailover(t *testing.T) {
+	eachBackend(t, func(t *testing.T, open opener) {
+		log := newFetchLog()
+		feeds := serve(t, log.handler(0))
+		st := open(t)
+		topic := feeds.URL + "/feed/x"
+		if _, err := st.PutSubscription(ctxT(t), store.Subscription{Login: "a", Topic: topic}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := st.AddJob(ctxT(t), fetchJob(topic), time.Now()); err != nil {
+			t.Fatal(err)
+		}
+		// A node claims the job and dies without releasing it.
+		claims, err := st.ClaimJobs(ctxT(t), time.Now(), 10, 500*time.Millisecond)
+		if err != nil || len(claims) != 1 {
+			t.Fatalf("ClaimJobs = %v, %v", claims, err)
+		}
+		opts := testOptions()
+		opts.MinPeriod, opts.MaxPeriod = time.Hour, time.Hour
+		startNode(t, st, opts, true)
+		waitFor(t, settle, "the fetch after the lease ran out", func() bool {
+			log.mu.Lock()
+			defer log.mu.Unlock()
+			return len(log.fetches["/feed/x"]) == 1
+		})
+		log.mu.Lock()
+		defer log.mu.Unlock()
+		// Leases are stored to the millisecond.
+		if at := log.fetches["/feed/x"][0].start; at.Before(claims[0].Until.Add(-time.Millisecond)) {
+			t.Fatalf("the topic was fetched %s before the other node's lease ran out", claims[0].Until.Sub(at))
+		}
 	})
 }

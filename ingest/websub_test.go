@@ -7,7 +7,6 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
-	"time"
 
 	"github.com/feedgate/feedgate/store"
 )
@@ -116,7 +115,7 @@ var rocksCases = []rocksCase{
 			rocksHTML(w, "")
 		},
 		check: func(t *testing.T, r *rocks) {
-			waitFor(t, time.Second, "the ingest state", func() bool {
+			waitFor(t, settle, "the ingest state", func() bool {
 				ist, _ := r.n.st.IngestState(ctxT(t), r.topic)
 				return !ist.LastFetch.IsZero()
 			})
@@ -135,7 +134,7 @@ var rocksCases = []rocksCase{
 			rocksHTML(w, "")
 		},
 		check: func(t *testing.T, r *rocks) {
-			waitFor(t, time.Second, "the fetch URL to move to the 301's target", func() bool {
+			waitFor(t, settle, "the fetch URL to move to the 301's target", func() bool {
 				ist, _ := r.n.st.IngestState(ctxT(t), r.topic)
 				return ist.FetchURL == r.base+"/blog?redirect=complete"
 			})
@@ -157,7 +156,7 @@ var rocksCases = []rocksCase{
 			rocksHTML(w, "")
 		},
 		check: func(t *testing.T, r *rocks) {
-			waitFor(t, time.Second, "the endpoint to move", func() bool {
+			waitFor(t, settle, "the endpoint to move", func() bool {
 				ups, _ := r.n.st.TopicUpstreams(ctxT(t), r.topic)
 				return len(ups) == 1 && ups[0].Endpoint != ""
 			})
@@ -265,7 +264,7 @@ func TestWebSubRocksSubscriber(t *testing.T) {
 			r.topic = r.base + "/blog"
 			subscribe(t, r.n, r.topic)
 			if c.failing {
-				waitFor(t, 2*time.Second, "the refused subscription", func() bool {
+				waitFor(t, settle, "the refused subscription", func() bool {
 					ups, _ := r.n.st.TopicUpstreams(ctxT(t), r.topic)
 					return len(ups) == 1 && ups[0].State == store.UpstreamFailed
 				})
@@ -277,7 +276,7 @@ func TestWebSubRocksSubscriber(t *testing.T) {
 				if sub.topic != r.hub.wantTopic {
 					t.Fatalf("subscribed with hub.topic %q, want %q", sub.topic, r.hub.wantTopic)
 				}
-				if !strings.HasPrefix(sub.callback, r.n.srv.URL+"/callback/") {
+				if !strings.HasPrefix(sub.callback, r.n.url+"/callback/") {
 					t.Fatalf("callback %q", sub.callback)
 				}
 			}
