@@ -84,7 +84,7 @@ func (s *Service) CallbackGET(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		s.forgetCached(id)
-		if err := s.is.ScheduleJob(ctx, upstreamJob(id), s.renewAt(verified)); err != nil {
+		if _, err := s.jobs.Schedule(ctx, upstreamJob(id), s.renewAt(verified), store.Earlier); err != nil {
 			s.log.LogAttrs(ctx, slogWarn, "scheduling the renewal of a hub subscription", attrTopic(u.Topic), attrErr(err))
 		}
 		s.log.LogAttrs(ctx, slogInfo, "hub subscription verified", attrTopic(u.Topic), slog.String("hub", u.Hub), slog.Int("lease", lease))
@@ -99,7 +99,7 @@ func (s *Service) CallbackGET(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		s.forgetCached(id)
-		_ = s.is.RemoveJob(ctx, upstreamJob(id))
+		_ = s.jobs.Remove(ctx, upstreamJob(id))
 		s.echo(w, r, challenge)
 	case modeDenied:
 		reason := q.Get("hub.reason")
@@ -117,7 +117,7 @@ func (s *Service) CallbackGET(w http.ResponseWriter, r *http.Request) {
 		s.forgetCached(id)
 		s.log.LogAttrs(ctx, slogInfo, "hub denied a subscription", attrTopic(u.Topic), slog.String("hub", u.Hub), slog.String("reason", reason))
 		// Poll again at once: the hub will not push.
-		if _, err := s.is.ExpediteJob(ctx, fetchJob(u.Topic), now); err == nil {
+		if _, err := s.jobs.Schedule(ctx, fetchJob(u.Topic), now, store.IfPresent); err == nil {
 			s.notify()
 		}
 		text(w, http.StatusOK, "denial recorded\n")

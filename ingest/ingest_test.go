@@ -135,7 +135,7 @@ func TestConditionalGetAndPing(t *testing.T) {
 			t.Fatalf("third fetch sent If-None-Match %q", got)
 		}
 		// The untracked topic was ignored.
-		if _, ok, _ := n.st.JobDue(ctx, fetchJob(srv.URL+"/untracked")); ok {
+		if _, ok, _ := n.st.IngestJobs().Due(ctx, fetchJob(srv.URL+"/untracked")); ok {
 			t.Fatal("a ping of an untracked topic scheduled it")
 		}
 	})
@@ -176,7 +176,7 @@ func TestUntrackStopsPolling(t *testing.T) {
 		if err := n.svc.Untrack(ctx, topic); err != nil {
 			t.Fatalf("Untrack: %v", err)
 		}
-		if _, ok, _ := n.st.JobDue(ctx, fetchJob(topic)); ok {
+		if _, ok, _ := n.st.IngestJobs().Due(ctx, fetchJob(topic)); ok {
 			t.Fatal("Untrack left the fetch job")
 		}
 		hits := f.hits.Load()
@@ -424,7 +424,7 @@ func TestRunStops(t *testing.T) {
 		default:
 			t.Fatal("Run had not returned once everything else was idle after its context ended")
 		}
-		at, ok, err := st.JobDue(ctxT(t), fetchJob(topic))
+		at, ok, err := st.IngestJobs().Due(ctxT(t), fetchJob(topic))
 		if err != nil || !ok || at.After(stopped) {
 			t.Fatalf("after shutdown the job is due %v (exists %v, %v); want it handed back for %v", at, ok, err, stopped)
 		}

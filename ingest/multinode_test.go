@@ -248,13 +248,13 @@ func TestNodeFailover(t *testing.T) {
 		if _, err := st.PutSubscription(ctxT(t), store.Subscription{Login: "a", Topic: topic}); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := st.AddJob(ctxT(t), fetchJob(topic), time.Now()); err != nil {
+		if _, err := st.IngestJobs().Schedule(ctxT(t), fetchJob(topic), time.Now(), store.IfAbsent); err != nil {
 			t.Fatal(err)
 		}
 		// A node claims the job and dies without releasing it.
-		claims, err := st.ClaimJobs(ctxT(t), time.Now(), 10, 500*time.Millisecond)
+		claims, err := st.IngestJobs().Claim(ctxT(t), time.Now(), 10, 500*time.Millisecond)
 		if err != nil || len(claims) != 1 {
-			t.Fatalf("ClaimJobs = %v, %v", claims, err)
+			t.Fatalf("Claim = %v, %v", claims, err)
 		}
 		opts := testOptions()
 		opts.MinPeriod, opts.MaxPeriod = time.Hour, time.Hour

@@ -23,11 +23,11 @@ import (
 // ingest node claims it first) and then kept fresh. Tracking a tracked topic
 // changes nothing.
 func (s *Service) Track(ctx context.Context, topic string) error {
-	added, err := s.is.AddJob(ctx, fetchJob(topic), time.Now())
+	existed, err := s.jobs.Schedule(ctx, fetchJob(topic), time.Now(), store.IfAbsent)
 	if err != nil {
 		return errorf(err, "scheduling the first fetch of %s", topic)
 	}
-	if added {
+	if !existed {
 		s.notify()
 	}
 	return nil
@@ -37,7 +37,7 @@ func (s *Service) Track(ctx context.Context, topic string) error {
 // subscription goes): polling stops and its upstream hub subscriptions are
 // unsubscribed (by an ingest node, shortly). The stored items stay.
 func (s *Service) Untrack(ctx context.Context, topic string) error {
-	if err := s.is.RemoveJob(ctx, fetchJob(topic)); err != nil {
+	if err := s.jobs.Remove(ctx, fetchJob(topic)); err != nil {
 		return errorf(err, "unscheduling %s", topic)
 	}
 	if err := s.is.DeleteIngestState(ctx, topic); err != nil {
@@ -72,7 +72,7 @@ func (s *Service) retire(ctx context.Context, u store.Upstream) error {
 		if err != nil {
 			return errorf(err, "marking the hub subscription %s of %s for unsubscription", u.Hub, u.Topic)
 		}
-		if err := s.is.ScheduleJob(ctx, upstreamJob(u.ID), time.Now()); err != nil {
+		if _, err := s.jobs.Schedule(ctx, upstreamJob(u.ID), time.Now(), store.Earlier); err != nil {
 			return errorf(err, "scheduling the unsubscription at %s", u.Hub)
 		}
 		s.notify()
@@ -81,7 +81,7 @@ func (s *Service) retire(ctx context.Context, u store.Upstream) error {
 		if err := s.is.DeleteUpstream(ctx, u.ID); err != nil {
 			return errorf(err, "forgetting the hub subscription %s of %s", u.Hub, u.Topic)
 		}
-		if err := s.is.RemoveJob(ctx, upstreamJob(u.ID)); err != nil {
+		if err := s.jobs.Remove(ctx, upstreamJob(u.ID)); err != nil {
 			return errorf(err, "unscheduling the hub subscription %s", u.ID)
 		}
 	}
@@ -94,7 +94,7 @@ func (s *Service) Ping(ctx context.Context, topics []string) error {
 	now := time.Now()
 	any := false
 	for _, t := range topics {
-		ok, err := s.is.ExpediteJob(ctx, fetchJob(t), now)
+		ok, err := s.jobs.Schedule(ctx, fetchJob(t), now, store.IfPresent)
 		if err != nil {
 			return errorf(err, "scheduling a fetch of %s", t)
 		}
@@ -126,7 +126,7 @@ func (s *Service) Run(ctx context.Context) error {
 		free := cap(slots) - len(slots)
 		claimedAll := false
 		if free > 0 {
-			claims, err := s.is.ClaimJobs(ctx, time.Now(), free, s.jobLease)
+			claims, err := s.jobs.Claim(ctx, time.Now(), free, s.jobLease)
 			switch {
 			case ctx.Err() != nil:
 				return nil
@@ -189,12 +189,12 @@ func (s *Service) restore(ctx context.Context) {
 		if ctx.Err() != nil {
 			return
 		}
-		ok, err := s.is.AddJob(ctx, fetchJob(t), now)
+		existed, err := s.jobs.Schedule(ctx, fetchJob(t), now, store.IfAbsent)
 		if err != nil {
 			s.log.LogAttrs(ctx, slogWarn, "scheduling a tracked topic", attrTopic(t), attrErr(err))
 			continue
 		}
-		if ok {
+		if !existed {
 			added++
 		}
 		ups, err := s.is.TopicUpstreams(ctx, t)
@@ -203,7 +203,7 @@ func (s *Service) restore(ctx context.Context) {
 		}
 		for _, u := range ups {
 			if u.State == store.UpstreamActive {
-				_, _ = s.is.AddJob(ctx, upstreamJob(u.ID), s.renewAt(u))
+				_, _ = s.jobs.Schedule(ctx, upstreamJob(u.ID), s.renewAt(u), store.IfAbsent)
 			}
 		}
 	}
@@ -239,7 +239,7 @@ func (s *Service) runJob(ctx context.Context, c store.Claim) {
 	}
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancel()
-	if err := s.is.ReleaseJob(rctx, c, next); err != nil && !errors.Is(err, store.ErrLeaseLost) {
+	if err := s.jobs.Release(rctx, c, next, false); err != nil && !errors.Is(err, store.ErrLeaseLost) {
 		s.log.LogAttrs(ctx, slogWarn, "releasing a job", slog.String("job", c.Job), attrErr(err))
 	}
 }
@@ -274,7 +274,7 @@ func (s *Service) fetchTopic(ctx context.Context, topic string) time.Time {
 		ist.LastChange = now
 	}
 
-	if _, tracked, err := s.is.JobDue(ctx, fetchJob(topic)); err == nil && !tracked {
+	if _, tracked, err := s.jobs.Due(ctx, fetchJob(topic)); err == nil && !tracked {
 		// Untracked while it was being fetched: leave no state behind.
 		return time.Time{}
 	}

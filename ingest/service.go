@@ -158,6 +158,7 @@ func (o *Options) fill() {
 type Service struct {
 	st      store.Store
 	is      store.IngestStore
+	jobs    store.Timetable
 	opts    Options
 	fetcher *fetch.Fetcher
 	log     *slog.Logger
@@ -190,6 +191,7 @@ func New(st store.Store, is store.IngestStore, opts Options) (*Service, error) {
 	s := &Service{
 		st:        st,
 		is:        is,
+		jobs:      is.IngestJobs(),
 		opts:      opts,
 		log:       opts.Logger.With("component", "ingest"),
 		failLog:   ratelog.New(ratelog.Options{}),

@@ -142,7 +142,7 @@ func (s *Service) subscribe(ctx context.Context, u store.Upstream) error {
 	}
 	if err == nil {
 		// Renew, or retry when the hub never verifies.
-		if serr := s.is.ScheduleJob(ctx, upstreamJob(u.ID), time.Now().Add(s.opts.PendingTimeout)); serr != nil {
+		if _, serr := s.jobs.Schedule(ctx, upstreamJob(u.ID), time.Now().Add(s.opts.PendingTimeout), store.Earlier); serr != nil {
 			s.log.LogAttrs(ctx, slogWarn, "scheduling a hub subscription", attrTopic(u.Topic), attrErr(serr))
 		}
 	}
@@ -210,7 +210,7 @@ func (s *Service) maintainUpstream(ctx context.Context, id string) time.Time {
 	}
 	tracked := true
 	if u.State != store.UpstreamUnsubscribing {
-		_, tracked, err = s.is.JobDue(ctx, fetchJob(u.Topic))
+		_, tracked, err = s.jobs.Due(ctx, fetchJob(u.Topic))
 		if err != nil {
 			return now.Add(s.opts.MinPeriod)
 		}

@@ -66,15 +66,12 @@ type DeliveryProgress struct {
 
 // DeliveryClaim is a lease on one due delivery job, returned by
 // ClaimDeliveries with the delivery's record. Until it expires no other
-// claimer gets the job.
+// claimer gets the job. Retaken reports that the previous claim ran out
+// without being released: its holder stopped (crashed) and may have POSTed
+// items after Progress.Delivered without recording it.
 type DeliveryClaim struct {
+	Claim
 	Delivery Delivery
-	Token    string
-	Until    time.Time
-	// Retaken reports that the previous claim of this job ran out without
-	// being released: its holder stopped (crashed) and may have POSTed
-	// items after Progress.Delivered without recording it.
-	Retaken bool
 }
 
 // DeliveryStats describes the delivery timetable.
@@ -89,10 +86,11 @@ type DeliveryStats struct {
 
 // DeliveryStore is what package hub needs from a backend besides Store to
 // deliver to WebSub callbacks: one record per callback subscription, and a
-// timetable of delivery jobs with leases, so that across gateway nodes on
-// one backend exactly one node works a subscription at a time. A
-// subscription has at most one job; the timetable is separate from the
-// ingest jobs of IngestStore. Its conformance suite is
+// timetable of delivery jobs with leases (a Timetable, kept beside the
+// records so that a claim and its record change together), so that across
+// gateway nodes on one backend exactly one node works a subscription at a
+// time. A subscription has at most one job; the timetable is separate from
+// the ingest jobs of IngestStore. Its conformance suite is
 // storetest.RunDelivery.
 type DeliveryStore interface {
 	// PutDelivery stores a callback subscription. A new one is stored as

@@ -2,14 +2,8 @@ package store
 
 import (
 	"context"
-	"errors"
 	"time"
 )
-
-// ErrLeaseLost is returned by ReleaseJob when the claim's lease is no longer
-// held: it expired and another node may have claimed the job, or the job was
-// removed meanwhile. The job is left as it is.
-var ErrLeaseLost = errors.New("job lease no longer held")
 
 // IngestState is what ingest keeps about a tracked topic to fetch it well:
 // where to fetch it, the validators of conditional GETs, the hubs the feed
@@ -87,19 +81,12 @@ type Upstream struct {
 	Reason string `json:"reason,omitempty"`
 }
 
-// Claim is a lease on one due job, returned by ClaimJobs. Until it expires
-// no other claimer gets the job.
-type Claim struct {
-	Job   string    `json:"job"`
-	Token string    `json:"token"`
-	Until time.Time `json:"until"`
-}
-
 // IngestStore is what package ingest needs from a backend besides Store:
 // per-topic ingest state, upstream WebSub subscriptions, and a shared
 // timetable of jobs with leases, so that across gateway nodes on one backend
 // exactly one node runs a due job (fetching a topic, renewing a
-// subscription) at a time. Its conformance suite is storetest.RunIngest.
+// subscription) at a time. Its conformance suite is storetest.RunIngest
+// (with storetest.RunTimetable for the timetable).
 type IngestStore interface {
 	// IngestState returns the topic's ingest state; an unknown topic has a
 	// zero state with Topic set.
@@ -127,28 +114,7 @@ type IngestStore interface {
 	// ID.
 	TopicUpstreams(ctx context.Context, topic string) ([]Upstream, error)
 
-	// ScheduleJob makes the job due no later than at: it adds the job, or
-	// moves it earlier, never later. A job that is claimed stays claimed;
-	// it is due again at the earlier time once released.
-	ScheduleJob(ctx context.Context, job string, at time.Time) error
-	// ExpediteJob moves an existing job earlier, to at (never later); it
-	// reports whether the job exists. An absent job is not added.
-	ExpediteJob(ctx context.Context, job string, at time.Time) (bool, error)
-	// AddJob adds the job due at at, unless it exists; it reports whether
-	// it was added.
-	AddJob(ctx context.Context, job string, at time.Time) (bool, error)
-	// JobDue returns when the job is due (for a claimed job: when its lease
-	// ends) and whether the job exists.
-	JobDue(ctx context.Context, job string) (time.Time, bool, error)
-	// RemoveJob removes the job and any lease on it (no error when absent).
-	RemoveJob(ctx context.Context, job string) error
-	// ClaimJobs leases, atomically, up to max jobs that are due at now and
-	// not leased, earliest first, until now+lease. A claimed job whose
-	// lease runs out without a release is due again.
-	ClaimJobs(ctx context.Context, now time.Time, max int, lease time.Duration) ([]Claim, error)
-	// ReleaseJob ends the claim and schedules the job at next, or earlier
-	// when ScheduleJob asked for an earlier time while it was claimed. A
-	// zero next removes the job. ErrLeaseLost when the claim is no longer
-	// held (the job is then left alone).
-	ReleaseJob(ctx context.Context, c Claim, next time.Time) error
+	// IngestJobs is the timetable of ingest's jobs (fetching a topic,
+	// renewing an upstream subscription).
+	IngestJobs() Timetable
 }

@@ -92,6 +92,7 @@ func Start(tb testing.TB, opts ...Option) *Server {
 		s.cfg.fsync = "always"
 	}
 	s.logPath = filepath.Join(s.dir, "redis.log")
+	poolLog.attach(tb)
 	tb.Cleanup(s.cleanup)
 
 	// A free port can be taken by someone else between our probe and

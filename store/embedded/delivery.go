@@ -3,7 +3,6 @@ package embedded
 import (
 	"bytes"
 	"context"
-	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"time"
@@ -17,9 +16,9 @@ import (
 //
 //	deliveries/<topic,callback,login>  store.Delivery as JSON
 //	dlvTopics/<topic>                  number of deliveries of the topic
-//	dlvJobs/<topic,callback,login>     dlvJob as JSON: due time and lease
-//	dlvDue/<ms><topic,callback,login>  (empty): jobs by due time (for a
-//	                                   leased job: when its lease ends)
+//	dlvJobs, dlvDue                    the delivery timetable (see
+//	                                   timetable.go); a job is named by
+//	                                   its record's key
 //
 // The key order lists a topic's deliveries together, by callback then
 // login; the job timetable is separate from ingest's.
@@ -32,18 +31,8 @@ var (
 
 var _ store.DeliveryStore = (*Store)(nil)
 
-// dlvJob is a delivery job. Times are Unix milliseconds.
-type dlvJob struct {
-	// Due is when the job is due; while leased, when the lease ends.
-	Due int64 `json:"due"`
-	// Token and Until describe the lease; Again is the earliest time
-	// asked for while leased (0: none).
-	Token string `json:"token,omitempty"`
-	Until int64  `json:"until,omitempty"`
-	Again int64  `json:"again,omitempty"`
-	// Hold is the end of a back-off: ScheduleDeliveries does not make the
-	// job due before it.
-	Hold int64 `json:"hold,omitempty"`
+func (s *Store) deliveryJobs() *timetable {
+	return &timetable{s: s, jobs: bucketDlvJobs, due: bucketDlvDue}
 }
 
 func deliveryKey(k store.DeliveryKey) []byte { return tupleKey(k.Topic, k.Callback, k.Login) }
@@ -57,26 +46,21 @@ func checkDeliveryKey(k store.DeliveryKey) error {
 	return nil
 }
 
-func dlvDueKey(at int64, rk []byte) []byte {
-	k := make([]byte, 8, 8+len(rk))
-	binary.BigEndian.PutUint64(k, uint64(at)^(1<<63))
-	return append(k, rk...)
-}
-
+// dlvBuckets are the delivery buckets inside a write transaction.
 type dlvBuckets struct {
-	recs, topics, jobs, due *bolt.Bucket
+	recs, topics *bolt.Bucket
+	jobs
 }
 
-func createDlvBuckets(tx *bolt.Tx) (b dlvBuckets, err error) {
-	for _, p := range []struct {
-		dst  **bolt.Bucket
-		name []byte
-	}{{&b.recs, bucketDeliveries}, {&b.topics, bucketDlvTopics}, {&b.jobs, bucketDlvJobs}, {&b.due, bucketDlvDue}} {
-		if *p.dst, err = createBucket(tx, p.name); err != nil {
-			return b, err
-		}
+func (s *Store) openDeliveries(tx *bolt.Tx) (b dlvBuckets, err error) {
+	if b.recs, err = createBucket(tx, bucketDeliveries); err != nil {
+		return b, err
 	}
-	return b, nil
+	if b.topics, err = createBucket(tx, bucketDlvTopics); err != nil {
+		return b, err
+	}
+	b.jobs, err = s.deliveryJobs().open(tx)
+	return b, err
 }
 
 func decodeDelivery(v []byte) (store.Delivery, error) {
@@ -85,77 +69,6 @@ func decodeDelivery(v []byte) (store.Delivery, error) {
 		return d, fmt.Errorf("embedded store: a delivery record is corrupt: %w", err)
 	}
 	return d, nil
-}
-
-func (b dlvBuckets) job(rk []byte) (dlvJob, bool, error) {
-	v := b.jobs.Get(rk)
-	if v == nil {
-		return dlvJob{}, false, nil
-	}
-	var j dlvJob
-	if err := json.Unmarshal(v, &j); err != nil {
-		return j, false, fmt.Errorf("embedded store: a delivery job is corrupt: %w", err)
-	}
-	return j, true, nil
-}
-
-// putJob stores j, moving its timetable entry from old (when there was one).
-func (b dlvBuckets) putJob(rk []byte, j dlvJob, old *dlvJob) error {
-	if old != nil {
-		if err := b.due.Delete(dlvDueKey(old.Due, rk)); err != nil {
-			return err
-		}
-	}
-	v, err := json.Marshal(j)
-	if err != nil {
-		return err
-	}
-	if err := b.jobs.Put(rk, v); err != nil {
-		return err
-	}
-	return b.due.Put(dlvDueKey(j.Due, rk), nil)
-}
-
-func (b dlvBuckets) deleteJob(rk []byte) error {
-	j, ok, err := b.job(rk)
-	if err != nil || !ok {
-		return err
-	}
-	if err := b.due.Delete(dlvDueKey(j.Due, rk)); err != nil {
-		return err
-	}
-	return b.jobs.Delete(rk)
-}
-
-// schedule makes the job due no later than at (ms); with hold, not before
-// the end of its back-off.
-func (b dlvBuckets) schedule(rk []byte, at int64, hold bool) error {
-	j, ok, err := b.job(rk)
-	if err != nil {
-		return err
-	}
-	if hold && ok && j.Token == "" && j.Hold > at {
-		at = j.Hold
-	}
-	switch {
-	case !ok:
-		return b.putJob(rk, dlvJob{Due: at}, nil)
-	case j.Token != "":
-		if j.Again == 0 || at < j.Again {
-			j.Again = at
-			v, err := json.Marshal(j)
-			if err != nil {
-				return err
-			}
-			return b.jobs.Put(rk, v)
-		}
-		return nil
-	case at < j.Due:
-		old := j
-		j.Due = at
-		return b.putJob(rk, j, &old)
-	}
-	return nil
 }
 
 func (b dlvBuckets) addTopic(topic string, delta int64) error {
@@ -176,7 +89,7 @@ func (s *Store) PutDelivery(ctx context.Context, d store.Delivery, due time.Time
 	created := false
 	err := s.write(ctx, func(tx *bolt.Tx) error {
 		created = false
-		b, err := createDlvBuckets(tx)
+		b, err := s.openDeliveries(tx)
 		if err != nil {
 			return err
 		}
@@ -201,7 +114,9 @@ func (s *Store) PutDelivery(ctx context.Context, d store.Delivery, due time.Time
 			return err
 		}
 		if !due.IsZero() {
-			return b.schedule(rk, ms(due), false)
+			// A renewal may cut a back-off short.
+			_, err := b.schedule(rk, ms(due), store.Override)
+			return err
 		}
 		return nil
 	}, nil)
@@ -247,7 +162,7 @@ func (s *Store) DeleteDelivery(ctx context.Context, k store.DeliveryKey) (bool, 
 	found := false
 	err := s.write(ctx, func(tx *bolt.Tx) error {
 		found = false
-		b, err := createDlvBuckets(tx)
+		b, err := s.openDeliveries(tx)
 		if err != nil {
 			return err
 		}
@@ -261,7 +176,7 @@ func (s *Store) DeleteDelivery(ctx context.Context, k store.DeliveryKey) (bool, 
 		if err := b.addTopic(k.Topic, -1); err != nil {
 			return err
 		}
-		return b.deleteJob(rk)
+		return b.remove(rk)
 	}, nil)
 	return found, err
 }
@@ -313,7 +228,7 @@ func (s *Store) ScheduleDeliveries(ctx context.Context, topic string, at time.Ti
 		if bucket(tx, bucketDeliveries) == nil {
 			return nil
 		}
-		b, err := createDlvBuckets(tx)
+		b, err := s.openDeliveries(tx)
 		if err != nil {
 			return err
 		}
@@ -326,7 +241,7 @@ func (s *Store) ScheduleDeliveries(ctx context.Context, topic string, at time.Ti
 			return err
 		}
 		for _, rk := range keys {
-			if err := b.schedule(rk, ms(at), true); err != nil {
+			if _, err := b.schedule(rk, ms(at), store.Earlier); err != nil {
 				return err
 			}
 		}
@@ -336,67 +251,36 @@ func (s *Store) ScheduleDeliveries(ctx context.Context, topic string, at time.Ti
 	return n, err
 }
 
-// deliveryClaimScan bounds how many timetable entries one claim looks at
-// beyond max.
-const deliveryClaimScan = 256
-
 // ClaimDeliveries implements store.DeliveryStore.
 func (s *Store) ClaimDeliveries(ctx context.Context, now time.Time, max int, lease time.Duration) ([]store.DeliveryClaim, error) {
 	if max <= 0 {
 		return nil, nil
 	}
 	token := newToken()
-	nowMs, until := ms(now), ms(now.Add(lease))
+	until := ms(now.Add(lease))
 	var claims []store.DeliveryClaim
 	err := s.write(ctx, func(tx *bolt.Tx) error {
 		claims = claims[:0]
 		if bucket(tx, bucketDlvDue) == nil {
 			return nil
 		}
-		b, err := createDlvBuckets(tx)
+		b, err := s.openDeliveries(tx)
 		if err != nil {
 			return err
 		}
-		var due [][]byte
-		c := b.due.Cursor()
-		for k, _ := c.First(); k != nil && len(due) < max+deliveryClaimScan; k, _ = c.Next() {
-			if len(k) < 8 || int64(binary.BigEndian.Uint64(k[:8])^(1<<63)) > nowMs {
-				break
-			}
-			due = append(due, bytes.Clone(k[8:]))
+		// A job without its record is dropped.
+		cs, err := b.claim(ms(now), until, max, token, func(rk []byte) bool { return b.recs.Get(rk) != nil })
+		if err != nil {
+			return err
 		}
-		for _, rk := range due {
-			if len(claims) >= max {
-				break
-			}
-			j, ok, err := b.job(rk)
+		for _, c := range cs {
+			d, err := decodeDelivery(b.recs.Get(c.job))
 			if err != nil {
-				return err
-			}
-			if !ok || (j.Token != "" && j.Until > nowMs) {
-				continue
-			}
-			v := b.recs.Get(rk)
-			if v == nil {
-				// A job without its record: drop it.
-				if err := b.deleteJob(rk); err != nil {
-					return err
-				}
-				continue
-			}
-			d, err := decodeDelivery(v)
-			if err != nil {
-				return err
-			}
-			old := j
-			// Requests made before the claim are served by it: the
-			// claimer reads the topic after claiming.
-			nj := dlvJob{Due: until, Token: token, Until: until}
-			if err := b.putJob(rk, nj, &old); err != nil {
 				return err
 			}
 			claims = append(claims, store.DeliveryClaim{
-				Delivery: d, Token: token, Until: time.UnixMilli(until), Retaken: j.Token != "",
+				Claim:    store.Claim{Job: string(c.job), Token: token, Until: time.UnixMilli(until), Retaken: c.retaken},
+				Delivery: d,
 			})
 		}
 		return nil
@@ -417,16 +301,16 @@ func (s *Store) ReleaseDelivery(ctx context.Context, c store.DeliveryClaim, p st
 	lost := false
 	err := s.write(ctx, func(tx *bolt.Tx) error {
 		lost = false
-		b, err := createDlvBuckets(tx)
+		b, err := s.openDeliveries(tx)
 		if err != nil {
 			return err
 		}
-		j, ok, err := b.job(rk)
+		held, err := b.held(rk, c.Token)
 		if err != nil {
 			return err
 		}
 		v := b.recs.Get(rk)
-		if !ok || j.Token != c.Token || v == nil {
+		if !held || v == nil {
 			lost = true
 			return nil
 		}
@@ -441,23 +325,11 @@ func (s *Store) ReleaseDelivery(ctx context.Context, c store.DeliveryClaim, p st
 		if err := b.recs.Put(rk, v); err != nil {
 			return err
 		}
-		n := int64(0)
+		var n int64
 		if !next.IsZero() {
 			n = ms(next)
 		}
-		backoff := p.Attempts > 0 && n != 0
-		if !backoff && j.Again != 0 && (n == 0 || j.Again < n) {
-			n = j.Again
-		}
-		if n == 0 {
-			return b.deleteJob(rk)
-		}
-		old := j
-		nj := dlvJob{Due: n}
-		if backoff {
-			nj.Hold = n
-		}
-		return b.putJob(rk, nj, &old)
+		return b.release(rk, n, p.Attempts > 0)
 	}, nil)
 	if err != nil {
 		return err
@@ -471,28 +343,17 @@ func (s *Store) ReleaseDelivery(ctx context.Context, c store.DeliveryClaim, p st
 // DeliveryStats implements store.DeliveryStore.
 func (s *Store) DeliveryStats(ctx context.Context, now time.Time) (store.DeliveryStats, error) {
 	var st store.DeliveryStats
-	nowMs := ms(now)
 	err := s.view(ctx, func(tx *bolt.Tx) error {
 		if b := bucket(tx, bucketDeliveries); b != nil {
 			st.Deliveries = b.Stats().KeyN
 		}
-		jobs := bucket(tx, bucketDlvJobs)
-		if jobs == nil {
+		j, ok := s.deliveryJobs().read(tx)
+		if !ok {
 			return nil
 		}
-		return jobs.ForEach(func(_, v []byte) error {
-			var j dlvJob
-			if err := json.Unmarshal(v, &j); err != nil {
-				return fmt.Errorf("embedded store: a delivery job is corrupt: %w", err)
-			}
-			switch {
-			case j.Token != "" && j.Until > nowMs:
-				st.Leased++
-			case j.Due <= nowMs:
-				st.Due++
-			}
-			return nil
-		})
+		ts, err := j.stats(ms(now))
+		st.Due, st.Leased = ts.Due, ts.Leased
+		return err
 	})
 	return st, err
 }

@@ -4,6 +4,7 @@ import (
 	"time"
 
 	"github.com/feedgate/feedgate/feed"
+	"github.com/feedgate/feedgate/store"
 )
 
 // SetHealthInterval shortens the pub/sub health check for a test and
@@ -44,3 +45,6 @@ func SetDedupMemory(s *Store, n int) { s.keep = n }
 
 // IDsKey is the dedup hash key of a topic.
 func IDsKey(topic string) string { return keysOf(topic).ids }
+
+// Received is how many announcements the listener has read from its link.
+func Received(l store.Listener) int64 { return l.(*listener).received.Load() }

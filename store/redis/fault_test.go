@@ -307,8 +307,7 @@ func TestSlowConsumer(t *testing.T) {
 	for i := range 20 {
 		mustAppend(t, s, testItems(fmt.Sprintf("p%d-", i), 1))
 	}
-	// Wait until the listener has read all 20 announcements from Redis.
-	time.Sleep(300 * time.Millisecond)
+	waitFor(t, "the listener to read the 20 announcements", func() bool { return redisstore.Received(l) >= 20 })
 	resyncs := 0
 	for f.last < 20 {
 		b := next(t, l, 5*time.Second)

@@ -2,16 +2,13 @@ package redisstore
 
 import (
 	"context"
-	"crypto/rand"
 	"crypto/sha1"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
-	"strconv"
 	"strings"
-	"time"
 
 	"github.com/redis/go-redis/v9"
 
@@ -19,18 +16,14 @@ import (
 )
 
 // Ingest's keys (see store.IngestStore). The per-topic ingest state sits
-// with the topic's other keys; everything shared by the ingest nodes (the
-// timetable, its leases, the upstream subscriptions) carries the hash tag
-// {fg-ingest}, so the scripts that touch several of them run on Cluster.
+// with the topic's other keys; the upstream subscriptions carry the hash
+// tag {fg-ingest}, and the jobs are in the timetable "ingest" (see
+// timetable.go).
 //
 //	fg:{t}:ingest                    the topic's store.IngestState as JSON
-//	fg:{fg-ingest}:jobs              sorted set: job -> due time (Unix ms)
-//	fg:{fg-ingest}:leases            hash: job -> "token|until|claimed"
 //	fg:{fg-ingest}:up:<id>           store.Upstream as JSON
 //	fg:{fg-ingest}:upt:<topic hash>  set: the topic's upstream ids
 const (
-	keyJobs        = "fg:{fg-ingest}:jobs"
-	keyLeases      = "fg:{fg-ingest}:leases"
 	keyUpstreamPfx = "fg:{fg-ingest}:up:"
 	keyUpTopicPfx  = "fg:{fg-ingest}:upt:"
 )
@@ -210,149 +203,5 @@ func (s *Store) TopicUpstreams(ctx context.Context, topic string) ([]store.Upstr
 	return out, nil
 }
 
-func msOf(t time.Time) int64 { return t.UnixMilli() }
-
-// ScheduleJob implements store.IngestStore.
-func (s *Store) ScheduleJob(ctx context.Context, job string, at time.Time) error {
-	return s.wrap("schedule job", s.rdb.ZAddLT(ctx, keyJobs, redis.Z{Score: float64(msOf(at)), Member: job}).Err())
-}
-
-// expediteScript moves an existing job earlier; 1 when it exists.
-var expediteScript = redis.NewScript(`
-local cur = redis.call('ZSCORE', KEYS[1], ARGV[1])
-if not cur then return 0 end
-if tonumber(ARGV[2]) < tonumber(cur) then
-  redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
-end
-return 1
-`)
-
-// ExpediteJob implements store.IngestStore.
-func (s *Store) ExpediteJob(ctx context.Context, job string, at time.Time) (bool, error) {
-	n, err := expediteScript.Run(ctx, s.rdb, []string{keyJobs}, job, msOf(at)).Int()
-	if err != nil {
-		return false, s.wrap("expedite job", err)
-	}
-	return n == 1, nil
-}
-
-// AddJob implements store.IngestStore.
-func (s *Store) AddJob(ctx context.Context, job string, at time.Time) (bool, error) {
-	n, err := s.rdb.ZAddNX(ctx, keyJobs, redis.Z{Score: float64(msOf(at)), Member: job}).Result()
-	if err != nil {
-		return false, s.wrap("add job", err)
-	}
-	return n == 1, nil
-}
-
-// JobDue implements store.IngestStore.
-func (s *Store) JobDue(ctx context.Context, job string) (time.Time, bool, error) {
-	v, err := s.rdb.ZScore(ctx, keyJobs, job).Result()
-	if errors.Is(err, redis.Nil) {
-		return time.Time{}, false, nil
-	}
-	if err != nil {
-		return time.Time{}, false, s.wrap("job due", err)
-	}
-	return time.UnixMilli(int64(v)), true, nil
-}
-
-// RemoveJob implements store.IngestStore.
-func (s *Store) RemoveJob(ctx context.Context, job string) error {
-	_, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
-		p.ZRem(ctx, keyJobs, job)
-		p.HDel(ctx, keyLeases, job)
-		return nil
-	})
-	return s.wrap("remove job", err)
-}
-
-// claimScript leases up to ARGV[2] due, unleased jobs: each gets a lease
-// "token|until|claimed" and is moved to the lease's end, so that a node that
-// dies holding it gives it back by letting the lease run out.
-var claimScript = redis.NewScript(`
-local now = tonumber(ARGV[1])
-local max = tonumber(ARGV[2])
-local untilMs = tonumber(ARGV[3])
-local token = ARGV[4]
-local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, max + tonumber(ARGV[5]))
-local out = {}
-for _, job in ipairs(due) do
-  if #out >= max then break end
-  local free = true
-  local l = redis.call('HGET', KEYS[2], job)
-  if l then
-    local u = tonumber(string.match(l, '^[^|]*|(%d+)|'))
-    if u and u > now then free = false end
-  end
-  if free then
-    redis.call('HSET', KEYS[2], job, token .. '|' .. ARGV[3] .. '|' .. ARGV[3])
-    redis.call('ZADD', KEYS[1], untilMs, job)
-    out[#out + 1] = job
-  end
-end
-return out
-`)
-
-// claimScan bounds how many due entries one claim looks at beyond max
-// (due jobs that are leased are skipped).
-const claimScan = 256
-
-// ClaimJobs implements store.IngestStore.
-func (s *Store) ClaimJobs(ctx context.Context, now time.Time, max int, lease time.Duration) ([]store.Claim, error) {
-	if max <= 0 {
-		return nil, nil
-	}
-	var b [12]byte
-	_, _ = rand.Read(b[:])
-	token := hex.EncodeToString(b[:])
-	until := msOf(now.Add(lease))
-	jobs, err := claimScript.Run(ctx, s.rdb, []string{keyJobs, keyLeases},
-		msOf(now), max, until, token, claimScan).StringSlice()
-	if err != nil && !errors.Is(err, redis.Nil) {
-		return nil, s.wrap("claim jobs", err)
-	}
-	out := make([]store.Claim, len(jobs))
-	for i, j := range jobs {
-		out[i] = store.Claim{Job: j, Token: token, Until: time.UnixMilli(until)}
-	}
-	return out, nil
-}
-
-// releaseScript ends a lease held with ARGV[2] and schedules the job at
-// ARGV[3] (or earlier, when it was moved earlier while leased); ARGV[3] = ""
-// removes it. 0 when the lease is not held.
-var releaseScript = redis.NewScript(`
-local l = redis.call('HGET', KEYS[2], ARGV[1])
-if not l then return 0 end
-local tok, claimed = string.match(l, '^([^|]*)|%d+|(%d+)$')
-if tok ~= ARGV[2] then return 0 end
-redis.call('HDEL', KEYS[2], ARGV[1])
-if ARGV[3] == '' then
-  redis.call('ZREM', KEYS[1], ARGV[1])
-  return 1
-end
-local cur = redis.call('ZSCORE', KEYS[1], ARGV[1])
-if not cur then return 0 end
-local nxt = tonumber(ARGV[3])
-cur = tonumber(cur)
-if cur ~= tonumber(claimed) and cur < nxt then nxt = cur end
-redis.call('ZADD', KEYS[1], nxt, ARGV[1])
-return 1
-`)
-
-// ReleaseJob implements store.IngestStore.
-func (s *Store) ReleaseJob(ctx context.Context, c store.Claim, next time.Time) error {
-	n := ""
-	if !next.IsZero() {
-		n = strconv.FormatInt(msOf(next), 10)
-	}
-	held, err := releaseScript.Run(ctx, s.rdb, []string{keyJobs, keyLeases}, c.Job, c.Token, n).Int()
-	if err != nil {
-		return s.wrap("release job", err)
-	}
-	if held == 0 {
-		return fmt.Errorf("job %q: %w", c.Job, store.ErrLeaseLost)
-	}
-	return nil
-}
+// IngestJobs implements store.IngestStore: the timetable "ingest".
+func (s *Store) IngestJobs() store.Timetable { return &timetable{s: s, name: "ingest"} }

@@ -16,13 +16,13 @@ func TestIngestConformance(t *testing.T) {
 	})
 }
 
-// TestIngestMultiNode claims jobs through two clients standing for two
-// gateway nodes on one Redis.
-func TestIngestMultiNode(t *testing.T) {
-	storetest.RunIngestNodes(t, func(t *testing.T) (store.IngestStore, store.IngestStore) {
+// TestTimetableMultiNode claims ingest jobs through two clients standing
+// for two gateway nodes on one Redis.
+func TestTimetableMultiNode(t *testing.T) {
+	storetest.RunTimetableNodes(t, func(t *testing.T) (store.Timetable, store.Timetable) {
 		srv := redistest.Start(t)
 		a, b := newStore(t, srv.URL(), store.Options{}), newStore(t, srv.URL(), store.Options{})
 		t.Cleanup(func() { _ = a.Close(); _ = b.Close() })
-		return a, b
+		return a.IngestJobs(), b.IngestJobs()
 	})
 }

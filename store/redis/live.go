@@ -121,12 +121,13 @@ type listener struct {
 	maxBatches int
 	maxBytes   int
 
-	healthy atomic.Bool
-	wake    chan struct{}      // something was queued
-	syncReq chan chan struct{} // Remove asks forward to drop removed topics
-	out     chan store.Batch
-	done    chan struct{}
-	wg      sync.WaitGroup
+	healthy  atomic.Bool
+	received atomic.Int64       // announcements read from the link
+	wake     chan struct{}      // something was queued
+	syncReq  chan chan struct{} // Remove asks forward to drop removed topics
+	out      chan store.Batch
+	done     chan struct{}
+	wg       sync.WaitGroup
 }
 
 type queued struct {
@@ -436,6 +437,7 @@ func (l *listener) passBarrier(token string) {
 
 // announce queues the batch a live message carries, if its topic is wanted.
 func (l *listener) announce(payload string) {
+	l.received.Add(1)
 	m, err := decodeLive(payload)
 	var state store.TopicState
 	if err == nil {

@@ -37,8 +37,7 @@ func RunDelivery(t *testing.T, open Opener) {
 	t.Run("PutRenewDelete", func(t *testing.T) { t.Parallel(); deliveryPutRenewDelete(t, o(t)) })
 	t.Run("Listing", func(t *testing.T) { t.Parallel(); deliveryListing(t, o(t)) })
 	t.Run("ClaimRelease", func(t *testing.T) { t.Parallel(); deliveryClaimRelease(t, o(t)) })
-	t.Run("ScheduleWhileClaimed", func(t *testing.T) { t.Parallel(); deliveryScheduleWhileClaimed(t, o(t)) })
-	t.Run("BackOff", func(t *testing.T) { t.Parallel(); deliveryBackOff(t, o(t)) })
+	t.Run("Jobs", func(t *testing.T) { t.Parallel(); deliveryJobs(t, o(t)) })
 	t.Run("LeaseExpiry", func(t *testing.T) { t.Parallel(); deliveryLeaseExpiry(t, o(t)) })
 	t.Run("DeleteWhileClaimed", func(t *testing.T) { t.Parallel(); deliveryDeleteWhileClaimed(t, o(t)) })
 	t.Run("Stats", func(t *testing.T) { t.Parallel(); deliveryStats(t, o(t)) })
@@ -292,92 +291,70 @@ func deliveryClaimRelease(t *testing.T, s store.DeliveryStore) {
 	}
 }
 
-func deliveryScheduleWhileClaimed(t *testing.T, s store.DeliveryStore) {
+// deliveryJobs checks how the delivery calls drive the delivery timetable
+// (whose own semantics RunTimetable checks): new items while a claim is out
+// make the job due after it; a failed attempt (Attempts > 0) backs off
+// against new items but not against a renewal.
+func deliveryJobs(t *testing.T, s store.DeliveryStore) {
 	ctx := testContext(t)
 	topic := "https://d.example/feed"
 	d := newDelivery(topic, "https://cb.example/", "ann")
+	claimOne := func(at time.Time, what string) store.DeliveryClaim {
+		t.Helper()
+		cs, err := s.ClaimDeliveries(ctx, at, 10, time.Minute)
+		if err != nil || len(cs) != 1 {
+			t.Fatalf("%s: claimed %v, %v; want the one job", what, claimKeys(cs), err)
+		}
+		return cs[0]
+	}
+	schedule := func(at time.Time) {
+		t.Helper()
+		if _, err := s.ScheduleDeliveries(ctx, topic, at); err != nil {
+			t.Fatal(err)
+		}
+	}
 	if _, _, err := s.PutDelivery(ctx, d, dlvBase); err != nil {
 		t.Fatal(err)
 	}
-	cs, err := s.ClaimDeliveries(ctx, dlvBase, 10, time.Minute)
-	if err != nil || len(cs) != 1 {
-		t.Fatalf("claim: %v %v", claimKeys(cs), err)
-	}
-	// New items while the claim is held: the job must run again after it.
-	if _, err := s.ScheduleDeliveries(ctx, topic, dlvBase.Add(time.Second)); err != nil {
-		t.Fatal(err)
-	}
+	c := claimOne(dlvBase, "first claim")
+	schedule(dlvBase.Add(time.Second)) // new items while claimed
 	if again, err := s.ClaimDeliveries(ctx, dlvBase.Add(2*time.Second), 10, time.Minute); err != nil || len(again) != 0 {
 		t.Fatalf("a scheduled job was claimed while leased: %v %v", claimKeys(again), err)
 	}
-	if err := s.ReleaseDelivery(ctx, cs[0], cs[0].Delivery.Progress, dlvBase.Add(time.Hour)); err != nil {
+	if err := s.ReleaseDelivery(ctx, c, c.Delivery.Progress, time.Time{}); err != nil {
 		t.Fatal(err)
 	}
-	cs, err = s.ClaimDeliveries(ctx, dlvBase.Add(2*time.Second), 10, time.Minute)
-	if err != nil || len(cs) != 1 {
-		t.Fatalf("the job asked for while claimed was not due after release: %v %v", claimKeys(cs), err)
-	}
-	// The same with a release that removes the job.
-	if _, err := s.ScheduleDeliveries(ctx, topic, dlvBase.Add(3*time.Second)); err != nil {
-		t.Fatal(err)
-	}
-	if err := s.ReleaseDelivery(ctx, cs[0], cs[0].Delivery.Progress, time.Time{}); err != nil {
-		t.Fatal(err)
-	}
-	cs, err = s.ClaimDeliveries(ctx, dlvBase.Add(3*time.Second), 10, time.Minute)
-	if err != nil || len(cs) != 1 {
-		t.Fatalf("the job asked for while claimed was removed by a release without next: %v %v", claimKeys(cs), err)
-	}
-	// A release with nothing asked for meanwhile removes the job.
-	if err := s.ReleaseDelivery(ctx, cs[0], cs[0].Delivery.Progress, time.Time{}); err != nil {
-		t.Fatal(err)
-	}
-	if cs, err := s.ClaimDeliveries(ctx, dlvBase.Add(1000*time.Hour), 10, time.Minute); err != nil || len(cs) != 0 {
-		t.Fatalf("a released job without next is still claimable: %v %v", claimKeys(cs), err)
-	}
-}
+	c = claimOne(dlvBase.Add(2*time.Second), "the job asked for while claimed, after a release without next")
 
-func deliveryBackOff(t *testing.T, s store.DeliveryStore) {
-	ctx := testContext(t)
-	topic := "https://i.example/feed"
-	d := newDelivery(topic, "https://cb.example/", "ann")
-	if _, _, err := s.PutDelivery(ctx, d, dlvBase); err != nil {
-		t.Fatal(err)
-	}
-	cs, err := s.ClaimDeliveries(ctx, dlvBase, 10, time.Minute)
-	if err != nil || len(cs) != 1 {
-		t.Fatalf("claim: %v %v", claimKeys(cs), err)
-	}
-	// New items while the failing attempt is out do not cut its back-off.
-	if _, err := s.ScheduleDeliveries(ctx, topic, dlvBase.Add(time.Second)); err != nil {
-		t.Fatal(err)
-	}
+	// A failing attempt backs off: new items do not cut it short...
+	schedule(dlvBase.Add(3 * time.Second))
 	failing := store.DeliveryProgress{Delivered: 7, Attempts: 1, FailingSince: dlvBase, LastError: "500"}
 	retryAt := dlvBase.Add(10 * time.Second)
-	if err := s.ReleaseDelivery(ctx, cs[0], failing, retryAt); err != nil {
+	if err := s.ReleaseDelivery(ctx, c, failing, retryAt); err != nil {
 		t.Fatal(err)
 	}
-	// Nor do new items after it.
-	if _, err := s.ScheduleDeliveries(ctx, topic, dlvBase.Add(2*time.Second)); err != nil {
-		t.Fatal(err)
-	}
-	if cs, err := s.ClaimDeliveries(ctx, dlvBase.Add(9*time.Second), 10, time.Minute); err != nil || len(cs) != 0 {
+	schedule(dlvBase.Add(4 * time.Second))
+	if cs, err := s.ClaimDeliveries(ctx, retryAt.Add(-time.Millisecond), 10, time.Minute); err != nil || len(cs) != 0 {
 		t.Fatalf("a job backing off was claimed before its retry time: %v %v", claimKeys(cs), err)
 	}
-	cs, err = s.ClaimDeliveries(ctx, retryAt, 10, time.Minute)
-	if err != nil || len(cs) != 1 || cs[0].Delivery.Progress.Attempts != 1 {
-		t.Fatalf("claim at the retry time: %+v %v", cs, err)
+	c = claimOne(retryAt, "claim at the retry time")
+	if c.Delivery.Progress.Attempts != 1 {
+		t.Fatalf("progress of a failing delivery: %+v", c.Delivery.Progress)
 	}
+	// ...but a renewal does.
+	if err := s.ReleaseDelivery(ctx, c, failing, retryAt.Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := s.PutDelivery(ctx, d, retryAt.Add(time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	c = claimOne(retryAt.Add(time.Second), "claim after a renewal during a back-off")
 	// Once it succeeds, new items make it due at once again.
-	if err := s.ReleaseDelivery(ctx, cs[0], store.DeliveryProgress{Delivered: 8}, dlvBase.Add(time.Hour)); err != nil {
+	if err := s.ReleaseDelivery(ctx, c, store.DeliveryProgress{Delivered: 8}, retryAt.Add(time.Hour)); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.ScheduleDeliveries(ctx, topic, retryAt.Add(time.Second)); err != nil {
-		t.Fatal(err)
-	}
-	if cs, err := s.ClaimDeliveries(ctx, retryAt.Add(time.Second), 10, time.Minute); err != nil || len(cs) != 1 {
-		t.Fatalf("after a success new items did not make the job due: %v %v", claimKeys(cs), err)
-	}
+	schedule(retryAt.Add(2 * time.Second))
+	claimOne(retryAt.Add(2*time.Second), "after a success new items make the job due")
 }
 
 func deliveryLeaseExpiry(t *testing.T, s store.DeliveryStore) {
