@@ -66,7 +66,7 @@ func TestCrashChild(t *testing.T) {
 	o.MaxBatch = crashBatch
 	o.DeliveryTimeout = crashLease - time.Second
 	o.JobLease = crashLease
-	h := New(st, ing, WithOptions(o))
+	h := New(st, ing, o)
 	ctx := context.Background()
 	go func() { _ = h.Run(ctx) }()
 	if phase == "setup" {

@@ -106,7 +106,7 @@ func newEnvOn(t testing.TB, st store.Store, tune ...func(*Options)) *env {
 		fn(&o)
 	}
 	e := &env{t: t, st: st, ing: ing, reg: reg, authn: auth.NewAuthenticator(st, 0)}
-	e.hub = New(st, ing, WithOptions(o))
+	e.hub = New(st, ing, o)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() {

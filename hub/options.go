@@ -7,6 +7,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/feedgate/feedgate/fetch"
+	"github.com/feedgate/feedgate/live"
 	"github.com/feedgate/feedgate/store"
 )
 
@@ -126,13 +127,18 @@ type Options struct {
 	AsyncVerifiers int
 	AsyncQueue     int
 
+	// Live is the node hub through which Run hears of new items (one
+	// store listener per node); nil: Run opens a hub of its own.
+	Live *live.Hub
+
 	// Registerer receives the metrics (none are registered when nil).
 	Registerer prometheus.Registerer
 	// Logger logs (slog.Default() when nil).
 	Logger *slog.Logger
 }
 
-func (o *Options) fill() {
+// withDefaults fills in the defaults of unset fields.
+func (o Options) withDefaults() Options {
 	if o.LeaseMin <= 0 {
 		o.LeaseMin = DefaultLeaseMin
 	}
@@ -191,24 +197,5 @@ func (o *Options) fill() {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
+	return o
 }
-
-// Option configures New.
-type Option func(*Options)
-
-// WithOptions sets every option at once.
-func WithOptions(o Options) Option { return func(dst *Options) { *dst = o } }
-
-// WithCallbacks enables subscriptions with a callback: deliveries announce
-// publicHubURL as rel="hub" and go out through f.
-func WithCallbacks(publicHubURL string, f *fetch.Fetcher) Option {
-	return func(o *Options) { o.PublicHubURL, o.Fetcher = publicHubURL, f }
-}
-
-// WithRegisterer registers the hub's metrics with reg.
-func WithRegisterer(reg prometheus.Registerer) Option {
-	return func(o *Options) { o.Registerer = reg }
-}
-
-// WithLogger sets the logger.
-func WithLogger(l *slog.Logger) Option { return func(o *Options) { o.Logger = l } }

@@ -6,6 +6,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/feedgate/feedgate/live"
 	"github.com/feedgate/feedgate/store"
 )
 
@@ -32,7 +33,17 @@ func (s *Service) Run(ctx context.Context) error {
 	for range s.opts.AsyncVerifiers {
 		wg.Go(func() { s.verifyLoop(ctx) })
 	}
-	wg.Go(func() { s.listenLoop(ctx) })
+	h := s.opts.Live
+	if h == nil {
+		// Standalone (tests, tools): a hub of its own.
+		own, err := live.New(s.store, live.Options{Logger: s.log})
+		if err != nil {
+			return err
+		}
+		defer own.Close()
+		h = own
+	}
+	wg.Go(func() { s.listenLoop(ctx, h) })
 	wg.Go(func() { s.sweepLoop(ctx) })
 	s.dispatch(ctx)
 	wg.Wait()
@@ -107,132 +118,151 @@ func (s *Service) dispatch(ctx context.Context) {
 	}
 }
 
-// liveTopics is the node's store listener and the topics added to it.
-type liveTopics struct {
+// scheduler is the hub's consumer of the node hub: a notification of a
+// topic with callback subscriptions makes their jobs due. It never blocks
+// fan-out: topics wait in a set for scheduleLoop.
+type scheduler struct {
 	mu     sync.Mutex
-	l      store.Listener
-	topics map[string]bool
+	due    map[string]struct{}
+	wake   chan struct{}
+	topics map[string]bool // subscribed on the hub; owned by syncTopics' callers under mu
 }
 
-// listenTopic makes this node's listener announce topic's appends (once
-// Run listens). It returns when the listener has taken the topic.
+func (sc *scheduler) init() {
+	sc.due = make(map[string]struct{})
+	sc.wake = make(chan struct{}, 1)
+	sc.topics = make(map[string]bool)
+}
+
+// Notify implements live.Consumer.
+func (sc *scheduler) Notify(n *live.Notification) { sc.mark(n.Topic) }
+
+// Lost implements live.Consumer: announcements were lost, the topic's
+// subscriptions are compared with it anyway.
+func (sc *scheduler) Lost(topic string) { sc.mark(topic) }
+
+func (sc *scheduler) mark(topic string) {
+	sc.mu.Lock()
+	sc.due[topic] = struct{}{}
+	sc.mu.Unlock()
+	select {
+	case sc.wake <- struct{}{}:
+	default:
+	}
+}
+
+func (sc *scheduler) take() []string {
+	sc.mu.Lock()
+	defer sc.mu.Unlock()
+	out := make([]string, 0, len(sc.due))
+	for t := range sc.due {
+		out = append(out, t)
+	}
+	clear(sc.due)
+	return out
+}
+
+// listenTopic has the node hub announce topic's appends to this service
+// (once Run runs). It returns when the hub has taken the topic.
 func (s *Service) listenTopic(ctx context.Context, topic string) {
-	s.live.mu.Lock()
-	defer s.live.mu.Unlock()
-	if s.live.l == nil || s.live.topics[topic] {
+	h := s.liveHub.Load()
+	if h == nil {
 		return
 	}
-	if err := s.live.l.Add(ctx, topic); err != nil {
+	s.sched.mu.Lock()
+	known := s.sched.topics[topic]
+	s.sched.mu.Unlock()
+	if known {
+		return
+	}
+	if err := h.Subscribe(ctx, &s.sched, topic); err != nil {
 		s.log.LogAttrs(ctx, slog.LevelWarn, "listening to a topic failed; its deliveries wait for the next sweep", slog.String("topic", topic), slog.String("err", err.Error()))
 		return
 	}
-	s.live.topics[topic] = true
+	s.sched.mu.Lock()
+	s.sched.topics[topic] = true
+	s.sched.mu.Unlock()
 }
 
-// syncTopics makes the listener announce exactly the topics with callback
+// syncTopics has the hub announce exactly the topics with callback
 // subscriptions.
-func (s *Service) syncTopics(ctx context.Context) error {
+func (s *Service) syncTopics(ctx context.Context, h *live.Hub) error {
 	topics, err := s.dlv.DeliveryTopics(ctx)
 	if err != nil {
 		return err
 	}
-	s.live.mu.Lock()
-	defer s.live.mu.Unlock()
-	if s.live.l == nil {
-		return nil
-	}
 	want := make(map[string]bool, len(topics))
 	var add, drop []string
+	s.sched.mu.Lock()
 	for _, t := range topics {
 		want[t] = true
-		if !s.live.topics[t] {
+		if !s.sched.topics[t] {
 			add = append(add, t)
 		}
 	}
-	for t := range s.live.topics {
+	for t := range s.sched.topics {
 		if !want[t] {
 			drop = append(drop, t)
+			delete(s.sched.topics, t)
 		}
+	}
+	s.sched.mu.Unlock()
+	if len(drop) > 0 {
+		h.Unsubscribe(&s.sched, drop...)
 	}
 	if len(add) > 0 {
-		if err := s.live.l.Add(ctx, add...); err != nil {
+		if err := h.Subscribe(ctx, &s.sched, add...); err != nil {
 			return err
 		}
+		s.sched.mu.Lock()
 		for _, t := range add {
-			s.live.topics[t] = true
+			s.sched.topics[t] = true
 		}
-	}
-	if len(drop) > 0 {
-		if err := s.live.l.Remove(ctx, drop...); err != nil {
-			return err
-		}
-		for _, t := range drop {
-			delete(s.live.topics, t)
-		}
+		s.sched.mu.Unlock()
 	}
 	return nil
 }
 
-func (s *Service) setListener(l store.Listener) {
-	s.live.mu.Lock()
-	defer s.live.mu.Unlock()
-	s.live.l = l
-	s.live.topics = make(map[string]bool)
-}
-
-// listenLoop turns store announcements into due delivery jobs, re-opening
-// the listener when it ends.
-func (s *Service) listenLoop(ctx context.Context) {
-	retry := time.Second
-	for ctx.Err() == nil {
-		l, err := s.store.Listen(ctx)
-		if err != nil {
-			s.log.LogAttrs(ctx, slog.LevelWarn, "opening the store listener failed", slog.String("err", err.Error()))
-			sleep(ctx, retry)
-			retry = min(2*retry, 30*time.Second)
-			continue
+// listenLoop follows the topics with callback subscriptions on the node
+// hub and turns their notifications into due delivery jobs.
+func (s *Service) listenLoop(ctx context.Context, h *live.Hub) {
+	s.liveHub.Store(h)
+	defer func() {
+		s.liveHub.Store(nil)
+		s.sched.mu.Lock()
+		topics := make([]string, 0, len(s.sched.topics))
+		for t := range s.sched.topics {
+			topics = append(topics, t)
 		}
-		retry = time.Second
-		s.setListener(l)
-		if err := s.syncTopics(ctx); err != nil && ctx.Err() == nil {
-			s.log.LogAttrs(ctx, slog.LevelWarn, "listening to delivery topics failed", slog.String("err", err.Error()))
-		}
-		// Whatever was appended while nobody listened.
-		s.requestSweep()
-		s.consume(ctx, l)
-		s.setListener(nil)
-		_ = l.Close()
-	}
-}
-
-func (s *Service) consume(ctx context.Context, l store.Listener) {
+		clear(s.sched.topics)
+		s.sched.mu.Unlock()
+		h.Unsubscribe(&s.sched, topics...)
+	}()
 	refresh := time.NewTicker(s.opts.TopicRefresh)
 	defer refresh.Stop()
+	if err := s.syncTopics(ctx, h); err != nil && ctx.Err() == nil {
+		s.log.LogAttrs(ctx, slog.LevelWarn, "listening to delivery topics failed", slog.String("err", err.Error()))
+	}
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-refresh.C:
-			if err := s.syncTopics(ctx); err != nil && ctx.Err() == nil {
+			if err := s.syncTopics(ctx, h); err != nil && ctx.Err() == nil {
 				s.log.LogAttrs(ctx, slog.LevelWarn, "refreshing delivery topics failed", slog.String("err", err.Error()))
 			}
-		case b, ok := <-l.Batches():
-			if !ok {
-				return
-			}
-			if b.Resync {
-				s.requestSweep()
-				continue
-			}
-			n, err := s.dlv.ScheduleDeliveries(ctx, b.Topic, time.Now())
-			if err != nil {
-				if ctx.Err() == nil {
-					s.log.LogAttrs(ctx, slog.LevelWarn, "scheduling deliveries failed; the sweep will", slog.String("topic", b.Topic), slog.String("err", err.Error()))
+		case <-s.sched.wake:
+			for _, topic := range s.sched.take() {
+				n, err := s.dlv.ScheduleDeliveries(ctx, topic, time.Now())
+				if err != nil {
+					if ctx.Err() == nil {
+						s.log.LogAttrs(ctx, slog.LevelWarn, "scheduling deliveries failed; the sweep will", slog.String("topic", topic), slog.String("err", err.Error()))
+					}
+					continue
 				}
-				continue
-			}
-			if n > 0 {
-				s.kick()
+				if n > 0 {
+					s.kick()
+				}
 			}
 		}
 	}

@@ -18,6 +18,7 @@ import (
 	"github.com/feedgate/feedgate/auth"
 	"github.com/feedgate/feedgate/fetch"
 	"github.com/feedgate/feedgate/internal/ratelog"
+	"github.com/feedgate/feedgate/live"
 	"github.com/feedgate/feedgate/store"
 )
 
@@ -51,21 +52,18 @@ type Service struct {
 	replayQ   chan replayJob
 	sweepReq  chan struct{}
 
-	live   liveTopics
-	cbMu   sync.Mutex
-	cbBusy map[string]int
-	pages  pageCache
+	liveHub atomic.Pointer[live.Hub] // set while Run runs
+	sched   scheduler
+	cbMu    sync.Mutex
+	cbBusy  map[string]int
+	pages   pageCache
 }
 
-// New returns a Service. Without WithCallbacks (or Options with
-// PublicHubURL and Fetcher) and a store that implements
-// store.DeliveryStore, subscriptions with a callback are refused.
-func New(st store.Store, tracker Tracker, opts ...Option) *Service {
-	var o Options
-	for _, fn := range opts {
-		fn(&o)
-	}
-	o.fill()
+// New returns a Service. Without Options.PublicHubURL and Fetcher and a
+// store that implements store.DeliveryStore, subscriptions with a
+// callback are refused.
+func New(st store.Store, tracker Tracker, o Options) *Service {
+	o = o.withDefaults()
 	s := &Service{
 		store:    st,
 		tracker:  tracker,
@@ -85,6 +83,7 @@ func New(st store.Store, tracker Tracker, opts ...Option) *Service {
 		s.dlv, _ = st.(store.DeliveryStore)
 	}
 	s.pages.init()
+	s.sched.init()
 	return s
 }
 

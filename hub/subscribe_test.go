@@ -144,7 +144,7 @@ func TestCallbackAddressGuard(t *testing.T) {
 func TestCallbacksUnsupportedWithoutFetcher(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
-	h := New(e.st, e.ing)
+	h := New(e.st, e.ing, Options{})
 	if h.CallbacksEnabled() {
 		t.Fatal("callbacks enabled without a fetcher and a hub URL")
 	}

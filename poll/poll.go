@@ -3,7 +3,7 @@
 // when the topic has any), and otherwise holds the request until items
 // arrive or the timeout passes, then answers with an empty items list.
 //
-// The wait registers with the node's live fan-out (package stream) before
+// The wait registers with the node hub (package live) before
 // the store is read, so an item stored between the read and the wait wakes
 // the poll: repeating the call with the newest cursor seen loses nothing.
 package poll
@@ -15,54 +15,64 @@ import (
 
 	"github.com/feedgate/feedgate/api"
 	"github.com/feedgate/feedgate/auth"
-	"github.com/feedgate/feedgate/feed"
+	"github.com/feedgate/feedgate/live"
 	"github.com/feedgate/feedgate/retrieve"
 	"github.com/feedgate/feedgate/store"
 )
 
-// ErrClosed is returned by Watch.Next when the watch ends before a
-// notification arrives: the node shuts down or the watch was dropped.
-var ErrClosed = errors.New("poll: watch closed")
-
-// Source is the node's live fan-out (package stream's Broker).
-type Source interface {
-	// Watch registers for the topic's new items on behalf of p. Every item
-	// appended after Watch returns is announced through the watch, so a
-	// caller that reads the store after Watch cannot miss one. Refusals
-	// are *api.Error (429 per-user limit, 503 shutting down).
-	Watch(ctx context.Context, p *auth.Principal, topic string) (Watch, error)
-}
-
-// Watch is one held long-poll's registration.
-type Watch interface {
-	// Next waits for the next live notification of the topic. It returns
-	// ctx's error when ctx ends and ErrClosed when the watch ends.
-	Next(ctx context.Context) (Notice, error)
-	// Close releases the watch.
-	Close()
-}
-
-// Notice is one live notification, encoded once per format and shared by
-// every client that receives it.
-type Notice interface {
-	// Notification is the notification: the topic's status and the new
-	// items, newest first. It must not be modified.
-	Notification() *feed.Notification
-	// JSON is the notification's JSON object.
-	JSON() []byte
-	// Atom is the notification as an Atom document.
-	Atom() []byte
-}
+// pollQueue is the queue of a held long-poll, which needs one
+// notification.
+const pollQueue = 8
 
 // Service answers long-polls.
 type Service struct {
-	src Source
+	hub *live.Hub
 	rs  *retrieve.Service
 }
 
-// New returns a Service waiting through src and reading through rs.
-func New(src Source, rs *retrieve.Service) *Service {
-	return &Service{src: src, rs: rs}
+// New returns a Service waiting through hub and reading through rs.
+func New(hub *live.Hub, rs *retrieve.Service) *Service {
+	return &Service{hub: hub, rs: rs}
+}
+
+// watch is one held long-poll: a live connection of its user, counted and
+// limited like a stream, and a consumer of its topic that takes one
+// notification.
+type watch struct {
+	*live.Conn
+	q chan *live.Notification
+}
+
+func (w *watch) Notify(n *live.Notification) {
+	select {
+	case w.q <- n:
+	default:
+		// Behind: the poll answers from the store instead.
+		w.Drop(live.ReasonSlow)
+	}
+}
+
+func (w *watch) Lost(string) { w.Drop(live.ReasonLost) }
+
+// errClosed ends a wait whose connection was dropped.
+var errClosed = errors.New("poll: watch closed")
+
+// next waits for the next notification of the topic: ctx's error when ctx
+// ends, errClosed when the connection is dropped.
+func (w *watch) next(ctx context.Context) (*live.Notification, error) {
+	select {
+	case n := <-w.q:
+		return n, nil
+	default:
+	}
+	select {
+	case n := <-w.q:
+		return n, nil
+	case <-w.Gone():
+		return nil, errClosed
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
 }
 
 // ServePoll answers a wait=poll retrieve whose topic the server already
@@ -77,14 +87,20 @@ func (s *Service) ServePoll(w http.ResponseWriter, r *http.Request, req retrieve
 		api.WriteError(w, want, err)
 		return
 	}
-	wt, err := s.src.Watch(ctx, p, topic)
+	conn, err := s.hub.Admit(p, live.KindPoll)
 	if err != nil {
+		api.WriteError(w, want, err)
+		return
+	}
+	defer conn.Release()
+	wt := &watch{Conn: conn, q: make(chan *live.Notification, pollQueue)}
+	if err := s.hub.Subscribe(ctx, wt, topic); err != nil {
 		if ctx.Err() == nil {
 			api.WriteError(w, want, err)
 		}
 		return
 	}
-	defer wt.Close()
+	defer s.hub.Unsubscribe(wt, topic)
 	n, err := s.rs.Load(ctx, topic, q)
 	if err != nil {
 		api.WriteError(w, want, err)
@@ -101,23 +117,25 @@ func (s *Service) ServePoll(w http.ResponseWriter, r *http.Request, req retrieve
 	tctx, cancel := context.WithTimeout(ctx, req.Timeout)
 	defer cancel()
 	for {
-		nt, err := wt.Next(tctx)
+		nt, err := wt.next(tctx)
 		if err != nil {
 			if ctx.Err() != nil {
 				return // the client left
 			}
-			if errors.Is(err, ErrClosed) && hasAfter {
-				// Dropped, not timed out: answer what the store holds now.
+			if errors.Is(err, errClosed) {
+				// Dropped (the node shuts down, or notifications came
+				// faster than read), not timed out: answer what the
+				// store holds now.
 				if fresh, err := s.rs.Load(ctx, topic, q); err == nil {
-					n = fresh
+					retrieve.Render(w, req, fresh, s.rs.HubURL())
+					return
 				}
 			}
 			n.Items = nil
 			retrieve.Render(w, req, n, s.rs.HubURL())
 			return
 		}
-		live := nt.Notification()
-		items := live.Items
+		items := nt.N.Items
 		if hasAfter {
 			k := 0
 			for k < len(items) && items[k].Cursor > q.Cursor {
@@ -130,11 +148,11 @@ func (s *Service) ServePoll(w http.ResponseWriter, r *http.Request, req retrieve
 		}
 		oldest := items[len(items)-1].Cursor
 		switch {
-		case len(items) == len(live.Items) && len(items) <= req.Count && (!hasAfter || oldest == q.Cursor+1):
+		case len(items) == len(nt.N.Items) && len(items) <= req.Count && (!hasAfter || oldest == q.Cursor+1):
 			// Exactly the answer: write the shared encoding.
 			writeNotice(w, req, nt)
 		case !hasAfter:
-			ans := *live
+			ans := nt.N
 			ans.Items = items[:min(len(items), req.Count)]
 			retrieve.Render(w, req, &ans, s.rs.HubURL())
 		default:
@@ -152,14 +170,14 @@ func (s *Service) ServePoll(w http.ResponseWriter, r *http.Request, req retrieve
 }
 
 // writeNotice writes a live notification's shared encoding as the answer.
-func writeNotice(w http.ResponseWriter, req retrieve.Request, nt Notice) {
+func writeNotice(w http.ResponseWriter, req retrieve.Request, nt *live.Notification) {
 	h := w.Header()
 	h.Set("Cache-Control", "no-cache")
 	switch {
 	case req.Format == retrieve.Atom:
 		h.Set("Content-Type", retrieve.ContentTypeAtom)
 		w.WriteHeader(http.StatusOK)
-		_, _ = w.Write(nt.Atom())
+		_, _ = w.Write(nt.Bytes(live.AtomDocument))
 	case req.Callback != "":
 		api.WriteJSONP(w, req.Callback, nt.JSON())
 	default:

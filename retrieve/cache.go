@@ -3,12 +3,12 @@ package retrieve
 import (
 	"context"
 	"errors"
-	"log/slog"
 	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/feedgate/feedgate/live"
 	"github.com/feedgate/feedgate/store"
 )
 
@@ -41,8 +41,6 @@ type CacheOptions struct {
 	Changes *store.ChangeHook
 	// Registerer receives the cache's metrics (none when nil).
 	Registerer prometheus.Registerer
-	// Logger reports a cache that could not start (slog.Default when nil).
-	Logger *slog.Logger
 }
 
 // Cache holds, per hot topic, the page a store read of the newest Count
@@ -50,19 +48,20 @@ type CacheOptions struct {
 // common request) are answered from memory.
 //
 // A topic is held from its second read within Idle on, so that topics
-// read once cost no subscription. It stays exact through a live
-// subscription of its own: an announced append or a Resync drops what is
-// held, and the next read reloads it. A miss subscribes to the topic
-// before it reads, and installs what it read only when nothing was
-// announced in between (a generation number per topic). Appends by other
-// nodes are therefore seen after the pub/sub delay; this node's own appends
-// and topic updates drop the entry through the store's ChangeHook before
-// the writer is answered. Topic status,
-// which changes without announcements, is at most TTL old. While the live
-// link is down every read goes to the store.
+// read once cost no subscription. It stays exact as a consumer of the node
+// hub (package live): a notification of the topic, or the news that its
+// notifications were lost, drops what is held, and the next read reloads
+// it. A miss subscribes to the topic before it reads, and installs what it
+// read only when nothing was announced in between (a generation number per
+// topic). Appends by other nodes are therefore seen after the pub/sub
+// delay; this node's own appends and topic updates drop the entry through
+// the store's ChangeHook before the writer is answered. Topic status,
+// which changes without announcements, is at most TTL old. While the
+// hub's live link is down, or topics are being re-read after it came
+// back, every read goes to the store.
 type Cache struct {
 	st     store.Items
-	l      store.Listener // nil: the cache is off and reads go to the store
+	hub    *live.Hub // nil: the cache is off and reads go to the store
 	count  int
 	max    int
 	budget int
@@ -76,8 +75,7 @@ type Cache struct {
 	bytes   int   // sum of the sizes of the pages held
 	subs    map[string]*sub
 	evicted []string // topics to unsubscribe from, if still unused
-	down    bool     // the link was seen down; cleared by the next Resync
-	downAt  time.Time
+	down    bool     // the hub was seen unhealthy
 	closed  bool
 
 	wake chan struct{}
@@ -106,16 +104,15 @@ type load struct {
 	err  error
 }
 
-// sub is the cache's subscription to one topic on its listener.
+// sub is the cache's subscription to one topic on the hub.
 type sub struct {
-	ready bool          // Add returned
-	done  chan struct{} // closed when the pending Add or Remove ends
+	ready bool          // Subscribe returned
+	done  chan struct{} // closed when the pending Subscribe or Unsubscribe ends
 }
 
-// NewCache opens the cache's live subscription. When the store cannot
-// listen, the cache is off: it logs why once and every read goes to the
-// store. Close releases it.
-func NewCache(ctx context.Context, st store.Store, opts CacheOptions) *Cache {
+// NewCache returns a cache of st's newest items kept exact through hub.
+// Close releases it.
+func NewCache(hub *live.Hub, st store.Items, opts CacheOptions) *Cache {
 	c := &Cache{
 		st:      st,
 		count:   opts.Count,
@@ -145,28 +142,22 @@ func NewCache(ctx context.Context, st store.Store, opts CacheOptions) *Cache {
 		c.idle = DefaultCacheIdle
 	}
 	c.lru.prev, c.lru.next = &c.lru, &c.lru
-	l, err := st.Listen(ctx)
-	if err != nil {
-		log := opts.Logger
-		if log == nil {
-			log = slog.Default()
-		}
-		log.LogAttrs(ctx, slog.LevelWarn, "retrieve cache off: every retrieve reads the store", slog.Any("err", err))
+	if hub == nil {
 		return c
 	}
-	c.l = l
+	c.hub = hub
 	if opts.Changes != nil {
 		opts.Changes.OnChange(c.changed)
 	}
-	c.wg.Add(2)
-	go c.listen()
+	c.wg.Add(1)
 	go c.janitor()
 	return c
 }
 
-// Close stops the cache and its subscription; later reads go to the store.
+// Close stops the cache and its subscriptions; later reads go to the
+// store.
 func (c *Cache) Close() error {
-	if c == nil || c.l == nil {
+	if c == nil || c.hub == nil {
 		return nil
 	}
 	c.mu.Lock()
@@ -176,31 +167,27 @@ func (c *Cache) Close() error {
 	}
 	c.closed = true
 	c.dropAllLocked()
+	topics := make([]string, 0, len(c.subs))
+	for t := range c.subs {
+		topics = append(topics, t)
+	}
 	c.mu.Unlock()
 	close(c.stop)
-	err := c.l.Close()
 	c.wg.Wait()
-	return err
+	c.hub.Unsubscribe(c, topics...)
+	return nil
 }
 
 // Read answers q like the store would, from memory when q reads the newest
 // items (at most Count of them) of a topic whose page is held.
 func (c *Cache) Read(ctx context.Context, topic string, q store.Query) (store.Page, error) {
-	if c.l == nil || q.From != store.Newest || q.Count <= 0 || q.Count > c.count {
+	if c.hub == nil || q.From != store.Newest || q.Count <= 0 || q.Count > c.count {
 		return c.st.Read(ctx, topic, q)
 	}
-	if !c.l.Healthy() {
-		c.mu.Lock()
-		if !c.down {
-			c.down, c.downAt = true, time.Now()
-			c.dropAllLocked()
-		}
-		c.mu.Unlock()
-		c.m.bypasses.Inc()
-		return c.st.Read(ctx, topic, q)
-	}
+	healthy := c.hub.Healthy()
 	now := time.Now()
 	c.mu.Lock()
+	c.noteHealthLocked(healthy)
 	if c.down || c.closed {
 		c.mu.Unlock()
 		c.m.bypasses.Inc()
@@ -311,7 +298,7 @@ func (c *Cache) subscribe(ctx context.Context, topic string) error {
 		c.subs[topic] = s
 		c.mu.Unlock()
 
-		err := c.l.Add(ctx, topic)
+		err := c.hub.Subscribe(ctx, c, topic)
 		c.mu.Lock()
 		if err != nil {
 			delete(c.subs, topic)
@@ -324,9 +311,9 @@ func (c *Cache) subscribe(ctx context.Context, topic string) error {
 	}
 }
 
-// unsubscribe removes from the listener the evicted topics that have no
-// entry again.
-func (c *Cache) unsubscribe(ctx context.Context) {
+// unsubscribe unsubscribes from the evicted topics that have no entry
+// again.
+func (c *Cache) unsubscribe() {
 	var later []string // still being added: tried again at the next tick
 	defer func() {
 		c.mu.Lock()
@@ -360,7 +347,7 @@ func (c *Cache) unsubscribe(ctx context.Context) {
 		removing := &sub{done: make(chan struct{})}
 		c.subs[topic] = removing
 		c.mu.Unlock()
-		_ = c.l.Remove(ctx, topic)
+		c.hub.Unsubscribe(c, topic)
 		c.mu.Lock()
 		delete(c.subs, topic)
 		c.mu.Unlock()
@@ -368,20 +355,11 @@ func (c *Cache) unsubscribe(ctx context.Context) {
 	}
 }
 
-// listen drops what the announcements make stale.
-func (c *Cache) listen() {
-	defer c.wg.Done()
-	for b := range c.l.Batches() {
-		c.mu.Lock()
-		if b.Resync {
-			c.down = false
-			c.dropAllLocked()
-		} else if e := c.entries[b.Topic]; e != nil {
-			c.dropLocked(e)
-		}
-		c.mu.Unlock()
-	}
-}
+// Notify implements live.Consumer: what is held of the topic is stale.
+func (c *Cache) Notify(n *live.Notification) { c.changed(n.Topic) }
+
+// Lost implements live.Consumer.
+func (c *Cache) Lost(topic string) { c.changed(topic) }
 
 // changed is the store's ChangeHook: this node wrote to topic.
 func (c *Cache) changed(topic string) {
@@ -396,8 +374,6 @@ func (c *Cache) changed(topic string) {
 // link when no read does.
 func (c *Cache) janitor() {
 	defer c.wg.Done()
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
 	tick := time.NewTicker(min(c.ttl/4, c.idle/4))
 	defer tick.Stop()
 	for {
@@ -408,25 +384,30 @@ func (c *Cache) janitor() {
 		case <-tick.C:
 			c.sweep(time.Now())
 		}
-		c.unsubscribe(ctx)
+		c.unsubscribe()
+	}
+}
+
+// noteHealthLocked follows the hub's health: while it is down nothing is
+// held (announcements may be missing); once it is back, the hub has
+// re-read every topic, and its notifications dropped what they changed.
+func (c *Cache) noteHealthLocked(healthy bool) {
+	switch {
+	case !healthy && !c.down:
+		c.down = true
+		c.dropAllLocked()
+	case healthy && c.down:
+		c.down = false
+		c.dropAllLocked()
 	}
 }
 
 // sweep drops topics idle for too long, and notices a broken link.
 func (c *Cache) sweep(now time.Time) {
-	healthy := c.l.Healthy()
+	healthy := c.hub.Healthy()
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	switch {
-	case !healthy && !c.down:
-		c.down, c.downAt = true, now
-		c.dropAllLocked()
-	case healthy && c.down && now.Sub(c.downAt) > 4*c.ttl:
-		// The link came back and its Resync went by before the outage
-		// was noticed: nothing is held, start again.
-		c.down = false
-		c.dropAllLocked()
-	}
+	c.noteHealthLocked(healthy)
 	for e := c.lru.prev; e != &c.lru && now.Sub(e.lastUsed) > c.idle; e = c.lru.prev {
 		c.removeLocked(e)
 	}

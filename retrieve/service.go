@@ -20,22 +20,20 @@ type Service struct {
 	cache  *Cache
 }
 
-// Option configures a Service.
-type Option func(*Service)
-
-// WithCache has Retrieve answer reads of the newest items from c.
-func WithCache(c *Cache) Option {
-	return func(s *Service) { s.cache = c }
+// Options configure a Service.
+type Options struct {
+	// HubURL is the gateway's public hub endpoint, announced as rel="hub"
+	// in Atom.
+	HubURL string
+	// Limits bound what requests may ask for (defaults when zero).
+	Limits Limits
+	// Cache, when set, answers reads of the newest items.
+	Cache *Cache
 }
 
-// New returns a Service. hubURL is the gateway's public hub endpoint,
-// announced as rel="hub" in Atom.
-func New(st store.Store, hubURL string, lim Limits, opts ...Option) *Service {
-	s := &Service{store: st, hubURL: hubURL, limits: lim.withDefaults()}
-	for _, o := range opts {
-		o(s)
-	}
-	return s
+// New returns a Service reading st.
+func New(st store.Store, opts Options) *Service {
+	return &Service{store: st, hubURL: opts.HubURL, limits: opts.Limits.withDefaults(), cache: opts.Cache}
 }
 
 // Limits returns the limits requests are parsed with.

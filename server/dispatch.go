@@ -130,16 +130,15 @@ func (h *handlers) retrieve(c *gin.Context, p api.Params, principal *auth.Princi
 		}
 	}
 	live := req.Wait == retrieve.Stream || req.Format == retrieve.SSE || req.WebSocket
-	if live || req.Wait == retrieve.Poll {
-		if h.cfg.Live == nil {
-			fail(c, p, api.Invalid("wait=stream, wait=poll, SSE and WebSocket are not served by this node"))
-			return
-		}
-		if live {
-			h.cfg.Live.ServeStream(c.Writer, c.Request, req)
-		} else {
-			h.cfg.Live.ServePoll(c.Writer, c.Request, req)
-		}
+	switch {
+	case live && h.cfg.Stream != nil:
+		h.cfg.Stream.ServeStream(c.Writer, c.Request, req)
+		return
+	case req.Wait == retrieve.Poll && h.cfg.Poll != nil:
+		h.cfg.Poll.ServePoll(c.Writer, c.Request, req)
+		return
+	case live || req.Wait == retrieve.Poll:
+		fail(c, p, api.Invalid("wait=stream, wait=poll, SSE and WebSocket are not served by this node"))
 		return
 	}
 	topic := req.Topics[0]

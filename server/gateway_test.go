@@ -15,9 +15,11 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/feedgate/feedgate/auth"
-	"github.com/feedgate/feedgate/hub"
+	hubpkg "github.com/feedgate/feedgate/hub"
 	"github.com/feedgate/feedgate/ingest"
 	"github.com/feedgate/feedgate/internal/redistest"
+	"github.com/feedgate/feedgate/live"
+	"github.com/feedgate/feedgate/poll"
 	"github.com/feedgate/feedgate/retrieve"
 	"github.com/feedgate/feedgate/server"
 	"github.com/feedgate/feedgate/store"
@@ -80,11 +82,14 @@ func newGateway(t *testing.T, st store.Store, changes *store.ChangeHook) *gatewa
 	t.Helper()
 	ctx := context.Background()
 	reg := prometheus.NewRegistry()
-	var rsOpts []retrieve.Option
+	hub, err := live.New(st, live.Options{Registry: reg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cache *retrieve.Cache
 	if changes != nil {
-		cache := retrieve.NewCache(ctx, st, retrieve.CacheOptions{Changes: changes, Registerer: reg})
+		cache = retrieve.NewCache(hub, st, retrieve.CacheOptions{Changes: changes, Registerer: reg})
 		t.Cleanup(func() { cache.Close() })
-		rsOpts = append(rsOpts, retrieve.WithCache(cache))
 	}
 	ing, err := ingest.New(st, st.(store.IngestStore), ingest.Options{AllowPrivate: true, Registerer: reg})
 	if err != nil {
@@ -92,8 +97,8 @@ func newGateway(t *testing.T, st store.Store, changes *store.ChangeHook) *gatewa
 	}
 	srv := httptest.NewUnstartedServer(nil)
 	public := "http://" + srv.Listener.Addr().String()
-	rs := retrieve.New(st, public+"/", retrieve.Limits{MaxTimeout: 5 * time.Second}, rsOpts...)
-	broker, err := stream.New(st, rs, stream.Options{Registry: reg})
+	rs := retrieve.New(st, retrieve.Options{HubURL: public + "/", Limits: retrieve.Limits{MaxTimeout: 5 * time.Second}, Cache: cache})
+	streams, err := stream.New(hub, rs, stream.Options{Registry: reg})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -102,8 +107,10 @@ func newGateway(t *testing.T, st store.Store, changes *store.ChangeHook) *gatewa
 		Store:          st,
 		Auth:           auth.NewAuthenticator(st, time.Second),
 		Retrieve:       rs,
-		Live:           broker,
-		Hub:            hub.New(st, ing),
+		Stream:         streams,
+		Poll:           poll.New(hub, rs),
+		Live:           hub,
+		Hub:            hubpkg.New(st, ing, hubpkg.Options{Live: hub}),
 		Publish:        ing,
 		Callback:       ing,
 		AllowedOrigins: []string{"https://widget.example"},
@@ -112,9 +119,10 @@ func newGateway(t *testing.T, st store.Store, changes *store.ChangeHook) *gatewa
 	})
 	srv.Start()
 	t.Cleanup(func() {
-		broker.Shutdown(context.Background())
+		hub.Shutdown(context.Background())
 		srv.Close()
-		broker.Close()
+		streams.Close()
+		hub.Close()
 	})
 	token, err := auth.AddUser(ctx, st, auth.NewUser{Login: "root", Rights: store.AllRights})
 	if err != nil {

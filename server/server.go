@@ -31,13 +31,20 @@ type Publisher interface {
 	StoreFeed(ctx context.Context, topic string, body []byte, contentType string) ([]feed.Item, error)
 }
 
-// Live serves the long-lived forms of retrieve (packages stream and poll).
-type Live interface {
-	// ServeStream answers wait=stream, SSE and WebSocket requests; the
-	// principal is in the request's context (auth.FromContext).
+// Streams serves the long-lived forms of retrieve: wait=stream, SSE and
+// WebSocket (package stream). The principal is in the request's context
+// (auth.FromContext).
+type Streams interface {
 	ServeStream(w http.ResponseWriter, r *http.Request, req retrieve.Request)
-	// ServePoll answers wait=poll.
+}
+
+// Polls answers wait=poll (package poll).
+type Polls interface {
 	ServePoll(w http.ResponseWriter, r *http.Request, req retrieve.Request)
+}
+
+// Live is the node hub (package live).
+type Live interface {
 	// Healthy reports whether live fan-out works.
 	Healthy() bool
 }
@@ -66,7 +73,9 @@ type Config struct {
 	Retrieve *retrieve.Service
 	Hub      *hub.Service
 	Publish  Publisher
-	Live     Live      // nil: streaming forms answer 422
+	Stream   Streams   // nil: wait=stream, SSE and WebSocket answer 422
+	Poll     Polls     // nil: wait=poll answers 422
+	Live     Live      // nil: readiness does not check live fan-out
 	Callback Callbacks // nil: /callback/:id is not served
 	// Assets, when set, serves the paths no route of the server takes
 	// (the browser side, package web); it hands what it does not know to

@@ -1,64 +1,25 @@
 package stream
 
 import (
-	"net/http"
 	"sync"
 	"sync/atomic"
 
-	"github.com/feedgate/feedgate/api"
+	"github.com/feedgate/feedgate/live"
 )
 
-// reason says why the gateway ends a live connection.
-type reason int
-
-const (
-	reasonNone reason = iota
-	// reasonSlow: the client fell behind (its queue filled up).
-	reasonSlow
-	// reasonShutdown: the node is shutting down.
-	reasonShutdown
-	// reasonLifetime: the connection reached its maximum lifetime.
-	reasonLifetime
-	// reasonLost: the live link was interrupted and what was missed could
-	// not be re-read.
-	reasonLost
-	// reasonGone: the client closed the connection.
-	reasonGone
-)
-
-// message is the reason as told to the client.
-func (r reason) message() string {
-	switch r {
-	case reasonSlow:
-		return "too slow: notifications were not read fast enough; reconnect with the cursor of the last item you received"
-	case reasonShutdown:
-		return "the gateway is restarting; reconnect with the cursor of the last item you received"
-	case reasonLifetime:
-		return "the connection reached its maximum lifetime; reconnect with the cursor of the last item you received"
-	case reasonLost:
-		return "live delivery was interrupted; reconnect with the cursor of the last item you received"
-	case reasonGone:
-		return "the client closed the connection"
-	}
-	return "the connection ends"
-}
-
-// client is one live connection (or held long-poll) registered with the
-// broker. Its queue is bounded: when the broker finds it full, the client
-// is dropped, never waited for.
+// client is one live connection served by this package: a stream or a
+// socket. It is a consumer of the hub: fan-out writes a notification
+// straight to its socket when it is idle (fast.go) or queues it. The queue
+// is bounded: when fan-out finds it full, the client is dropped, never
+// waited for; it resumes by cursor.
 type client struct {
-	b     *Broker
-	login string
-	kind  kind
-	q     chan *event
+	*live.Conn
+	svc *Service
+	q   queue
 
-	// abort interrupts a write in progress; set once the connection is
-	// known (see setAbort).
-	abort atomic.Pointer[func()]
-
-	// topics are those the client is subscribed to; owned by the client's
-	// goroutine, and read by the broker under Broker.mu.
-	topics map[string]*topic
+	// topics are those the client is subscribed to on the hub; owned by
+	// the client's goroutine.
+	topics map[string]struct{}
 
 	// wmu is held by whoever writes to the connection or touches the
 	// session: the client's goroutine while it is not waiting, or a fan-out
@@ -69,61 +30,86 @@ type client struct {
 	sess atomic.Pointer[session]
 	// kick wakes the client's goroutine to write what a direct write left.
 	kick chan struct{}
-
-	dropOnce sync.Once
-	gone     chan struct{} // closed by drop
-	why      reason
 }
 
-// offer queues ev for c, or drops c when its queue is full.
-func (c *client) offer(ev *event) {
-	select {
-	case c.q <- ev:
-	default:
-		if c.drop(reasonSlow) {
-			c.b.m.slow[c.kind].Inc()
+func newClient(s *Service, conn *live.Conn, queueLen int) *client {
+	c := &client{Conn: conn, svc: s, kick: make(chan struct{}, 1)}
+	c.q.init(queueLen)
+	return c
+}
+
+// Notify implements live.Consumer: the notification is written to the
+// connection directly when the client is idle, else queued for the
+// client's goroutine.
+func (c *client) Notify(n *live.Notification) {
+	if c.writeDirect(n) {
+		return
+	}
+	if !c.q.push(n) {
+		if c.Drop(live.ReasonSlow) {
+			c.svc.m.slow[c.Kind()].Inc()
 		}
 	}
 }
 
-// drop ends the client's connection for r; it reports whether this call
-// dropped it (the first one does).
-func (c *client) drop(r reason) bool {
-	first := false
-	c.dropOnce.Do(func() {
-		first = true
-		c.why = r
-		close(c.gone)
-		if f := c.abort.Load(); f != nil {
-			(*f)()
+// Lost implements live.Consumer: what was missed cannot be re-read, the
+// client reconnects with its cursor.
+func (c *client) Lost(string) { c.Drop(live.ReasonLost) }
+
+// queue is a client's bounded queue of notifications. It holds memory
+// only while notifications wait, so an idle client costs none.
+type queue struct {
+	mu   sync.Mutex
+	buf  []*live.Notification
+	head int
+	max  int
+	n    atomic.Int32 // len, readable without the lock
+	wake chan struct{}
+}
+
+func (q *queue) init(max int) {
+	q.max = max
+	q.wake = make(chan struct{}, 1)
+}
+
+// push appends n; false when the queue is full.
+func (q *queue) push(n *live.Notification) bool {
+	q.mu.Lock()
+	if len(q.buf)-q.head >= q.max {
+		q.mu.Unlock()
+		return false
+	}
+	q.buf = append(q.buf, n)
+	q.n.Add(1)
+	q.mu.Unlock()
+	select {
+	case q.wake <- struct{}{}:
+	default:
+	}
+	return true
+}
+
+// pop takes the oldest notification.
+func (q *queue) pop() (*live.Notification, bool) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.head == len(q.buf) {
+		return nil, false
+	}
+	n := q.buf[q.head]
+	q.buf[q.head] = nil
+	q.head++
+	q.n.Add(-1)
+	if q.head == len(q.buf) {
+		// Empty: the memory goes too, unless it is small.
+		if cap(q.buf) > 16 {
+			q.buf = nil
+		} else {
+			q.buf = q.buf[:0]
 		}
-	})
-	return first
-}
-
-// setAbort sets how to interrupt the client's writes; a client dropped
-// before has them interrupted at once.
-func (c *client) setAbort(f func()) {
-	c.abort.Store(&f)
-	select {
-	case <-c.gone:
-		f()
-	default:
+		q.head = 0
 	}
+	return n, true
 }
 
-// reason returns why the client was dropped; only valid once gone is
-// closed.
-func (c *client) reason() reason {
-	select {
-	case <-c.gone:
-		return c.why
-	default:
-		return reasonNone
-	}
-}
-
-// err is the error of a dropped client.
-func (c *client) err() error {
-	return api.Errorf(http.StatusServiceUnavailable, "%s", c.reason().message())
-}
+func (q *queue) len() int { return int(q.n.Load()) }

@@ -22,7 +22,7 @@ func TestRedisRestartLosesNothing(t *testing.T) {
 	st := openRedis(t, srv)
 	other := openRedis(t, srv) // another gateway node's store client
 	n := newNode(t, st, stream.Options{})
-	eventually(t, "healthy broker", n.b.Healthy)
+	eventually(t, "healthy hub", n.hub.Healthy)
 
 	n.publish(topicA, 3)
 	n.publish(topicB, 1)
@@ -62,7 +62,7 @@ func TestRedisRestartLosesNothing(t *testing.T) {
 
 	for round := 1; round <= 2; round++ {
 		srv.Kill()
-		eventually(t, "the broker to notice the broken link", func() bool { return !n.b.Healthy() })
+		eventually(t, "the hub to notice the broken link", func() bool { return !n.hub.Healthy() })
 		if round == 2 {
 			// A longer outage: the listener's reconnection attempts are
 			// spaced out by then, so the appends below land before it
@@ -75,12 +75,12 @@ func TestRedisRestartLosesNothing(t *testing.T) {
 		seq := &n.seq
 		mustPublish(t, other, topicA, 2, seq)
 		mustPublish(t, other, topicB, 1, seq)
-		if n.b.Healthy() {
+		if n.hub.Healthy() {
 			t.Logf("round %d: the broker was back before the first appends", round)
 		} else {
 			t.Logf("round %d: appended while the broker was still resubscribing", round)
 		}
-		eventually(t, "the broker to recover", n.b.Healthy)
+		eventually(t, "the hub to recover", n.hub.Healthy)
 		mustPublish(t, other, topicA, 1, seq)
 		mustPublish(t, st, topicB, 2, seq)
 		wantA, wantB := feed.Cursor(3+3*round), feed.Cursor(1+3*round)

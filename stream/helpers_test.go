@@ -21,6 +21,8 @@ import (
 	"github.com/feedgate/feedgate/auth"
 	"github.com/feedgate/feedgate/feed"
 	"github.com/feedgate/feedgate/internal/redistest"
+	"github.com/feedgate/feedgate/live"
+	"github.com/feedgate/feedgate/poll"
 	"github.com/feedgate/feedgate/retrieve"
 	"github.com/feedgate/feedgate/store"
 	"github.com/feedgate/feedgate/store/embedded"
@@ -77,13 +79,15 @@ func forEachStore(t *testing.T, f func(t *testing.T, st store.Store)) {
 	}
 }
 
-// node is a gateway node's live side on a real listener: the broker behind
-// the same dispatch as the server package (auth, parameters, topic
-// authorization, then ServeStream or ServePoll).
+// node is a gateway node's live side on a real listener: the node hub and
+// the stream and poll services behind the same dispatch as the server
+// package (auth, parameters, topic authorization, then ServeStream or
+// ServePoll).
 type node struct {
 	t      *testing.T
 	st     store.Store
-	b      *stream.Broker
+	hub    *live.Hub
+	svc    *stream.Service
 	rs     *retrieve.Service
 	url    string
 	creds  string // "ann" with the retrieve right, subscribed to topicA..C
@@ -96,20 +100,32 @@ type node struct {
 
 func newNode(t *testing.T, st store.Store, opts stream.Options) *node {
 	t.Helper()
-	return newNodeOn(t, st, opts, false)
+	return newNodeWith(t, st, opts, live.Options{}, false)
 }
 
 // newNodeOn is newNode, over HTTP/2 with TLS when h2 is set.
 func newNodeOn(t *testing.T, st store.Store, opts stream.Options, h2 bool) *node {
 	t.Helper()
+	return newNodeWith(t, st, opts, live.Options{}, h2)
+}
+
+// newNodeWith is newNodeOn with the hub's options.
+func newNodeWith(t *testing.T, st store.Store, opts stream.Options, hopts live.Options, h2 bool) *node {
+	t.Helper()
 	ctx := context.Background()
-	rs := retrieve.New(st, "https://hub.example/", retrieve.Limits{MaxTimeout: 10 * time.Second})
 	reg := prometheus.NewRegistry()
-	opts.Registry = reg
-	b, err := stream.New(st, rs, opts)
+	hopts.HubURL, hopts.Registry = "https://hub.example/", reg
+	lh, err := live.New(st, hopts)
 	if err != nil {
 		t.Fatal(err)
 	}
+	rs := retrieve.New(st, retrieve.Options{HubURL: "https://hub.example/", Limits: retrieve.Limits{MaxTimeout: 10 * time.Second}})
+	opts.Registry = reg
+	b, err := stream.New(lh, rs, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	polls := poll.New(lh, rs)
 	a := auth.NewAuthenticator(st, time.Minute)
 	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		p, err := api.ReadParams(r)
@@ -138,7 +154,7 @@ func newNodeOn(t *testing.T, st store.Store, opts stream.Options, h2 bool) *node
 		case req.Wait == retrieve.Stream || req.Format == retrieve.SSE || req.WebSocket:
 			b.ServeStream(w, r, req)
 		case req.Wait == retrieve.Poll:
-			b.ServePoll(w, r, req)
+			polls.ServePoll(w, r, req)
 		default:
 			api.WriteError(w, api.Negotiate(r, p), api.Invalid("this test node serves live retrieves only"))
 		}
@@ -147,7 +163,7 @@ func newNodeOn(t *testing.T, st store.Store, opts stream.Options, h2 bool) *node
 	mux.Handle("GET /{$}", h)
 	mux.Handle("GET /ws", h)
 	srv := httptest.NewUnstartedServer(mux)
-	n := &node{t: t, st: st, b: b, rs: rs, reg: reg, srv: srv, client: http.DefaultClient}
+	n := &node{t: t, st: st, hub: lh, svc: b, rs: rs, reg: reg, srv: srv, client: http.DefaultClient}
 	if h2 {
 		srv.EnableHTTP2 = true
 		srv.StartTLS()
@@ -174,7 +190,8 @@ func newNodeOn(t *testing.T, st store.Store, opts stream.Options, h2 bool) *node
 
 func (n *node) close() {
 	if n.closed.CompareAndSwap(false, true) {
-		n.b.Close()
+		n.svc.Close()
+		n.hub.Close()
 	}
 }
 

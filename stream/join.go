@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/feedgate/feedgate/feed"
+	"github.com/feedgate/feedgate/live"
 	"github.com/feedgate/feedgate/retrieve"
 	"github.com/feedgate/feedgate/store"
 )
@@ -17,19 +18,19 @@ type sink interface {
 	// begin starts a round of writes: it sets the write deadline.
 	begin() error
 	// send writes a notification; first marks a topic's first answer.
-	send(s *session, ev *event, first bool) error
+	send(s *session, n *live.Notification, first bool) error
 	// flush sends what the round wrote.
 	flush() error
 	// keepalive writes a keep-alive and flushes it.
 	keepalive() error
 	// bye tells the client, as far as the form allows, why the connection
 	// ends and that it should reconnect.
-	bye(r reason)
+	bye(r live.Reason)
 }
 
 // session is one client's side of the gap-free join and its live loop.
 type session struct {
-	b   *Broker
+	svc *Service
 	c   *client
 	out sink
 	// last is the newest cursor sent per subscribed topic.
@@ -41,8 +42,8 @@ type session struct {
 	onCmd func(context.Context, wsCommand) error
 }
 
-func (b *Broker) newSession(c *client, out sink) *session {
-	return &session{b: b, c: c, out: out, last: make(map[string]feed.Cursor)}
+func (s *Service) newSession(c *client, out sink) *session {
+	return &session{svc: s, c: c, out: out, last: make(map[string]feed.Cursor)}
 }
 
 // start is where a topic's first answer starts.
@@ -62,12 +63,12 @@ func (s *session) load(ctx context.Context, starts []start) ([]*feed.Notificatio
 	for i, st := range starts {
 		names[i] = st.topic
 	}
-	if err := s.b.subscribe(ctx, s.c, names...); err != nil {
+	if err := s.svc.subscribe(ctx, s.c, names...); err != nil {
 		return nil, err
 	}
 	ns := make([]*feed.Notification, len(starts))
 	for i, st := range starts {
-		n, err := s.b.rs.Load(ctx, st.topic, st.q)
+		n, err := s.svc.rs.Load(ctx, st.topic, st.q)
 		if err != nil {
 			return nil, err
 		}
@@ -94,7 +95,7 @@ func (s *session) emit(ctx context.Context, starts []start, ns []*feed.Notificat
 		if st.resume && len(ns[i].Items) == 0 {
 			continue
 		}
-		if err := s.out.send(s, eventOf(ns[i], s.b.rs.HubURL()), true); err != nil {
+		if err := s.out.send(s, live.FromFeed(ns[i], s.svc.rs.HubURL()), true); err != nil {
 			return err
 		}
 	}
@@ -108,6 +109,10 @@ func (s *session) emit(ctx context.Context, starts []start, ns []*feed.Notificat
 	}
 	return nil
 }
+
+// fillPage is how many items one store read fetches when a client fills a
+// hole or replays what followed its cursor.
+const fillPage = 100
 
 // lastSent is the newest cursor a first answer covers.
 func lastSent(q store.Query, n *feed.Notification) feed.Cursor {
@@ -130,49 +135,49 @@ func (s *session) fill(ctx context.Context, topic string, upTo feed.Cursor) erro
 		if !ok || from >= upTo {
 			return nil
 		}
-		n, err := s.b.rs.Load(ctx, topic, store.Query{From: store.After, Cursor: from, Count: fillPage})
+		fn, err := s.svc.rs.Load(ctx, topic, store.Query{From: store.After, Cursor: from, Count: fillPage})
 		if err != nil {
 			return err
 		}
-		if len(n.Items) == 0 || n.Items[0].Cursor <= from {
+		if len(fn.Items) == 0 || fn.Items[0].Cursor <= from {
 			return nil
 		}
-		ev := eventOf(n, s.b.rs.HubURL()).since(from)
-		s.last[topic] = ev.last
+		n := live.FromFeed(fn, s.svc.rs.HubURL()).Since(from)
+		s.last[topic] = n.Last
 		if err := s.out.begin(); err != nil {
 			return err
 		}
-		if err := s.out.send(s, ev, false); err != nil {
+		if err := s.out.send(s, n, false); err != nil {
 			return err
 		}
 		if err := s.out.flush(); err != nil {
 			return err
 		}
-		s.b.m.deliveries[s.c.kind].Inc()
+		s.svc.m.deliveries[s.c.Kind()].Inc()
 	}
 }
 
-// handle sends a live event: only items after the last sent, and the
-// missing ones first when cursors were skipped.
-func (s *session) handle(ctx context.Context, ev *event) error {
-	last, ok := s.last[ev.topic]
-	if !ok || ev.last <= last {
+// handle sends a live notification: only items after the last sent, and
+// the missing ones first when cursors were skipped.
+func (s *session) handle(ctx context.Context, n *live.Notification) error {
+	last, ok := s.last[n.Topic]
+	if !ok || n.Last <= last {
 		return nil
 	}
-	if ev.first > last+1 {
-		if err := s.fill(ctx, ev.topic, ev.first-1); err != nil {
+	if n.First > last+1 {
+		if err := s.fill(ctx, n.Topic, n.First-1); err != nil {
 			return err
 		}
-		if last = s.last[ev.topic]; ev.last <= last {
+		if last = s.last[n.Topic]; n.Last <= last {
 			return nil
 		}
 	}
-	ev = ev.since(last)
-	s.last[ev.topic] = ev.last
-	if err := s.out.send(s, ev, false); err != nil {
+	n = n.Since(last)
+	s.last[n.Topic] = n.Last
+	if err := s.out.send(s, n, false); err != nil {
 		return err
 	}
-	s.b.m.deliveries[s.c.kind].Inc()
+	s.svc.m.deliveries[s.c.Kind()].Inc()
 	return nil
 }
 
@@ -186,9 +191,9 @@ const maxRound = 64
 // waits, fan-out may write notifications to the connection directly
 // (fast.go).
 func (s *session) loop(ctx context.Context) error {
-	lifetime, stop := s.b.lifetime()
+	lifetime, stop := s.svc.lifetime()
 	defer stop()
-	ka := time.NewTimer(s.b.opts.Keepalive)
+	ka := time.NewTimer(s.svc.opts.Keepalive)
 	defer ka.Stop()
 	mu := &s.c.wmu
 	mu.Lock()
@@ -200,12 +205,12 @@ func (s *session) loop(ctx context.Context) error {
 	for {
 		mu.Unlock()
 		select {
-		case ev := <-s.c.q:
+		case <-s.c.q.wake:
 			mu.Lock()
-			if err := s.round(ctx, ev); err != nil {
+			if err := s.round(ctx); err != nil {
 				return s.writeFailed(err)
 			}
-			ka.Reset(s.b.opts.Keepalive)
+			ka.Reset(s.svc.opts.Keepalive)
 		case <-s.c.kick:
 			// A direct write left bytes behind: send them, under the
 			// write deadline.
@@ -221,24 +226,20 @@ func (s *session) loop(ctx context.Context) error {
 			if err := s.onCmd(ctx, cmd); err != nil {
 				return s.writeFailed(err)
 			}
-			ka.Reset(s.b.opts.Keepalive)
+			ka.Reset(s.svc.opts.Keepalive)
 		case <-ka.C:
 			mu.Lock()
 			if err := s.out.keepalive(); err != nil {
 				return s.writeFailed(err)
 			}
-			ka.Reset(s.b.opts.Keepalive)
+			ka.Reset(s.svc.opts.Keepalive)
 		case <-lifetime:
 			mu.Lock()
-			s.out.bye(reasonLifetime)
+			s.out.bye(live.ReasonLifetime)
 			return nil
-		case <-s.b.closing:
+		case <-s.c.Gone():
 			mu.Lock()
-			s.out.bye(reasonShutdown)
-			return nil
-		case <-s.c.gone:
-			mu.Lock()
-			if r := s.c.reason(); r != reasonSlow && r != reasonGone {
+			if r := s.c.Reason(); r != live.ReasonSlow && r != live.ReasonGone {
 				s.out.bye(r)
 			}
 			return nil
@@ -249,24 +250,27 @@ func (s *session) loop(ctx context.Context) error {
 	}
 }
 
-// round writes ev and whatever else is queued, then flushes once.
-func (s *session) round(ctx context.Context, ev *event) error {
+// round writes what is queued (up to maxRound notifications), then
+// flushes once.
+func (s *session) round(ctx context.Context) error {
 	if err := s.out.begin(); err != nil {
 		return err
 	}
-	if err := s.handle(ctx, ev); err != nil {
-		return err
+	for range maxRound {
+		n, ok := s.c.q.pop()
+		if !ok {
+			break
+		}
+		if err := s.handle(ctx, n); err != nil {
+			return err
+		}
 	}
-	for i := 1; i < maxRound; i++ {
+	if s.c.q.len() > 0 {
+		// More than a round's worth: come back for the rest.
 		select {
-		case ev := <-s.c.q:
-			if err := s.handle(ctx, ev); err != nil {
-				return err
-			}
-			continue
+		case s.c.q.wake <- struct{}{}:
 		default:
 		}
-		break
 	}
 	return s.out.flush()
 }
@@ -274,13 +278,13 @@ func (s *session) round(ctx context.Context, ev *event) error {
 // writeFailed classifies a failed write: one that timed out means the
 // client does not read fast enough.
 func (s *session) writeFailed(err error) error {
-	if s.c.reason() == reasonSlow {
+	if s.c.Reason() == live.ReasonSlow {
 		return err
 	}
 	var ne net.Error
 	if errors.Is(err, os.ErrDeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout()) {
-		if s.c.drop(reasonSlow) {
-			s.b.m.slow[s.c.kind].Inc()
+		if s.c.Drop(live.ReasonSlow) {
+			s.svc.m.slow[s.c.Kind()].Inc()
 		}
 	}
 	return err
@@ -288,14 +292,14 @@ func (s *session) writeFailed(err error) error {
 
 // startsFor turns a request's topics and after= into where each topic's
 // first answer starts.
-func (b *Broker) startsFor(ctx context.Context, req retrieve.Request, resume map[string]feed.Cursor) ([]start, error) {
+func (s *Service) startsFor(ctx context.Context, req retrieve.Request, resume map[string]feed.Cursor) ([]start, error) {
 	out := make([]start, 0, len(req.Topics))
 	for _, t := range req.Topics {
 		if c, ok := resume[t]; ok {
 			out = append(out, start{topic: t, q: store.Query{From: store.After, Cursor: c, Count: req.Count}, resume: true})
 			continue
 		}
-		q, err := b.rs.Query(ctx, t, req)
+		q, err := s.rs.Query(ctx, t, req)
 		if err != nil {
 			return nil, err
 		}

@@ -12,6 +12,7 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/feedgate/feedgate/feed"
+	"github.com/feedgate/feedgate/live"
 	"github.com/feedgate/feedgate/stream"
 )
 
@@ -51,7 +52,7 @@ func TestShutdownEndsStreamsPromptly(t *testing.T) {
 	start := time.Now()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if err := n.b.Shutdown(ctx); err != nil {
+	if err := n.hub.Shutdown(ctx); err != nil {
 		t.Fatalf("Shutdown: %v", err)
 	}
 	if d := time.Since(start); d > time.Second {
@@ -123,7 +124,7 @@ func drain(c chan string) chan string {
 }
 
 func TestPerUserLimit(t *testing.T) {
-	n := newNode(t, openEmbedded(t), stream.Options{MaxConnsPerUser: 2})
+	n := newNodeWith(t, openEmbedded(t), stream.Options{}, live.Options{MaxConnsPerUser: 2}, false)
 	a := n.openNDJSON([]string{topicA})
 	n.openNDJSON([]string{topicB})
 	resp, err := n.client.Do(n.request(context.Background(), query([]string{topicC}, "wait", "stream", "format", "json")))
@@ -231,8 +232,8 @@ func TestAtomStream(t *testing.T) {
 }
 
 func TestTopicSubscriptionFollowsClients(t *testing.T) {
-	n := newNode(t, openEmbedded(t), stream.Options{Linger: -1})
-	eventually(t, "healthy broker", n.b.Healthy)
+	n := newNodeWith(t, openEmbedded(t), stream.Options{}, live.Options{Linger: -1}, false)
+	eventually(t, "healthy hub", n.hub.Healthy)
 	a := n.openNDJSON([]string{topicA, topicB})
 	b := n.openNDJSON([]string{topicA})
 	a.next(waitFor)

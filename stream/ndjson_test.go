@@ -128,7 +128,7 @@ func TestStreamsOverHTTP2(t *testing.T) {
 	})
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if err := n.b.Shutdown(ctx); err != nil {
+	if err := n.hub.Shutdown(ctx); err != nil {
 		t.Fatal(err)
 	}
 	<-sse.done

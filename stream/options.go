@@ -14,12 +14,12 @@ const (
 	DefaultClientQueue    = 256
 	DefaultWriteTimeout   = 10 * time.Second
 	DefaultRetry          = 3 * time.Second
-	DefaultLinger         = 5 * time.Second
 	DefaultMaxMessageSize = 16 << 10
 )
 
-// Options tune a Broker. The zero value is usable: every field has a
-// default.
+// Options tune a Service. The zero value is usable: every field has a
+// default. Per-user connection limits and topic subscriptions are the
+// hub's (live.Options).
 type Options struct {
 	// Keepalive is how long a stream may stay silent before a keep-alive
 	// (blank NDJSON line, SSE comment, Atom whitespace, WebSocket ping) is
@@ -35,9 +35,6 @@ type Options struct {
 	// jitter, so that clients do not all come back at once), telling it to
 	// reconnect. 0 keeps streams open for as long as they live.
 	MaxLifetime time.Duration
-	// MaxConnsPerUser bounds the streams, sockets and held long-polls a
-	// user may have open on this node (429 beyond). 0: no limit.
-	MaxConnsPerUser int
 	// AllowedOrigins lists the Origin values a WebSocket may come from,
 	// besides the gateway's own origin ("*" allows any). Clients that send
 	// no Origin (not browsers) are always allowed.
@@ -47,10 +44,6 @@ type Options struct {
 	// Retry is the reconnection delay announced to EventSource clients
 	// (retry:). Default 3 s.
 	Retry time.Duration
-	// Linger keeps a topic's live subscription this long after its last
-	// local client left, so that reconnecting clients find it ready.
-	// Default 5 s; negative: drop it at once.
-	Linger time.Duration
 	// Logger receives operational messages (default slog.Default()).
 	Logger *slog.Logger
 	// Registry receives the metrics (none when nil).
@@ -70,12 +63,6 @@ func (o Options) withDefaults() (Options, error) {
 	if o.Retry == 0 {
 		o.Retry = DefaultRetry
 	}
-	if o.Linger == 0 {
-		o.Linger = DefaultLinger
-	}
-	if o.Linger < 0 {
-		o.Linger = 0
-	}
 	if o.MaxMessageSize == 0 {
 		o.MaxMessageSize = DefaultMaxMessageSize
 	}
@@ -91,8 +78,6 @@ func (o Options) withDefaults() (Options, error) {
 		return o, fmt.Errorf("stream: WriteTimeout must be positive (got %v)", o.WriteTimeout)
 	case o.MaxLifetime < 0:
 		return o, fmt.Errorf("stream: MaxLifetime must be 0 (off) or positive (got %v)", o.MaxLifetime)
-	case o.MaxConnsPerUser < 0:
-		return o, fmt.Errorf("stream: MaxConnsPerUser must be 0 (no limit) or positive (got %d)", o.MaxConnsPerUser)
 	case o.MaxMessageSize < 256:
 		return o, fmt.Errorf("stream: MaxMessageSize must be at least 256 bytes (got %d)", o.MaxMessageSize)
 	case o.Retry < 0:

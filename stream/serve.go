@@ -11,6 +11,7 @@ import (
 	"github.com/feedgate/feedgate/api"
 	"github.com/feedgate/feedgate/auth"
 	"github.com/feedgate/feedgate/feed"
+	"github.com/feedgate/feedgate/live"
 	"github.com/feedgate/feedgate/retrieve"
 )
 
@@ -22,16 +23,16 @@ import (
 // head is decided and served by a goroutine of the broker: the handler
 // returns at once, and an idle stream costs its own small state only.
 // Over HTTP/2 the handler serves the stream until it ends.
-func (b *Broker) ServeStream(w http.ResponseWriter, r *http.Request, req retrieve.Request) {
+func (s *Service) ServeStream(w http.ResponseWriter, r *http.Request, req retrieve.Request) {
 	switch {
 	case req.WebSocket:
-		b.serveWebSocket(w, r, req)
+		s.serveWebSocket(w, r, req)
 	case req.Format == retrieve.SSE:
-		b.serveHTTP(w, r, req, kindSSE)
+		s.serveHTTP(w, r, req, live.KindSSE)
 	case req.Format == retrieve.JSON:
-		b.serveHTTP(w, r, req, kindNDJSON)
+		s.serveHTTP(w, r, req, live.KindNDJSON)
 	default:
-		b.serveHTTP(w, r, req, kindAtom)
+		s.serveHTTP(w, r, req, live.KindAtom)
 	}
 }
 
@@ -44,11 +45,11 @@ const (
 
 // serveHTTP runs an NDJSON, Atom or SSE stream: the join (whose failures
 // are still answered as HTTP errors), then the live loop.
-func (b *Broker) serveHTTP(w http.ResponseWriter, r *http.Request, req retrieve.Request, k kind) {
-	want := api.Want{JSON: k != kindAtom}
+func (s *Service) serveHTTP(w http.ResponseWriter, r *http.Request, req retrieve.Request, k live.Kind) {
+	want := api.Want{JSON: k != live.KindAtom}
 	p := auth.FromContext(r.Context())
 	ctx := r.Context()
-	cl, err := b.attach(p, k, b.opts.ClientQueue)
+	cl, err := s.attach(p, k)
 	if err != nil {
 		api.WriteError(w, want, err)
 		return
@@ -56,24 +57,24 @@ func (b *Broker) serveHTTP(w http.ResponseWriter, r *http.Request, req retrieve.
 	handedOver := false
 	defer func() {
 		if !handedOver {
-			b.detach(cl)
+			s.detach(cl)
 		}
 	}()
 
 	var resume map[string]feed.Cursor
-	if k == kindSSE && req.LastEventID != "" {
+	if k == live.KindSSE && req.LastEventID != "" {
 		if resume, err = parseResumeToken(req.LastEventID, req.Topics); err != nil {
 			api.WriteError(w, want, err)
 			return
 		}
 	}
-	starts, err := b.startsFor(ctx, req, resume)
+	starts, err := s.startsFor(ctx, req, resume)
 	if err != nil {
 		api.WriteError(w, want, err)
 		return
 	}
-	s := b.newSession(cl, nil)
-	ns, err := s.load(ctx, starts)
+	sess := s.newSession(cl, nil)
+	ns, err := sess.load(ctx, starts)
 	if err != nil {
 		if ctx.Err() == nil {
 			api.WriteError(w, want, err)
@@ -83,9 +84,9 @@ func (b *Broker) serveHTTP(w http.ResponseWriter, r *http.Request, req retrieve.
 
 	h := w.Header()
 	switch k {
-	case kindSSE:
+	case live.KindSSE:
 		h.Set("Content-Type", ContentTypeSSE)
-	case kindNDJSON:
+	case live.KindNDJSON:
 		h.Set("Content-Type", ContentTypeNDJSON)
 	default:
 		h.Set("Content-Type", ContentTypeAtom)
@@ -100,17 +101,17 @@ func (b *Broker) serveHTTP(w http.ResponseWriter, r *http.Request, req retrieve.
 	}
 
 	if r.ProtoMajor == 1 {
-		if raw := b.hijack(w, r); raw != nil {
+		if raw := s.hijack(w, r); raw != nil {
 			handedOver = true
-			cl.setAbort(raw.abort)
-			s.out = b.newSink(k, raw)
+			cl.SetAbort(raw.abort)
+			sess.out = s.newSink(k, raw)
 			go func() {
-				defer b.detach(cl)
+				defer s.detach(cl)
 				readerDone := make(chan struct{})
 				go watchClose(raw.conn, cl, readerDone)
-				graceful := b.stream(b.ctx, s, starts, ns)
-				r := cl.reason()
-				raw.finish(graceful && r != reasonSlow && r != reasonGone)
+				graceful := s.stream(s.ctx, sess, starts, ns)
+				r := cl.Reason()
+				raw.finish(graceful && r != live.ReasonSlow && r != live.ReasonGone)
 				<-readerDone
 			}()
 			return
@@ -118,12 +119,12 @@ func (b *Broker) serveHTTP(w http.ResponseWriter, r *http.Request, req retrieve.
 	}
 
 	uw := unwrap(w)
-	out := &httpOut{w: uw, rc: http.NewResponseController(uw), timeout: b.opts.WriteTimeout}
-	cl.setAbort(out.abort)
+	out := &httpOut{w: uw, rc: http.NewResponseController(uw), timeout: s.opts.WriteTimeout}
+	cl.SetAbort(out.abort)
 	defer func() {
 		// A connection kept alive for another request must not keep this
 		// stream's deadline; one that failed or was cut is closed anyway.
-		if !out.failed && cl.reason() != reasonSlow {
+		if !out.failed && cl.Reason() != live.ReasonSlow {
 			_ = out.rc.SetWriteDeadline(time.Time{})
 		}
 	}()
@@ -131,13 +132,13 @@ func (b *Broker) serveHTTP(w http.ResponseWriter, r *http.Request, req retrieve.
 	_ = out.rc.SetReadDeadline(time.Time{})
 	w.WriteHeader(http.StatusOK)
 	_ = http.NewResponseController(w).Flush()
-	s.out = b.newSink(k, out)
-	b.stream(ctx, s, starts, ns)
+	sess.out = s.newSink(k, out)
+	s.stream(ctx, sess, starts, ns)
 }
 
 // hijack takes over an HTTP/1 connection and prepares the response head
 // from the headers set so far; nil when the writer cannot be hijacked.
-func (b *Broker) hijack(w http.ResponseWriter, r *http.Request) *rawOut {
+func (s *Service) hijack(w http.ResponseWriter, r *http.Request) *rawOut {
 	h := w.Header()
 	chunked := r.ProtoAtLeast(1, 1)
 	if chunked {
@@ -153,7 +154,7 @@ func (b *Broker) hijack(w http.ResponseWriter, r *http.Request) *rawOut {
 		return nil
 	}
 	_ = conn.SetReadDeadline(time.Time{})
-	return newRawOut(conn, b.opts.WriteTimeout, chunked, responseHead(r.Proto, h))
+	return newRawOut(conn, s.opts.WriteTimeout, chunked, responseHead(r.Proto, h))
 }
 
 // watchClose reads a hijacked stream connection until it fails: the
@@ -164,50 +165,50 @@ func watchClose(conn net.Conn, c *client, done chan<- struct{}) {
 	var buf [1]byte
 	for {
 		if _, err := conn.Read(buf[:]); err != nil {
-			c.drop(reasonGone)
+			c.Drop(live.ReasonGone)
 			return
 		}
 	}
 }
 
-func (b *Broker) newSink(k kind, o byteOut) sink {
+func (s *Service) newSink(k live.Kind, o byteOut) sink {
 	switch k {
-	case kindSSE:
-		return &sseSink{o: o, retry: b.opts.Retry}
-	case kindNDJSON:
+	case live.KindSSE:
+		return &sseSink{o: o, retry: s.opts.Retry}
+	case live.KindNDJSON:
 		return &ndjsonSink{o: o}
 	default:
-		return &atomSink{o: o, hubURL: b.rs.HubURL()}
+		return &atomSink{o: o, hubURL: s.rs.HubURL()}
 	}
 }
 
 // stream sends the first answers and runs the live loop; it reports
 // whether the stream ended on purpose (shutdown, lifetime) rather than by
 // a failure.
-func (b *Broker) stream(ctx context.Context, s *session, starts []start, ns []*feed.Notification) bool {
-	if ss, ok := s.out.(*sseSink); ok {
+func (s *Service) stream(ctx context.Context, sess *session, starts []start, ns []*feed.Notification) bool {
+	if ss, ok := sess.out.(*sseSink); ok {
 		if err := ss.open(); err != nil {
-			s.writeFailed(err)
+			sess.writeFailed(err)
 			return false
 		}
 	}
-	if err := s.emit(ctx, starts, ns); err != nil {
-		s.writeFailed(err)
-		b.debugEnd(ctx, s.c.kind, err)
+	if err := sess.emit(ctx, starts, ns); err != nil {
+		sess.writeFailed(err)
+		s.debugEnd(ctx, sess.c.Kind(), err)
 		return false
 	}
-	err := s.loop(ctx)
+	err := sess.loop(ctx)
 	if err != nil {
-		b.debugEnd(ctx, s.c.kind, err)
+		s.debugEnd(ctx, sess.c.Kind(), err)
 	}
 	return err == nil
 }
 
-func (b *Broker) debugEnd(ctx context.Context, k kind, err error) {
+func (s *Service) debugEnd(ctx context.Context, k live.Kind, err error) {
 	if errors.Is(err, context.Canceled) {
 		return
 	}
-	b.log.LogAttrs(ctx, slog.LevelDebug, "live connection ended", slog.String("kind", k.String()), slog.Any("err", err))
+	s.log.LogAttrs(ctx, slog.LevelDebug, "live connection ended", slog.String("kind", k.String()), slog.Any("err", err))
 }
 
 // unwrap returns the net/http writer under any wrapping writer (a router's

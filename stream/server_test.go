@@ -15,20 +15,27 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/feedgate/feedgate/auth"
+	"github.com/feedgate/feedgate/live"
+	"github.com/feedgate/feedgate/poll"
 	"github.com/feedgate/feedgate/retrieve"
 	"github.com/feedgate/feedgate/server"
 	"github.com/feedgate/feedgate/store"
 	"github.com/feedgate/feedgate/stream"
 )
 
-// TestThroughServer runs the broker behind the server package's engine, as
-// cmd/gateway wires it: streams, /ws, long-polls and /readyz.
+// TestThroughServer runs the hub and the stream and poll services behind
+// the server package's engine, as cmd/gateway wires them: streams, /ws,
+// long-polls and /readyz.
 func TestThroughServer(t *testing.T) {
 	st := openEmbedded(t)
 	ctx := context.Background()
 	reg := prometheus.NewRegistry()
-	rs := retrieve.New(st, "https://hub.example/", retrieve.Limits{})
-	b, err := stream.New(st, rs, stream.Options{Registry: reg})
+	h, err := live.New(st, live.Options{HubURL: "https://hub.example/", Registry: reg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rs := retrieve.New(st, retrieve.Options{HubURL: "https://hub.example/"})
+	b, err := stream.New(h, rs, stream.Options{Registry: reg})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -37,11 +44,13 @@ func TestThroughServer(t *testing.T) {
 		Store:    st,
 		Auth:     auth.NewAuthenticator(st, time.Minute),
 		Retrieve: rs,
-		Live:     b,
+		Stream:   b,
+		Poll:     poll.New(h, rs),
+		Live:     h,
 		Registry: reg,
 	}))
 	t.Cleanup(srv.Close)
-	t.Cleanup(func() { b.Close() })
+	t.Cleanup(func() { b.Close(); h.Close() })
 	token, err := auth.AddUser(ctx, st, auth.NewUser{Login: "bob", Rights: []store.Right{store.RightRetrieve}})
 	if err != nil {
 		t.Fatal(err)

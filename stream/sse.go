@@ -12,6 +12,7 @@ import (
 
 	"github.com/feedgate/feedgate/api"
 	"github.com/feedgate/feedgate/feed"
+	"github.com/feedgate/feedgate/live"
 )
 
 // sseSink writes Server-Sent Events: every answer and notification is an
@@ -35,11 +36,11 @@ func (s *sseSink) open() error {
 	return writeNow(s.o, bytes.Clone(s.buf))
 }
 
-func (s *sseSink) send(sess *session, ev *event, _ bool) error {
-	if len(sess.order) == 1 && len(ev.n.Items) > 0 && sess.last[ev.topic] == ev.last {
-		return s.o.writeShared(ev.sseFrame())
+func (s *sseSink) send(sess *session, n *live.Notification, _ bool) error {
+	if len(sess.order) == 1 && len(n.N.Items) > 0 && sess.last[n.Topic] == n.Last {
+		return s.o.writeShared(n.Bytes(live.SSEEvent))
 	}
-	if err := s.o.writeShared(ev.sseData()); err != nil {
+	if err := s.o.writeShared(n.Bytes(live.SSEData)); err != nil {
 		return err
 	}
 	s.buf = append(s.buf[:0], "id: "...)
@@ -49,12 +50,12 @@ func (s *sseSink) send(sess *session, ev *event, _ bool) error {
 }
 
 // direct: a one-topic stream's events are the same bytes for every client.
-func (s *sseSink) direct(sess *session, _ *event) (*rawOut, payload) {
+func (s *sseSink) direct(sess *session, _ *live.Notification) (*rawOut, live.Encoding) {
 	if len(sess.order) != 1 {
 		return nil, 0
 	}
 	o, _ := s.o.(*rawOut)
-	return o, payloadSSE
+	return o, live.SSEEvent
 }
 
 var sseKeepalive = []byte(": keep-alive\n\n")
@@ -63,12 +64,12 @@ func (s *sseSink) keepalive() error { return writeNow(s.o, sseKeepalive) }
 
 // bye says why the stream ends and asks EventSource to reconnect after a
 // jittered delay, so that the clients of a restarting node spread out.
-func (s *sseSink) bye(r reason) {
+func (s *sseSink) bye(r live.Reason) {
 	s.buf = append(s.buf[:0], ": "...)
-	s.buf = append(s.buf, r.message()...)
+	s.buf = append(s.buf, r.Message()...)
 	s.buf = append(s.buf, "\nretry: "...)
 	ms := s.retry.Milliseconds()
-	if r == reasonShutdown || r == reasonLifetime {
+	if r == live.ReasonShutdown || r == live.ReasonLifetime {
 		ms = ms/2 + jitter(ms)
 	}
 	s.buf = strconv.AppendInt(s.buf, ms, 10)

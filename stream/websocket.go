@@ -14,6 +14,7 @@ import (
 
 	"github.com/feedgate/feedgate/api"
 	"github.com/feedgate/feedgate/auth"
+	"github.com/feedgate/feedgate/live"
 	"github.com/feedgate/feedgate/retrieve"
 	"github.com/feedgate/feedgate/store"
 )
@@ -33,25 +34,33 @@ type wsCommand struct {
 
 // WebSocket close codes (RFC 6455 §7.4 and the IANA registry).
 const (
-	closeGoingAway      = 1001
-	closeInternalError  = 1011
-	closeServiceRestart = 1012
-	closeTryAgainLater  = 1013
+	closeGoingAway       = 1001
+	closePolicyViolation = 1008
+	closeInternalError   = 1011
+	closeServiceRestart  = 1012
+	closeTryAgainLater   = 1013
+	// closeCredentialExpired (application range 4000-4999): the token the
+	// socket was opened with expired; reconnect with a fresh one.
+	closeCredentialExpired = 4001
 )
 
 // closeFrame is how a reason ends a WebSocket: the code and a short text
 // (a close frame holds at most 123 bytes of it).
-func closeFrame(r reason) (int, string) {
+func closeFrame(r live.Reason) (int, string) {
 	switch r {
-	case reasonShutdown:
+	case live.ReasonShutdown:
 		return closeServiceRestart, "gateway restarting; reconnect with your last cursors"
-	case reasonLifetime:
+	case live.ReasonLifetime:
 		return closeGoingAway, "maximum connection lifetime reached; reconnect with your last cursors"
-	case reasonSlow:
+	case live.ReasonSlow:
 		return closeTryAgainLater, "too slow; reconnect with your last cursors"
-	case reasonLost:
+	case live.ReasonLost:
 		return closeTryAgainLater, "live delivery interrupted; reconnect with your last cursors"
-	case reasonGone:
+	case live.ReasonRevoked:
+		return closePolicyViolation, "credential revoked; reconnect with a valid one and your last cursors"
+	case live.ReasonExpired:
+		return closeCredentialExpired, "credential expired; reconnect with a fresh one and your last cursors"
+	case live.ReasonGone:
 		return websocket.CloseNormalClosure, ""
 	}
 	return websocket.CloseNormalClosure, ""
@@ -62,14 +71,14 @@ var wsWriteBuffers sync.Pool
 // serveWebSocket upgrades the request and serves it: first the retrieve
 // answer of every topic of the URL, then notifications; client messages
 // subscribe to and unsubscribe from topics on the open socket.
-func (b *Broker) serveWebSocket(w http.ResponseWriter, r *http.Request, req retrieve.Request) {
+func (s *Service) serveWebSocket(w http.ResponseWriter, r *http.Request, req retrieve.Request) {
 	want := api.Want{JSON: true}
 	p := auth.FromContext(r.Context())
-	if !b.originAllowed(r) {
+	if !s.originAllowed(r) {
 		api.WriteError(w, want, api.Errorf(http.StatusForbidden, "WebSocket connections from origin %q are not allowed; connect from the gateway's own origin or ask the operator to allow yours", truncate(r.Header.Get("Origin"))))
 		return
 	}
-	cl, err := b.attach(p, kindWebSocket, b.opts.ClientQueue)
+	cl, err := s.attach(p, live.KindWebSocket)
 	if err != nil {
 		api.WriteError(w, want, err)
 		return
@@ -77,16 +86,16 @@ func (b *Broker) serveWebSocket(w http.ResponseWriter, r *http.Request, req retr
 	handedOver := false
 	defer func() {
 		if !handedOver {
-			b.detach(cl)
+			s.detach(cl)
 		}
 	}()
-	starts, err := b.startsFor(r.Context(), req, nil)
+	starts, err := s.startsFor(r.Context(), req, nil)
 	if err != nil {
 		api.WriteError(w, want, err)
 		return
 	}
 	up := websocket.Upgrader{
-		HandshakeTimeout: b.opts.WriteTimeout,
+		HandshakeTimeout: s.opts.WriteTimeout,
 		WriteBufferPool:  &wsWriteBuffers,
 		CheckOrigin:      func(*http.Request) bool { return true }, // checked above
 		Error: func(w http.ResponseWriter, _ *http.Request, status int, reason error) {
@@ -98,39 +107,39 @@ func (b *Broker) serveWebSocket(w http.ResponseWriter, r *http.Request, req retr
 		return
 	}
 	nc := conn.NetConn()
-	cl.setAbort(func() { _ = nc.SetWriteDeadline(time.Unix(1, 0)) })
+	cl.SetAbort(func() { _ = nc.SetWriteDeadline(time.Unix(1, 0)) })
 	ws := &wsSession{
-		session:   b.newSession(cl, &wsSink{conn: conn, timeout: b.opts.WriteTimeout}),
+		session:   s.newSession(cl, &wsSink{conn: conn, timeout: s.opts.WriteTimeout}),
 		p:         p,
 		count:     req.Count,
-		maxTopics: b.rs.Limits().MaxTopics,
-		maxCount:  b.rs.Limits().MaxCount,
+		maxTopics: s.rs.Limits().MaxTopics,
+		maxCount:  s.rs.Limits().MaxCount,
 	}
 	// The socket is served by the broker's goroutines; the handler (and
 	// the server's goroutine with its stack) ends here.
 	handedOver = true
 	go func() {
-		defer b.detach(cl)
-		b.runWebSocket(conn, ws, starts)
+		defer s.detach(cl)
+		s.runWebSocket(conn, ws, starts)
 	}()
 }
 
 // runWebSocket serves an upgraded socket until it ends.
-func (b *Broker) runWebSocket(conn *websocket.Conn, ws *wsSession, starts []start) {
-	ctx, cancel := context.WithCancel(b.ctx)
+func (s *Service) runWebSocket(conn *websocket.Conn, ws *wsSession, starts []start) {
+	ctx, cancel := context.WithCancel(s.ctx)
 	cmds := make(chan wsCommand, 8)
 	readerDone := make(chan struct{})
-	go b.wsRead(ctx, cancel, conn, cmds, readerDone)
+	go s.wsRead(ctx, cancel, conn, cmds, readerDone)
 	defer func() {
 		cancel()
 		_ = conn.Close()
 		<-readerDone
 	}()
-	s := ws.session
-	out := s.out.(*wsSink)
-	s.cmds, s.onCmd = cmds, ws.command
+	sess := ws.session
+	out := sess.out.(*wsSink)
+	sess.cmds, sess.onCmd = cmds, ws.command
 	if len(starts) > 0 {
-		ns, err := s.load(ctx, starts)
+		ns, err := sess.load(ctx, starts)
 		if err != nil {
 			if ctx.Err() == nil {
 				_ = out.sendError(err)
@@ -138,24 +147,24 @@ func (b *Broker) runWebSocket(conn *websocket.Conn, ws *wsSession, starts []star
 			}
 			return
 		}
-		if err := s.emit(ctx, starts, ns); err != nil {
-			s.writeFailed(err)
+		if err := sess.emit(ctx, starts, ns); err != nil {
+			sess.writeFailed(err)
 			return
 		}
 	}
-	if err := s.loop(ctx); err != nil {
-		b.debugEnd(ctx, kindWebSocket, err)
+	if err := sess.loop(ctx); err != nil {
+		s.debugEnd(ctx, live.KindWebSocket, err)
 	}
 }
 
 // wsRead reads client messages until the connection fails or ctx ends.
 // A client must answer pings (or send something) within two keep-alive
 // periods.
-func (b *Broker) wsRead(ctx context.Context, cancel context.CancelFunc, conn *websocket.Conn, cmds chan<- wsCommand, done chan<- struct{}) {
+func (s *Service) wsRead(ctx context.Context, cancel context.CancelFunc, conn *websocket.Conn, cmds chan<- wsCommand, done chan<- struct{}) {
 	defer close(done)
 	defer cancel()
-	wait := 2*b.opts.Keepalive + b.opts.WriteTimeout
-	conn.SetReadLimit(b.opts.MaxMessageSize)
+	wait := 2*s.opts.Keepalive + s.opts.WriteTimeout
+	conn.SetReadLimit(s.opts.MaxMessageSize)
 	_ = conn.SetReadDeadline(time.Now().Add(wait))
 	conn.SetPongHandler(func(string) error {
 		return conn.SetReadDeadline(time.Now().Add(wait))
@@ -185,7 +194,7 @@ func (b *Broker) wsRead(ctx context.Context, cancel context.CancelFunc, conn *we
 
 // originAllowed reports whether a WebSocket may come from the request's
 // Origin: none (not a browser), the gateway's own, or a configured one.
-func (b *Broker) originAllowed(r *http.Request) bool {
+func (s *Service) originAllowed(r *http.Request) bool {
 	origin := r.Header.Get("Origin")
 	if origin == "" {
 		return true
@@ -193,7 +202,7 @@ func (b *Broker) originAllowed(r *http.Request) bool {
 	if u, err := url.Parse(origin); err == nil && u.Host != "" && strings.EqualFold(u.Host, r.Host) {
 		return true
 	}
-	for _, o := range b.opts.AllowedOrigins {
+	for _, o := range s.opts.AllowedOrigins {
 		if o == "*" || strings.EqualFold(strings.TrimRight(o, "/"), origin) {
 			return true
 		}
@@ -256,7 +265,7 @@ func (w *wsSession) subscribe(ctx context.Context, cmd wsCommand) error {
 		}
 		count = cmd.Count
 	}
-	if err := w.b.rs.Authorize(ctx, w.p, topic); err != nil {
+	if err := w.svc.rs.Authorize(ctx, w.p, topic); err != nil {
 		return err
 	}
 	q := store.Query{From: store.Newest, Count: count}
@@ -264,7 +273,7 @@ func (w *wsSession) subscribe(ctx context.Context, cmd wsCommand) error {
 		if len(after) > api.MaxTopicLength {
 			return api.Invalid("after must be at most %d characters", api.MaxTopicLength)
 		}
-		c, err := w.b.rs.ResolveCursor(ctx, topic, after)
+		c, err := w.svc.rs.ResolveCursor(ctx, topic, after)
 		if err != nil {
 			return err
 		}
@@ -273,7 +282,7 @@ func (w *wsSession) subscribe(ctx context.Context, cmd wsCommand) error {
 	starts := []start{{topic: topic, q: q}}
 	ns, err := w.load(ctx, starts)
 	if err != nil {
-		w.b.unsubscribe(w.c, topic)
+		w.svc.unsubscribe(w.c, topic)
 		return err
 	}
 	if err := w.emit(ctx, starts, ns); err != nil {
@@ -287,7 +296,7 @@ func (w *wsSession) unsubscribe(cmd wsCommand) error {
 	if _, ok := w.last[topic]; !ok {
 		return api.Errorf(http.StatusNotFound, "not subscribed to %q on this socket", truncate(topic))
 	}
-	w.b.unsubscribe(w.c, topic)
+	w.svc.unsubscribe(w.c, topic)
 	delete(w.last, topic)
 	for i, t := range w.order {
 		if t == topic {
@@ -308,12 +317,8 @@ func (w *wsSink) begin() error {
 	return w.conn.SetWriteDeadline(time.Now().Add(w.timeout))
 }
 
-func (w *wsSink) send(_ *session, ev *event, _ bool) error {
-	pm, err := ev.wsMessage()
-	if err != nil {
-		return err
-	}
-	return w.conn.WritePreparedMessage(pm)
+func (w *wsSink) send(_ *session, n *live.Notification, _ bool) error {
+	return w.conn.WriteMessage(websocket.TextMessage, n.JSON())
 }
 
 func (w *wsSink) flush() error { return nil }
@@ -322,7 +327,7 @@ func (w *wsSink) keepalive() error {
 	return w.conn.WriteControl(websocket.PingMessage, nil, time.Now().Add(w.timeout))
 }
 
-func (w *wsSink) bye(r reason) {
+func (w *wsSink) bye(r live.Reason) {
 	code, text := closeFrame(r)
 	w.closeWith(code, text)
 }

@@ -22,6 +22,8 @@ import (
 	"github.com/feedgate/feedgate/auth"
 	"github.com/feedgate/feedgate/hub"
 	"github.com/feedgate/feedgate/ingest"
+	"github.com/feedgate/feedgate/live"
+	"github.com/feedgate/feedgate/poll"
 	"github.com/feedgate/feedgate/retrieve"
 	"github.com/feedgate/feedgate/server"
 	"github.com/feedgate/feedgate/store"
@@ -132,41 +134,54 @@ func (c *ServeCmd) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("--auth-cache or --jwt-*: %w", err)
 	}
-	var rsOpts []retrieve.Option
 	if c.RetrieveCache < 0 || c.RetrieveCacheMiB < 1 {
 		return fmt.Errorf("--retrieve-cache must be 0 (off) or more and --retrieve-cache-mib at least 1 (got %d and %d)", c.RetrieveCache, c.RetrieveCacheMiB)
 	}
-	if c.RetrieveCache > 0 && c.Role != string(server.RoleIngest) {
-		cache := retrieve.NewCache(ctx, st, retrieve.CacheOptions{
-			Topics:     c.RetrieveCache,
-			Bytes:      c.RetrieveCacheMiB << 20,
-			Count:      c.MaxCount,
-			Changes:    changes,
-			Registerer: reg,
-			Logger:     log,
-		})
-		defer cache.Close()
-		rsOpts = append(rsOpts, retrieve.WithCache(cache))
-	}
-	rs := retrieve.New(st, public+"/", retrieve.Limits{MaxCount: c.MaxCount, DefaultTimeout: c.PollTimeout, MaxTimeout: c.MaxPollTimeout}, rsOpts...)
-	origins := splitList(c.AllowedOrigins)
-	broker, err := stream.New(st, rs, stream.Options{
-		Keepalive:       c.Keepalive,
-		ClientQueue:     c.ClientQueue,
-		WriteTimeout:    c.WriteTimeout,
-		MaxLifetime:     c.MaxLifetime,
+	// The node hub: the node's one live subscription to the store, for
+	// streams, long-polls, the retrieve cache and webhook scheduling.
+	liveHub, err := live.New(st, live.Options{
+		HubURL:          public + "/",
 		MaxConnsPerUser: c.MaxConnsPerUser,
-		AllowedOrigins:  origins,
 		Logger:          log,
 		Registry:        reg,
 	})
 	if err != nil {
 		return err
 	}
-	defer broker.Close()
+	defer liveHub.Close()
+	rsOpts := retrieve.Options{
+		HubURL: public + "/",
+		Limits: retrieve.Limits{MaxCount: c.MaxCount, DefaultTimeout: c.PollTimeout, MaxTimeout: c.MaxPollTimeout},
+	}
+	if c.RetrieveCache > 0 && c.Role != string(server.RoleIngest) {
+		rsOpts.Cache = retrieve.NewCache(liveHub, st, retrieve.CacheOptions{
+			Topics:     c.RetrieveCache,
+			Bytes:      c.RetrieveCacheMiB << 20,
+			Count:      c.MaxCount,
+			Changes:    changes,
+			Registerer: reg,
+		})
+		defer rsOpts.Cache.Close()
+	}
+	rs := retrieve.New(st, rsOpts)
+	origins := splitList(c.AllowedOrigins)
+	streams, err := stream.New(liveHub, rs, stream.Options{
+		Keepalive:      c.Keepalive,
+		ClientQueue:    c.ClientQueue,
+		WriteTimeout:   c.WriteTimeout,
+		MaxLifetime:    c.MaxLifetime,
+		AllowedOrigins: origins,
+		Logger:         log,
+		Registry:       reg,
+	})
+	if err != nil {
+		return err
+	}
+	defer streams.Close()
 	retry := hub.DefaultRetry
 	retry.MaxAttempts, retry.MaxAge = c.RetryAttempts, c.RetryMaxAge
-	hubSvc := hub.New(st, ing, hub.WithOptions(hub.Options{
+	hubSvc := hub.New(st, ing, hub.Options{
+		Live:            liveHub,
 		PublicHubURL:    public + "/hub",
 		Fetcher:         ing.Fetcher(),
 		LeaseDefault:    c.LeaseDefault,
@@ -178,7 +193,7 @@ func (c *ServeCmd) Run(ctx context.Context) error {
 		Signature:       c.WebhookSignature,
 		Registerer:      reg,
 		Logger:          log,
-	}))
+	})
 	handler := server.New(server.Config{
 		Role:           server.Role(c.Role),
 		Store:          st,
@@ -187,7 +202,9 @@ func (c *ServeCmd) Run(ctx context.Context) error {
 		Hub:            hubSvc,
 		Publish:        ing,
 		Callback:       ing,
-		Live:           broker,
+		Stream:         streams,
+		Poll:           poll.New(liveHub, rs),
+		Live:           liveHub,
 		Assets:         web.Handler,
 		Landing:        web.Landing,
 		AllowedOrigins: origins,
@@ -254,7 +271,7 @@ func (c *ServeCmd) Run(ctx context.Context) error {
 	sctx, cancel := context.WithTimeout(context.Background(), c.ShutdownTimeout)
 	defer cancel()
 	// Streams are told to reconnect first: they would hold Shutdown open.
-	if err := broker.Shutdown(sctx); err != nil {
+	if err := liveHub.Shutdown(sctx); err != nil {
 		log.Warn("streams cut at shutdown", slog.Any("err", err))
 	}
 	if err := srv.Shutdown(sctx); err != nil {

@@ -138,7 +138,7 @@ func subscriptionRemover(st store.Store) admin.SubscriptionRemover {
 	if err != nil {
 		return nil
 	}
-	return hub.New(st, ing, hub.WithLogger(quiet))
+	return hub.New(st, ing, hub.Options{Logger: quiet})
 }
 
 // Run lists users.
