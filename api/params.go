@@ -29,6 +29,9 @@ func ReadParams(r *http.Request) (Params, error) {
 		return Params{Values: q}, nil
 	}
 	body, err := io.ReadAll(io.LimitReader(r.Body, MaxFormBody+1))
+	if e, ok := AsError(err); ok {
+		return Params{Values: q}, e // the body's reader says what went wrong (408)
+	}
 	if err != nil {
 		return Params{Values: q}, Errorf(http.StatusBadRequest, "the request body could not be read: %v", err)
 	}

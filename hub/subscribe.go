@@ -166,44 +166,88 @@ var ErrCallbacksUnsupported = api.Invalid("hub.callback is not supported by this
 // says why it failed), or with req.Async in the background after Subscribe
 // returns (the caller answers 202).
 func (s *Service) Subscribe(ctx context.Context, p *auth.Principal, req SubscribeRequest) error {
+	return s.SubscribeMany(ctx, p, req, []string{req.Topic})
+}
+
+// SubscribeMany subscribes the principal to every topic (req.Topic is
+// ignored) with the rest of req, or to none: every topic is checked, and
+// with a synchronous callback every verification of intent passes, before
+// the first subscription is stored.
+func (s *Service) SubscribeMany(ctx context.Context, p *auth.Principal, req SubscribeRequest, topics []string) error {
 	if err := auth.Require(p, store.RightSubscribe); err != nil {
 		return err
 	}
-	if err := auth.RequireTopic(p, req.Topic); err != nil {
-		return err
+	if len(topics) == 0 {
+		return api.Invalid("hub.topic is required")
 	}
 	if req.Callback != "" && !s.CallbacksEnabled() {
 		return ErrCallbacksUnsupported
 	}
-	if err := s.tracker.CheckURL(ctx, req.Topic); err != nil {
-		if _, ok := api.AsError(err); ok {
+	several := len(topics) > 1
+	for _, topic := range topics {
+		if err := api.CheckURL("hub.topic", topic); err != nil {
 			return err
 		}
-		return api.Invalid("hub.topic refused: %v", err)
-	}
-	if req.Callback == "" {
-		sub := store.Subscription{
-			Login:     p.Login,
-			Topic:     req.Topic,
-			Format:    req.Format,
-			CreatedAt: time.Now().UTC(),
-		}
-		if _, err := s.store.PutSubscription(ctx, sub); err != nil {
+		if err := auth.RequireTopic(p, topic); err != nil {
 			return err
 		}
-		return s.tracker.Track(ctx, req.Topic)
+		if err := s.tracker.CheckURL(ctx, topic); err != nil {
+			if e, ok := api.AsError(err); ok {
+				return e
+			}
+			if several {
+				return api.Invalid("hub.topic %s refused: %v; nothing was subscribed", topic, err)
+			}
+			return api.Invalid("hub.topic refused: %v", err)
+		}
 	}
-	if err := s.checkCallback(ctx, req.Callback); err != nil {
+	if req.Callback != "" {
+		if err := s.checkCallback(ctx, req.Callback); err != nil {
+			return err
+		}
+	}
+	vs := make([]verification, len(topics))
+	for i, topic := range topics {
+		r := req
+		r.Topic = topic
+		vs[i] = verification{mode: modeSubscribe, login: p.Login, req: r, lease: s.lease(req.LeaseSeconds)}
+		if req.Callback != "" && !req.Async {
+			if err := s.verify(ctx, vs[i]); err != nil {
+				if several {
+					return api.Invalid("%v (for hub.topic %s); nothing was subscribed", err, topic)
+				}
+				return api.Invalid("%v", err)
+			}
+		}
+	}
+	for _, v := range vs {
+		var err error
+		switch {
+		case req.Callback == "":
+			err = s.subscribeRetrieveOnly(ctx, p.Login, v.req)
+		case req.Async:
+			err = s.enqueue(v)
+		default:
+			err = s.activate(ctx, v)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (s *Service) subscribeRetrieveOnly(ctx context.Context, login string, req SubscribeRequest) error {
+	sub := store.Subscription{
+		Login:     login,
+		Topic:     req.Topic,
+		Format:    req.Format,
+		CreatedAt: time.Now().UTC(),
+	}
+	if _, err := s.store.PutSubscription(ctx, sub); err != nil {
 		return err
 	}
-	v := verification{mode: modeSubscribe, login: p.Login, req: req, lease: s.lease(req.LeaseSeconds)}
-	if req.Async {
-		return s.enqueue(v)
-	}
-	if err := s.verify(ctx, v); err != nil {
-		return api.Invalid("%v", err)
-	}
-	return s.activate(ctx, v)
+	return s.tracker.Track(ctx, req.Topic)
 }
 
 // Unsubscribe removes the principal's subscription; the last one of a topic

@@ -5,6 +5,7 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	"slices"
 	"strings"
 
 	"github.com/gin-gonic/gin"
@@ -162,6 +163,12 @@ func (h *handlers) subscribe(c *gin.Context, p api.Params, principal *auth.Princ
 		return
 	}
 	ctx := c.Request.Context()
+	// Several hub.topic: all are subscribed, or none (never a silent drop).
+	topics := p.List("hub.topic")
+	if len(topics) > 1 && (!subscribe || req.Retrieve) {
+		fail(c, p, api.Invalid("%s takes one hub.topic (got %d): send one request per topic", map[bool]string{true: "retrieve=true", false: "hub.mode=unsubscribe"}[subscribe], len(topics)))
+		return
+	}
 	if !subscribe {
 		if err := h.cfg.Hub.Unsubscribe(ctx, principal, req); err != nil {
 			fail(c, p, err)
@@ -174,7 +181,7 @@ func (h *handlers) subscribe(c *gin.Context, p api.Params, principal *auth.Princ
 		c.Status(http.StatusNoContent)
 		return
 	}
-	if err := h.cfg.Hub.Subscribe(ctx, principal, req); err != nil {
+	if err := h.cfg.Hub.SubscribeMany(ctx, principal, req, topics); err != nil {
 		fail(c, p, err)
 		return
 	}
@@ -271,6 +278,15 @@ func (h *handlers) publish(c *gin.Context, p api.Params, principal *auth.Princip
 			fail(c, p, err)
 			return
 		}
+		if err := auth.RequireTopic(principal, t); err != nil {
+			fail(c, p, err)
+			return
+		}
+	}
+	topics = slices.Compact(slices.Sorted(slices.Values(topics)))
+	if ok, wait := h.pings.AllowAll(topics); !ok {
+		fail(c, p, tooMany(wait, "too many pings for this topic; the gateway fetches it at most --ping-rate-limit times per second"))
+		return
 	}
 	if err := h.cfg.Publish.Ping(ctx, topics); err != nil {
 		fail(c, p, err)
@@ -295,6 +311,10 @@ func (h *handlers) fatPing(c *gin.Context, p api.Params, principal *auth.Princip
 	body, err := io.ReadAll(c.Request.Body)
 	if err != nil {
 		var tooBig *http.MaxBytesError
+		if e, ok := api.AsError(err); ok {
+			fail(c, p, e) // 408: the body did not arrive in time
+			return
+		}
 		if errors.As(err, &tooBig) {
 			fail(c, p, api.Errorf(http.StatusRequestEntityTooLarge, "the feed is larger than %d bytes; send only the new entries", tooBig.Limit))
 			return

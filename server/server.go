@@ -5,8 +5,11 @@ package server
 import (
 	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
+	"slices"
 	"time"
 
 	"github.com/gin-contrib/cors"
@@ -18,6 +21,7 @@ import (
 	"github.com/feedgate/feedgate/auth"
 	"github.com/feedgate/feedgate/feed"
 	"github.com/feedgate/feedgate/hub"
+	"github.com/feedgate/feedgate/limit"
 	"github.com/feedgate/feedgate/retrieve"
 	"github.com/feedgate/feedgate/store"
 )
@@ -86,9 +90,14 @@ type Config struct {
 	// AllowedOrigins for CORS ("*" allows any); empty disables CORS.
 	AllowedOrigins []string
 	// MaxBody bounds request bodies (fat pings), default 10 MiB.
-	MaxBody  int64
-	Registry *prometheus.Registry
-	Logger   *slog.Logger
+	MaxBody int64
+	// Limits are the request limits (rates, body read deadline).
+	Limits Limits
+	// MetricsOnAdmin leaves /metrics off this handler: it is served by
+	// the admin listener (NewAdmin).
+	MetricsOnAdmin bool
+	Registry       *prometheus.Registry
+	Logger         *slog.Logger
 	// AccessLog, when set, logs every request (see accesslog.go).
 	AccessLog *slog.Logger
 }
@@ -111,7 +120,8 @@ func New(cfg Config) http.Handler {
 	e := gin.New()
 	e.HandleMethodNotAllowed = true
 	e.ContextWithFallback = true
-	h := &handlers{cfg: cfg}
+	cfg.Limits = cfg.Limits.withDefaults()
+	h := &handlers{cfg: cfg, limiters: newLimiters(cfg.Limits)}
 	e.Use(h.recover(), newHTTPMetrics(cfg.Registry).middleware())
 	if cfg.AccessLog != nil {
 		e.Use(accessLog(cfg.AccessLog))
@@ -130,7 +140,9 @@ func New(cfg Config) http.Handler {
 
 	e.GET("/healthz", func(c *gin.Context) { c.String(http.StatusOK, "ok\n") })
 	e.GET("/readyz", h.ready)
-	e.GET("/metrics", gin.WrapH(promhttp.HandlerFor(cfg.Registry, promhttp.HandlerOpts{Registry: cfg.Registry})))
+	if !cfg.MetricsOnAdmin {
+		e.GET("/metrics", gin.WrapH(promhttp.HandlerFor(cfg.Registry, promhttp.HandlerOpts{Registry: cfg.Registry})))
+	}
 
 	if cfg.Callback != nil && cfg.Role != RoleAPI {
 		callback := func(c *gin.Context) {
@@ -141,7 +153,7 @@ func New(cfg Config) http.Handler {
 		e.POST("/callback/:id", callback)
 	}
 	if cfg.Role == RoleIngest {
-		return e
+		return guardBody(e, cfg.Limits.BodyTimeout)
 	}
 
 	chain := []gin.HandlerFunc{h.limitBody}
@@ -156,27 +168,32 @@ func New(cfg Config) http.Handler {
 	}
 	ws := append(append([]gin.HandlerFunc{}, chain...), h.authenticate, h.websocket)
 	e.GET("/ws", ws...)
-	return e
+	return guardBody(e, cfg.Limits.BodyTimeout)
 }
 
 func corsMiddleware(origins []string) gin.HandlerFunc {
 	cc := cors.Config{
-		AllowMethods:     []string{"GET", "POST", "OPTIONS"},
-		AllowHeaders:     []string{"Authorization", "Content-Type", "Accept", "Last-Event-ID", "X-HTTP-Method-Override", "X-Requested-With"},
-		ExposeHeaders:    []string{"Feedgate-Gap", "WWW-Authenticate"},
-		AllowCredentials: true,
-		MaxAge:           12 * time.Hour,
+		AllowMethods:  []string{"GET", "POST", "OPTIONS"},
+		AllowHeaders:  []string{"Authorization", "Content-Type", "Accept", "Last-Event-ID", "X-HTTP-Method-Override", "X-Requested-With"},
+		ExposeHeaders: []string{"Feedgate-Gap", "WWW-Authenticate", "Retry-After"},
+		MaxAge:        12 * time.Hour,
 	}
-	if len(origins) == 1 && origins[0] == "*" {
-		cc.AllowOriginFunc = func(string) bool { return true }
+	if slices.Contains(origins, "*") {
+		// Any origin: answered "*", never with credentials, so a page
+		// cannot ride on a browser's stored credentials; scripts still send
+		// their own Authorization header or authorization=/access_token=.
+		cc.AllowAllOrigins = true
 	} else {
+		// Listed origins are reflected and may send credentials.
 		cc.AllowOrigins = origins
+		cc.AllowCredentials = true
 	}
 	return cors.New(cc)
 }
 
 type handlers struct {
 	cfg Config
+	limiters
 }
 
 func (h *handlers) recover() gin.HandlerFunc {
@@ -193,6 +210,11 @@ func (h *handlers) recover() gin.HandlerFunc {
 // its context; failures are rendered as the client asked (JSON, JSONP,
 // text).
 func (h *handlers) authenticate(c *gin.Context) {
+	addr := clientAddr(c.Request)
+	if blocked, wait := h.logins.Blocked(addr); blocked {
+		fail(c, api.Params{Values: c.Request.URL.Query()}, tooMany(wait, "too many failed logins from your address"))
+		return
+	}
 	params, err := params(c)
 	if err != nil {
 		fail(c, params, err)
@@ -200,7 +222,15 @@ func (h *handlers) authenticate(c *gin.Context) {
 	}
 	p, err := h.cfg.Auth.Authenticate(c.Request.Context(), c.Request, params.Values)
 	if err != nil {
+		if errors.Is(err, auth.ErrWrongCredentials) {
+			h.logins.Take(addr)
+		}
 		fail(c, params, err)
+		return
+	}
+	limit.Authenticated(c.Request.Context())
+	if ok, wait := h.users.Allow(p.Login); !ok {
+		fail(c, params, tooMany(wait, fmt.Sprintf("too many requests for user %s (over --rate-limit)", p.Login)))
 		return
 	}
 	c.Request = c.Request.WithContext(auth.WithPrincipal(c.Request.Context(), p))

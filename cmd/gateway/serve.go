@@ -22,6 +22,7 @@ import (
 	"github.com/feedgate/feedgate/auth"
 	"github.com/feedgate/feedgate/hub"
 	"github.com/feedgate/feedgate/ingest"
+	"github.com/feedgate/feedgate/limit"
 	"github.com/feedgate/feedgate/live"
 	"github.com/feedgate/feedgate/poll"
 	"github.com/feedgate/feedgate/retrieve"
@@ -68,6 +69,15 @@ type ServeCmd struct {
 	RetryAttempts       int           `name:"retry-attempts" env:"FEEDGATE_RETRY_ATTEMPTS" default:"16" help:"Failed attempts after which a webhook delivery is given up (the subscription goes on with later items)."`
 	RetryMaxAge         time.Duration `name:"retry-max-age" env:"FEEDGATE_RETRY_MAX_AGE" default:"24h" help:"Age of a failing webhook delivery after which it is given up."`
 	WebhookSignature    string        `name:"webhook-signature" env:"FEEDGATE_WEBHOOK_SIGNATURE" default:"sha256" enum:"sha1,sha256,sha384,sha512" help:"Hash of the X-Hub-Signature HMAC of webhook deliveries to subscribers with a hub.secret: sha1, sha256, sha384 or sha512."`
+
+	AdminListen       string        `name:"admin-listen" env:"FEEDGATE_ADMIN_LISTEN" help:"Address of the admin listener (e.g. 127.0.0.1:9090): /metrics and /debug/pprof/, then neither on the public port. Empty: /metrics on the public port, no pprof."`
+	RateLimit         float64       `name:"rate-limit" env:"FEEDGATE_RATE_LIMIT" default:"0" help:"Requests per second per user on each node (429 beyond); 0: no limit."`
+	RateBurst         int           `name:"rate-burst" env:"FEEDGATE_RATE_BURST" default:"0" help:"Requests a user may make at once; 0: one second's worth of --rate-limit."`
+	PingRateLimit     float64       `name:"ping-rate-limit" env:"FEEDGATE_PING_RATE_LIMIT" default:"1" help:"Publish pings (hub.mode=publish without a body) per second per topic on each node (429 beyond); 0: no limit."`
+	PingBurst         int           `name:"ping-burst" env:"FEEDGATE_PING_BURST" default:"0" help:"Pings of one topic accepted at once; 0: one second's worth of --ping-rate-limit."`
+	LoginFailureLimit int           `name:"login-failure-limit" env:"FEEDGATE_LOGIN_FAILURE_LIMIT" default:"30" help:"Failed logins per minute per address before its requests are answered 429; 0: no limit."`
+	MaxUnauthConns    int           `name:"max-unauth-conns" env:"FEEDGATE_MAX_UNAUTH_CONNS" default:"64" help:"Connections one address may hold open without an authenticated request (beyond: answered 429 and closed); 0: no limit."`
+	BodyTimeout       time.Duration `name:"body-timeout" env:"FEEDGATE_BODY_TIMEOUT" default:"30s" help:"Time to receive a request body after its headers (408 and the connection closed beyond)."`
 
 	ShutdownTimeout time.Duration `name:"shutdown-timeout" env:"FEEDGATE_SHUTDOWN_TIMEOUT" default:"10s" help:"How long SIGTERM waits for in-flight requests."`
 }
@@ -209,20 +219,52 @@ func (c *ServeCmd) Run(ctx context.Context) error {
 		Landing:        web.Landing,
 		AllowedOrigins: origins,
 		MaxBody:        c.MaxBody,
-		Registry:       reg,
-		Logger:         log,
-		AccessLog:      c.accessLogger(log),
+		MetricsOnAdmin: c.AdminListen != "",
+		Limits: server.Limits{
+			BodyTimeout:   c.BodyTimeout,
+			RequestRate:   c.RateLimit,
+			RequestBurst:  c.RateBurst,
+			PingRate:      c.PingRateLimit,
+			PingBurst:     c.PingBurst,
+			LoginFailures: c.LoginFailureLimit,
+		},
+		Registry:  reg,
+		Logger:    log,
+		AccessLog: c.accessLogger(log),
 	})
 
 	ln, err := net.Listen("tcp", c.Listen)
 	if err != nil {
 		return err
 	}
+	conns := limit.NewConns(c.MaxUnauthConns)
 	srv := &http.Server{
 		Handler:           handler,
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+		ConnContext:       conns.ConnContext,
+		ConnState:         conns.ConnState,
+	}
+	var adminSrv *http.Server
+	if c.AdminListen != "" {
+		aln, err := net.Listen("tcp", c.AdminListen)
+		if err != nil {
+			ln.Close()
+			return fmt.Errorf("--admin-listen: %w", err)
+		}
+		adminSrv = &http.Server{
+			Handler:           server.NewAdmin(reg),
+			ReadHeaderTimeout: 10 * time.Second,
+			ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+		}
+		go func() {
+			if err := adminSrv.Serve(aln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				log.Error("admin listener stopped", slog.Any("err", err))
+			}
+		}()
+		defer adminSrv.Close()
+		log.Info("admin listener serving /metrics and /debug/pprof/", slog.String("listen", aln.Addr().String()))
 	}
 
 	runCtx, stopRun := context.WithCancel(context.Background())
