@@ -152,6 +152,10 @@ func (c *ServeCmd) Run(ctx context.Context) error {
 	liveHub, err := live.New(st, live.Options{
 		HubURL:          public + "/",
 		MaxConnsPerUser: c.MaxConnsPerUser,
+		// Live connections end within auth.RevocationDelay of their
+		// credential's removal, rotation or expiry, on every node.
+		Revalidate:      authn.Revalidate,
+		RevalidateEvery: authn.RevalidateEvery(),
 		Logger:          log,
 		Registry:        reg,
 	})
