@@ -140,6 +140,7 @@ func prepare(body []byte, contentType string) ([]byte, error) {
 		if err := scanXML(body); err != nil {
 			return nil, err
 		}
+		body = dropProlog(body)
 	case '{':
 		if !utf8.Valid(body) {
 			if b, ok := transcode(body, contentType); ok {
@@ -153,6 +154,47 @@ func prepare(body []byte, contentType string) ([]byte, error) {
 		return nil, notDetected(body, contentType)
 	}
 	return body, nil
+}
+
+// dropProlog removes the comments and processing instructions between the
+// XML declaration and the root element (or DOCTYPE): gofeed looks for the
+// root in the first 4 KiB only, and how long a prolog is must not decide
+// whether a feed is accepted. The body is well-formed (scanXML).
+func dropProlog(body []byte) []byte {
+	rest := bytes.TrimPrefix(body, utf8BOM)
+	var decl []byte
+	if bytes.HasPrefix(rest, []byte("<?xml ")) || bytes.HasPrefix(rest, []byte("<?xml?")) {
+		end := bytes.Index(rest, []byte("?>"))
+		if end < 0 {
+			return body
+		}
+		decl, rest = rest[:end+2], rest[end+2:]
+	}
+	start := rest
+	for {
+		rest = bytes.TrimLeft(rest, " \t\r\n")
+		var end []byte
+		switch {
+		case bytes.HasPrefix(rest, []byte("<!--")):
+			end = []byte("-->")
+		case bytes.HasPrefix(rest, []byte("<?")):
+			end = []byte("?>")
+		}
+		if end == nil {
+			break
+		}
+		i := bytes.Index(rest, end)
+		if i < 0 {
+			return body
+		}
+		rest = rest[i+len(end):]
+	}
+	if len(start)-len(rest) < 1024 {
+		return body // short enough: leave the document as it came
+	}
+	out := make([]byte, 0, len(decl)+1+len(rest))
+	out = append(append(append(out, decl...), '\n'), rest...)
+	return out
 }
 
 // explain turns a gofeed error into a ParseError a publisher can act on.

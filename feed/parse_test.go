@@ -692,3 +692,27 @@ func TestParseHubDiscovery(t *testing.T) {
 		})
 	}
 }
+
+// TestParseLongProlog: how long the prolog (comments, processing
+// instructions) before the root element is does not decide acceptance.
+func TestParseLongProlog(t *testing.T) {
+	t.Parallel()
+	rss := `<rss version="2.0"><channel><title>T</title><link>https://p.example/</link><item><guid>p-1</guid><title>One</title></item></channel></rss>`
+	atom := `<feed xmlns="http://www.w3.org/2005/Atom"><title>T</title><id>urn:p</id><updated>2026-01-01T00:00:00Z</updated><entry><id>p-1</id><title>One</title><updated>2026-01-01T00:00:00Z</updated></entry></feed>`
+	for _, n := range []int{100, 4000, 8000, 64000} {
+		comment := "<!-- " + strings.Repeat("x", n) + " -->\n"
+		for name, body := range map[string]string{
+			"rss":           `<?xml version="1.0" encoding="utf-8"?>` + "\n" + comment + rss,
+			"atom, several": comment + `<?xml-stylesheet type="text/xsl" href="s.xsl"?>` + comment + atom,
+		} {
+			doc, err := Parse([]byte(body), "application/xml")
+			if err != nil {
+				t.Errorf("%s after a %d-byte prolog: %v", name, n, err)
+				continue
+			}
+			if len(doc.Items) != 1 || doc.Items[0].ID != "p-1" {
+				t.Errorf("%s after a %d-byte prolog: items %+v", name, n, doc.Items)
+			}
+		}
+	}
+}
