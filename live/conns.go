@@ -12,7 +12,6 @@ import (
 
 	"github.com/feedgate/feedgate/api"
 	"github.com/feedgate/feedgate/auth"
-	"github.com/feedgate/feedgate/store"
 )
 
 // Kind is the form of a live connection, as metrics label it.
@@ -325,11 +324,17 @@ func (cs *conns) revalidate() {
 		ctx, cancel := context.WithTimeout(h.ctx, storeTimeout)
 		err := h.opts.Revalidate(ctx, p)
 		cancel()
-		if err == nil || errors.Is(err, store.ErrUnavailable) || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
-			// An unreachable store proves nothing: keep serving.
+		var r Reason
+		switch {
+		case errors.Is(err, auth.ErrExpired):
+			r = ReasonExpired
+		case errors.Is(err, auth.ErrRevoked):
+			r = ReasonRevoked
+		default:
+			// Still valid, or an unreachable store, which proves
+			// nothing: keep serving.
 			continue
 		}
-		r := ReasonRevoked
 		n := 0
 		for _, c := range list {
 			if c.Drop(r) {

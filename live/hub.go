@@ -102,9 +102,11 @@ type Options struct {
 	// limit.
 	MaxConnsPerUser int
 	// Revalidate, when set, is asked every RevalidateEvery whether the
-	// credential of each connected principal still holds; the connections
-	// of one that does not are dropped (ReasonRevoked). It must answer for
-	// removals made on other nodes too.
+	// credential of each connected principal still holds: an error
+	// matching auth.ErrRevoked or auth.ErrExpired drops the principal's
+	// connections (ReasonRevoked, ReasonExpired); other errors (an
+	// unreachable store) change nothing. It must answer for removals made
+	// on other nodes too (auth.Authenticator.Revalidate does).
 	Revalidate func(ctx context.Context, p *auth.Principal) error
 	// RevalidateEvery is the period of Revalidate. Default 2 s.
 	RevalidateEvery time.Duration

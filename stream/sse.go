@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"encoding/base64"
 	"encoding/binary"
+	"encoding/json"
 	"hash/fnv"
 	"math/rand/v2"
+	"net/http"
 	"strconv"
 	"strings"
 	"time"
@@ -63,9 +65,27 @@ var sseKeepalive = []byte(": keep-alive\n\n")
 func (s *sseSink) keepalive() error { return writeNow(s.o, sseKeepalive) }
 
 // bye says why the stream ends and asks EventSource to reconnect after a
-// jittered delay, so that the clients of a restarting node spread out.
+// jittered delay, so that the clients of a restarting node spread out. A
+// stream whose credential expired or was revoked ends with an event of
+// that name (data: the error, as the API renders it), so that a page can
+// fetch a fresh token before it reconnects.
 func (s *sseSink) bye(r live.Reason) {
-	s.buf = append(s.buf[:0], ": "...)
+	s.buf = s.buf[:0]
+	if r == live.ReasonExpired || r == live.ReasonRevoked {
+		name := "expired"
+		if r == live.ReasonRevoked {
+			name = "revoked"
+		}
+		body, _ := json.Marshal(struct {
+			Error *api.Error `json:"error"`
+		}{api.Errorf(http.StatusUnauthorized, "%s", r.Message())})
+		s.buf = append(s.buf, "event: "...)
+		s.buf = append(s.buf, name...)
+		s.buf = append(s.buf, '\n')
+		s.buf = live.AppendSSEField(s.buf, "data", body)
+		s.buf = append(s.buf, '\n')
+	}
+	s.buf = append(s.buf, ": "...)
 	s.buf = append(s.buf, r.Message()...)
 	s.buf = append(s.buf, "\nretry: "...)
 	ms := s.retry.Milliseconds()
