@@ -3,6 +3,7 @@ package main_test
 import (
 	"bytes"
 	"encoding/json"
+	"io"
 	"net/http"
 	"net/url"
 	"os"
@@ -181,5 +182,43 @@ func TestTokenMint(t *testing.T) {
 	}
 	if _, errOut, err := gw(t, env, "token", "mint", "--sub", "demo", "--ttl", "0s"); err == nil {
 		t.Fatalf("a token without expiry was minted: %s", errOut)
+	}
+}
+
+// TestAdminListener: with --admin-listen, /metrics (with
+// feedgate_build_info) and /debug/pprof/ are served there and not on the
+// public port; without it /metrics is public and pprof is off.
+func TestAdminListener(t *testing.T) {
+	t.Parallel()
+	get := func(u string) (int, string) {
+		resp, err := http.Get(u)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	addr, adminAddr := freeAddr(t), freeAddr(t)
+	p := start(t, addr, []string{"FEEDGATE_LISTEN=" + addr, "FEEDGATE_DATA_DIR=" + t.TempDir(), "FEEDGATE_ADMIN_LISTEN=" + adminAddr})
+	if code, body := get("http://" + adminAddr + "/metrics"); code != 200 || !strings.Contains(body, "feedgate_build_info") {
+		t.Fatalf("admin /metrics: %d, build info %v", code, strings.Contains(body, "feedgate_build_info"))
+	}
+	if code, body := get("http://" + adminAddr + "/debug/pprof/"); code != 200 || !strings.Contains(body, "goroutine") {
+		t.Fatalf("admin /debug/pprof/: %d", code)
+	}
+	for _, path := range []string{"/metrics", "/debug/pprof/", "/debug/pprof/goroutine"} {
+		if code, _ := get(p.url + path); code != 404 {
+			t.Errorf("public %s with --admin-listen: %d, want 404", path, code)
+		}
+	}
+
+	addr = freeAddr(t)
+	p = start(t, addr, []string{"FEEDGATE_LISTEN=" + addr, "FEEDGATE_DATA_DIR=" + t.TempDir()})
+	if code, body := get(p.url + "/metrics"); code != 200 || !strings.Contains(body, "feedgate_build_info") {
+		t.Fatalf("public /metrics without --admin-listen: %d", code)
+	}
+	if code, _ := get(p.url + "/debug/pprof/"); code != 404 {
+		t.Fatalf("public /debug/pprof/ without --admin-listen: %d, want 404", code)
 	}
 }

@@ -82,7 +82,12 @@ func (s *syncBuffer) String() string {
 // start runs `gateway` with args and env and waits for /healthz.
 func start(t *testing.T, addr string, env []string, args ...string) *proc {
 	t.Helper()
-	cmd := exec.Command(build(t), args...)
+	return startWith(t, addr, env, exec.Command(build(t), args...))
+}
+
+// startWith runs cmd (a gateway, perhaps wrapped) as start does.
+func startWith(t *testing.T, addr string, env []string, cmd *exec.Cmd) *proc {
+	t.Helper()
 	// JSON logs with the access log, so that checkLogLines sees every kind
 	// of line; the caller's env may say otherwise.
 	cmd.Env = append(append(os.Environ(), "FEEDGATE_LOG_FORMAT=json", "FEEDGATE_ACCESS_LOG=true"), env...)
