@@ -68,28 +68,13 @@ func AppendAtomOpen(dst []byte, n *Notification, selfURL, hubURL string) []byte 
 		dst = appendXMLElement(dst, "subtitle", m.Subtitle)
 	}
 	dst = append(dst, "<id>"...)
-	switch {
-	case validAtomID(m.ID):
-		dst = appendXMLText(dst, m.ID, false)
-	case validAtomID(topic):
-		dst = appendXMLText(dst, topic, false)
-	default:
-		dst = append(dst, "urn:feedgate:feed:"...)
-		dst = appendShortHash(dst, topic, "")
+	if id := feedID(n); id != "" {
+		dst = appendXMLText(dst, id, false)
+	} else {
+		dst = appendDerivedFeedID(dst, topic)
 	}
 	dst = append(dst, "</id>"...)
-
-	updated := latest(0, m.Updated)
-	for i := range n.Items {
-		updated = latest(updated, n.Items[i].Updated, n.Items[i].Published)
-	}
-	if updated == 0 {
-		updated = latest(0, st.LastParse, st.LastFetch)
-	}
-	if updated == 0 {
-		updated = time.Now().Unix()
-	}
-	dst = appendXMLDate(dst, "updated", updated)
+	dst = appendXMLDate(dst, "updated", FeedUpdated(n))
 
 	dst = append(dst, "<author><name>"...)
 	dst = appendXMLText(dst, title, false)
@@ -117,6 +102,43 @@ func AppendAtomOpen(dst []byte, n *Notification, selfURL, hubURL string) []byte 
 		}
 	}
 	return dst
+}
+
+// feedID is the id of the feed of n in both encodings: the feed's own when
+// it is a valid IRI (an atom:id must be), else the topic URL, else ""
+// (then appendDerivedFeedID).
+func feedID(n *Notification) string {
+	switch {
+	case validAtomID(n.Meta.ID):
+		return n.Meta.ID
+	case validAtomID(n.Status.Feed):
+		return n.Status.Feed
+	}
+	return ""
+}
+
+// appendDerivedFeedID appends the URN that stands for the id of a feed
+// whose own id and topic are no valid IRI.
+func appendDerivedFeedID(dst []byte, topic string) []byte {
+	dst = append(dst, "urn:feedgate:feed:"...)
+	return appendShortHash(dst, topic, "")
+}
+
+// FeedUpdated is the date (Unix seconds) both encodings give the feed of n:
+// the newest of the feed's own updated date and its items' dates in n, else
+// the topic's last parse or fetch, else now (Atom requires a date).
+func FeedUpdated(n *Notification) int64 {
+	updated := latest(0, n.Meta.Updated)
+	for i := range n.Items {
+		updated = latest(updated, n.Items[i].Updated, n.Items[i].Published)
+	}
+	if updated == 0 {
+		updated = latest(0, n.Status.LastParse, n.Status.LastFetch)
+	}
+	if updated == 0 {
+		updated = time.Now().Unix()
+	}
+	return updated
 }
 
 // appendAtomStatus renders the status as Superfeedr did, in the sf namespace.

@@ -341,6 +341,20 @@ func checkJSON(b []byte, n *Notification) error {
 	if !bytes.Equal(wantStatus, gotStatus) {
 		return fmt.Errorf("status %s, want %s", gotStatus, wantStatus)
 	}
+	// The feed's id and updated are those of the Atom rendering (a date
+	// only the clock gives may have ticked in between).
+	var atom struct {
+		ID      string `xml:"id"`
+		Updated string `xml:"updated"`
+	}
+	if err := xml.Unmarshal(AppendAtom(nil, n, n.Status.Feed, ""), &atom); err != nil {
+		return fmt.Errorf("the Atom rendering does not parse: %v", err)
+	}
+	gotID, gotUpdated := *got.ID, *got.Updated
+	atomUpdated, err := time.Parse(time.RFC3339, atom.Updated)
+	if gotID != atom.ID || err != nil || gotUpdated < atomUpdated.Unix()-1 || gotUpdated > atomUpdated.Unix()+1 {
+		return fmt.Errorf("id %q updated %d; Atom says %q and %s", gotID, gotUpdated, atom.ID, atom.Updated)
+	}
 	if len(got.Items) != len(n.Items) {
 		return fmt.Errorf("%d items, want %d", len(got.Items), len(n.Items))
 	}

@@ -23,10 +23,18 @@ func AppendJSON(dst []byte, n *Notification) []byte {
 	dst = appendJSONString(dst, n.Meta.Title)
 	dst = append(dst, `,"subtitle":`...)
 	dst = appendJSONString(dst, n.Meta.Subtitle)
+	// id and updated are those of the Atom rendering (see feedID and
+	// FeedUpdated), so that both encodings name and date the feed alike.
 	dst = append(dst, `,"id":`...)
-	dst = appendJSONString(dst, n.Meta.ID)
+	if id := feedID(n); id != "" {
+		dst = appendJSONString(dst, id)
+	} else {
+		dst = append(dst, '"')
+		dst = appendDerivedFeedID(dst, n.Status.Feed)
+		dst = append(dst, '"')
+	}
 	dst = append(dst, `,"updated":`...)
-	dst = strconv.AppendInt(dst, n.Meta.Updated, 10)
+	dst = strconv.AppendInt(dst, FeedUpdated(n), 10)
 	dst = append(dst, `,"permalinkUrl":`...)
 	dst = appendJSONString(dst, n.Meta.PermalinkURL)
 	dst = append(dst, `,"standardLinks":`...)

@@ -93,17 +93,17 @@ func TestAppendJSON(t *testing.T) {
 		n    Notification
 		want string // exact output, when given
 	}{
-		{"empty", Notification{},
-			`{"status":{"code":0,"http":"","feed":"","period":0,"lastFetch":0,"lastParse":0,"nextFetch":0,"gap":false},` +
-				`"title":"","subtitle":"","id":"","updated":0,"permalinkUrl":"","standardLinks":{},"items":[]}`},
+		{"empty", Notification{Status: Status{LastFetch: 5}},
+			`{"status":{"code":0,"http":"","feed":"","period":0,"lastFetch":5,"lastParse":0,"nextFetch":0,"gap":false},` +
+				`"title":"","subtitle":"","id":"urn:feedgate:feed:6e340b9cffb37a989ca544e6bb780a2c","updated":5,"permalinkUrl":"","standardLinks":{},"items":[]}`},
 		{"full", Notification{
 			Status: Status{Code: 200, HTTP: "200 OK", Feed: "https://e.com/f", Period: 900, Cursor: 2, Gap: true},
-			Meta: Meta{Title: "T", Subtitle: "S", ID: "urn:x:y", Updated: 7, PermalinkURL: "https://e.com/", Language: "en",
+			Meta: Meta{Title: "T", Subtitle: "S", ID: "urn:xy:z", Updated: 7, PermalinkURL: "https://e.com/", Language: "en",
 				StandardLinks: &Links{Alternate: []Link{{Href: "https://e.com/", Type: "text/html"}}, Hub: []Link{{Href: "https://h/"}}}},
 			Items: []Item{{ID: "b", Cursor: 2, Title: "B"}, {ID: "a", Cursor: 1}},
 		},
 			`{"status":{"code":200,"http":"200 OK","feed":"https://e.com/f","period":900,"lastFetch":0,"lastParse":0,"nextFetch":0,"cursor":"0000000000000002","gap":true},` +
-				`"title":"T","subtitle":"S","id":"urn:x:y","updated":7,"permalinkUrl":"https://e.com/",` +
+				`"title":"T","subtitle":"S","id":"urn:xy:z","updated":7,"permalinkUrl":"https://e.com/",` +
 				`"standardLinks":{"alternate":[{"href":"https://e.com/","type":"text/html"}],"hub":[{"href":"https://h/"}]},` +
 				`"items":[{"id":"b","cursor":"0000000000000002","title":"B"},{"id":"a","cursor":"0000000000000001"}]}`},
 		{"nasty", Notification{

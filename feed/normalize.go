@@ -31,9 +31,22 @@ func normalize(f *gofeed.Feed, body []byte, base *url.URL) *Document {
 		base = linkBase(raw)
 	}
 
+	// Atom marks each text as text or HTML; items hold titles as text and
+	// content as HTML (see textKind). A document whose marks cannot be read
+	// to the end is taken as Atom's default, text, which can show markup
+	// but never run it.
+	var kinds atomKinds
+	if o, ok := orig.(*atom.Feed); ok {
+		if k, ok := scanAtomKinds(body); ok && len(k.entries) == len(o.Entries) {
+			kinds = k
+		} else {
+			kinds.entries = make([]entryKinds, len(o.Entries))
+		}
+	}
+
 	m := &doc.Meta
-	m.Title = text(f.Title, maxTitleLength)
-	m.Subtitle = text(f.Description, maxTextLength)
+	m.Title = titleText(f.Title, kinds.title, maxTitleLength)
+	m.Subtitle = titleText(f.Description, kinds.subtitle, maxTextLength)
 	m.Language = text(f.Language, maxLanguageLength)
 	m.Updated = unix(f.UpdatedParsed)
 	if m.Updated == 0 {
@@ -64,7 +77,11 @@ func normalize(f *gofeed.Feed, body []byte, base *url.URL) *Document {
 		if gi == nil {
 			continue
 		}
-		it := normalizeItem(gi, orig, i, base, feedActor, m.Language)
+		var k entryKinds
+		if i < len(kinds.entries) {
+			k = kinds.entries[i]
+		}
+		it := normalizeItem(gi, orig, i, k, base, feedActor, m.Language)
 		date := max(it.Published, it.Updated)
 		if date == 0 {
 			dated = false
@@ -101,7 +118,9 @@ func normalize(f *gofeed.Feed, body []byte, base *url.URL) *Document {
 	return doc
 }
 
-func normalizeItem(gi *gofeed.Item, orig any, i int, base *url.URL, feedActor *Actor, lang string) Item {
+// normalizeItem makes an item of a gofeed item; kinds are the marks of an
+// Atom entry's texts (ignored for other formats).
+func normalizeItem(gi *gofeed.Item, orig any, i int, kinds entryKinds, base *url.URL, feedActor *Actor, lang string) Item {
 	it := Item{
 		Title:      text(gi.Title, maxTitleLength),
 		Content:    content(gi.Content),
@@ -117,6 +136,13 @@ func normalizeItem(gi *gofeed.Item, orig any, i int, base *url.URL, feedActor *A
 	case *atom.Feed:
 		if i < len(o.Entries) && o.Entries[i] != nil {
 			e := o.Entries[i]
+			it.Title = titleText(gi.Title, kinds.title, maxTitleLength)
+			if e.Content != nil {
+				// gofeed keeps content's own type: trust it over the scan.
+				kinds.content = atomKind(e.Content.Type)
+			}
+			it.Content = asHTML(it.Content, kinds.content)
+			it.Summary = asHTML(it.Summary, kinds.summary)
 			// gofeed falls back to updated for published; keep only what
 			// the entry says.
 			it.Published = unix(e.PublishedParsed)
@@ -144,6 +170,12 @@ func normalizeItem(gi *gofeed.Item, orig any, i int, base *url.URL, feedActor *A
 	case *json.Feed:
 		if i < len(o.Items) && o.Items[i] != nil {
 			ji := o.Items[i]
+			// JSON Feed's summary and content_text are plain text;
+			// content_html, which gofeed prefers, is HTML.
+			if ji.ContentHTML == "" {
+				it.Content = escapeText(it.Content)
+			}
+			it.Summary = escapeText(it.Summary)
 			if ji.URL != "" {
 				raw = append(raw, rawLink{rel: "alternate", href: ji.URL, typ: "text/html"})
 			}
@@ -179,6 +211,23 @@ func normalizeItem(gi *gofeed.Item, orig any, i int, base *url.URL, feedActor *A
 	}
 	it.Hash = it.ContentHash()
 	return it
+}
+
+// titleText returns a title or subtitle as the text it shows: HTML is
+// reduced to its text.
+func titleText(s string, kind textKind, n int) string {
+	if kind == htmlText {
+		s = htmlToText(clean(s))
+	}
+	return text(s, n)
+}
+
+// asHTML returns content or a summary as HTML: plain text is escaped.
+func asHTML(s string, kind textKind) string {
+	if kind == plainText {
+		return escapeText(s)
+	}
+	return s
 }
 
 // unix converts a parsed date to Unix seconds; 0 stands for no date, and for
