@@ -257,6 +257,13 @@ type fetchOutcome struct {
 // fetchTopic fetches a due topic, stores what is new, keeps its hub
 // subscriptions in step with what it advertises, and returns when to fetch
 // it next.
+//
+// The topic's status is written before the parsed entries are appended, so
+// that the store announces them with the status of this fetch: it says
+// when the next fetch will be as if the entries were new (the period is
+// halved when a fetch finds something). Only when the append stores nothing
+// (no notification then), or the hub subscriptions change what polling is
+// for, is the status written again.
 func (s *Service) fetchTopic(ctx context.Context, topic string) time.Time {
 	ist, err := s.is.IngestState(ctx, topic)
 	if err != nil {
@@ -264,27 +271,85 @@ func (s *Service) fetchTopic(ctx context.Context, topic string) time.Time {
 		return time.Now().Add(s.opts.MinPeriod)
 	}
 	ist.Topic = topic
+	before := ist
 	out := s.fetchInto(ctx, &ist, 0)
 	if ctx.Err() != nil {
 		return time.Now()
 	}
 	now := time.Now()
 	ist.LastFetch = now
+
+	if _, tracked, err := s.jobs.Due(ctx, fetchJob(topic)); err == nil && !tracked {
+		// Untracked while it was being fetched: store nothing, leave no
+		// state behind.
+		return time.Time{}
+	}
+	spread := s.spread()
+	hubbed := false
+	written := time.Duration(-1) // the delay the status says, once written
+	if out.doc != nil {
+		hubbed = s.hubbed(ctx, topic, now)
+		out.changed = len(out.doc.Items) > 0 // until the append says otherwise
+		_, written = s.planNext(ist, out, hubbed, spread)
+		s.writeStatus(ctx, topic, out, now, written, false)
+		stored, err := s.appendDocument(ctx, topic, out.doc, sourcePoll)
+		out.changed = len(stored) > 0
+		if err != nil {
+			s.m.fetches.WithLabelValues("error").Inc()
+			s.m.fetchErrors.WithLabelValues("store").Inc()
+			out.ok, out.doc = false, nil
+			out.message = fmt.Sprintf("%d %s but storing failed: %v", out.code, http.StatusText(out.code), err)
+			// Fetch the whole document again next time.
+			ist.ETag, ist.LastModified = before.ETag, before.LastModified
+		} else {
+			s.m.fetches.WithLabelValues("ok").Inc()
+		}
+	}
 	if out.changed {
 		ist.LastChange = now
 	}
-
-	if _, tracked, err := s.jobs.Due(ctx, fetchJob(topic)); err == nil && !tracked {
-		// Untracked while it was being fetched: leave no state behind.
-		return time.Time{}
-	}
-	hubbed, maintained := false, false
+	maintained := false
 	if out.ok {
 		hubbed, maintained = s.reconcileUpstreams(ctx, &ist)
 	}
-
-	var delay time.Duration
 	failedBefore := ist.Failures
+	final, delay := s.planNext(ist, out, hubbed, spread)
+	s.logFetch(ctx, topic, out, final.Failures, failedBefore, now, now.Add(delay))
+	if err := s.is.UpdateIngestState(ctx, topic, func(st *store.IngestState) error {
+		*st = final
+		return nil
+	}); err != nil {
+		s.log.LogAttrs(ctx, slogWarn, "saving ingest state", attrTopic(topic), attrErr(err))
+	}
+	if delay != written || !out.ok || maintained {
+		s.writeStatus(ctx, topic, out, now, delay, maintained)
+	}
+	return now.Add(delay)
+}
+
+// hubbed reports whether an upstream hub pushes the topic's updates: an
+// active, unexpired subscription at a hub (polling is then a safety net).
+func (s *Service) hubbed(ctx context.Context, topic string, now time.Time) bool {
+	ups, err := s.is.TopicUpstreams(ctx, topic)
+	if err != nil {
+		return false
+	}
+	for _, u := range ups {
+		if u.State == store.UpstreamActive && (u.ExpiresAt.IsZero() || now.Before(u.ExpiresAt)) {
+			return true
+		}
+	}
+	return false
+}
+
+// planNext returns the ingest state after a fetch (period, failures) and
+// the time until the next fetch: the adapted period (MaxPeriod for a topic
+// a hub pushes), or the back-off after a failure, at least what the server
+// asked with Retry-After, spread by the jitter factor and rounded to whole
+// seconds so that the status's period and nextFetch say the same.
+func (s *Service) planNext(ist store.IngestState, out fetchOutcome, hubbed bool, spread float64) (store.IngestState, time.Duration) {
+	now := ist.LastFetch
+	var delay time.Duration
 	if out.ok {
 		ist.Failures = 0
 		ist.Period = s.adaptPeriod(ist.Period, out, now)
@@ -302,15 +367,15 @@ func (s *Service) fetchTopic(ctx context.Context, topic string) time.Time {
 	if out.retryAfter > 0 {
 		delay = max(delay, min(out.retryAfter, maxRetryAfter))
 	}
-	next := now.Add(s.jitter(delay))
-	s.logFetch(ctx, topic, out, ist.Failures, failedBefore, now, next)
+	delay = time.Duration(float64(delay) * spread).Round(time.Second)
+	return ist, max(delay, time.Second)
+}
 
-	if err := s.is.UpdateIngestState(ctx, topic, func(st *store.IngestState) error {
-		*st = ist
-		return nil
-	}); err != nil {
-		s.log.LogAttrs(ctx, slogWarn, "saving ingest state", attrTopic(topic), attrErr(err))
-	}
+// writeStatus records a fetch in the topic's status: its outcome, the feed's
+// metadata when it parsed, and the next fetch, delay after now (period is
+// that delay in seconds: nextFetch = lastFetch + period).
+func (s *Service) writeStatus(ctx context.Context, topic string, out fetchOutcome, now time.Time, delay time.Duration, maintained bool) {
+	period := int(delay / time.Second)
 	if err := s.st.UpdateTopic(ctx, topic, func(ts *store.TopicState) error {
 		ts.Topic = topic
 		if out.doc != nil {
@@ -319,12 +384,9 @@ func (s *Service) fetchTopic(ctx context.Context, topic string) time.Time {
 		ts.Status.Feed = topic
 		ts.Status.Code = out.code
 		ts.Status.HTTP = out.message
-		ts.Status.Period = int(ist.Period.Round(time.Second) / time.Second)
-		if hubbed {
-			ts.Status.Period = int(s.opts.MaxPeriod / time.Second)
-		}
+		ts.Status.Period = period
 		ts.Status.LastFetch = now.Unix()
-		ts.Status.NextFetch = next.Unix()
+		ts.Status.NextFetch = now.Unix() + int64(period)
 		if maintained {
 			ts.Status.LastMaintenanceAt = now.Unix()
 		}
@@ -332,7 +394,6 @@ func (s *Service) fetchTopic(ctx context.Context, topic string) time.Time {
 	}); err != nil {
 		s.log.LogAttrs(ctx, slogWarn, "updating the status", attrTopic(topic), attrErr(err))
 	}
-	return next
 }
 
 // fetchInto fetches the topic's current URL into ist (validators, hubs,
@@ -419,27 +480,21 @@ func (s *Service) fetchInto(ctx context.Context, ist *store.IngestState, depth i
 		return out
 	}
 
-	res, err := s.storeDocument(ctx, ist.Topic, resp.Body, resp.Header.Get("Content-Type"), sourcePoll)
+	doc, err := feed.ParseWithBase(resp.Body, resp.Header.Get("Content-Type"), ist.Topic)
 	if err != nil {
 		s.m.fetches.WithLabelValues("error").Inc()
-		if errors.Is(err, feed.ErrNotFeed) {
-			s.m.fetchErrors.WithLabelValues("parse").Inc()
-			out.message = resp.Status + " but " + err.Error()
-			// Fetch the whole document again next time.
-			ist.ETag, ist.LastModified = "", ""
-		} else {
-			s.m.fetchErrors.WithLabelValues("store").Inc()
-			out.message = resp.Status + " but storing failed: " + err.Error()
-		}
+		s.m.fetchErrors.WithLabelValues("parse").Inc()
+		out.message = resp.Status + " but " + err.Error()
+		// Fetch the whole document again next time.
+		ist.ETag, ist.LastModified = "", ""
 		return out
 	}
-	s.m.fetches.WithLabelValues("ok").Inc()
+	// fetchTopic stores the entries (and counts the fetch).
 	ist.ETag = resp.Header.Get("ETag")
 	ist.LastModified = resp.Header.Get("Last-Modified")
 	out.ok = true
-	out.doc = res.doc
-	out.changed = len(res.stored) > 0
-	out.message = resp.Status + ": " + entriesSummary(len(res.doc.Items), len(res.stored))
+	out.doc = doc
+	out.message = resp.Status + ": " + parsedSummary(len(doc.Items))
 	return out
 }
 
@@ -509,13 +564,13 @@ func (s *Service) backoff(n int) time.Duration {
 	return min(d, s.opts.MaxBackoff)
 }
 
-// jitter spreads d by ± the configured fraction.
-func (s *Service) jitter(d time.Duration) time.Duration {
-	if s.opts.Jitter <= 0 || d <= 0 {
-		return d
+// spread returns a random factor of 1 ± the configured jitter fraction,
+// which keeps topics polled at the same period from being fetched together.
+func (s *Service) spread() float64 {
+	if s.opts.Jitter <= 0 {
+		return 1
 	}
-	f := 1 + s.opts.Jitter*(2*rand.Float64()-1)
-	return time.Duration(float64(d) * f)
+	return 1 + s.opts.Jitter*(2*rand.Float64()-1)
 }
 
 // logFetch tells of a failed fetch (a warning the first time, then one line

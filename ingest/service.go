@@ -175,11 +175,6 @@ type Service struct {
 	// content path (see callback.go).
 	upMu      sync.Mutex
 	upstreams map[string]cachedUpstream
-
-	// metaMu guards metaWritten: topics whose metadata this node has
-	// stored (see storeDocument).
-	metaMu      sync.Mutex
-	metaWritten map[string]struct{}
 }
 
 // New returns a Service on the store. is is usually the same backend as st.
@@ -197,8 +192,6 @@ func New(st store.Store, is store.IngestStore, opts Options) (*Service, error) {
 		failLog:   ratelog.New(ratelog.Options{}),
 		wake:      make(chan struct{}, 1),
 		upstreams: make(map[string]cachedUpstream),
-
-		metaWritten: make(map[string]struct{}),
 	}
 	if opts.Fetcher != nil {
 		s.fetcher = opts.Fetcher

@@ -17,95 +17,57 @@ const (
 )
 
 // StoreFeed parses a feed document and stores its new entries in topic, the
-// one store path of fat pings, hub content and fetches. It returns the items
-// stored (none when every entry was already stored). A body that does not
-// parse stores nothing, is recorded in the topic's status, and returns an
-// error wrapping feed.ErrNotFeed.
+// one store path of fat pings and hub content. It returns the items stored
+// (none when every entry was already stored). A body that does not parse
+// stores nothing, is recorded in the topic's status, and returns an error
+// wrapping feed.ErrNotFeed.
 func (s *Service) StoreFeed(ctx context.Context, topic string, body []byte, contentType string) ([]feed.Item, error) {
-	res, err := s.storeDocument(ctx, topic, body, contentType, sourcePublish)
-	return res.stored, err
+	return s.storeDocument(ctx, topic, body, contentType, sourcePublish)
 }
 
-// stored is the outcome of storeDocument.
-type stored struct {
-	doc    *feed.Document
-	stored []feed.Item
-}
-
-// storeDocument parses and appends; the status records the parse time and
-// the feed's metadata, or why the document did not parse. For polls the
-// caller updates the status itself (with the fetch's outcome).
-func (s *Service) storeDocument(ctx context.Context, topic string, body []byte, contentType, source string) (res stored, err error) {
+// storeDocument parses a pushed or published document, records the feed's
+// metadata and the status of this document, then appends the entries.
+//
+// The status goes in first: a store announces an append with the topic's
+// state as it stands at that append, so every notification carries the
+// status of the document that brought its items. (It therefore says how
+// many entries were parsed, not how many were new.)
+func (s *Service) storeDocument(ctx context.Context, topic string, body []byte, contentType, source string) ([]feed.Item, error) {
 	doc, perr := feed.ParseWithBase(body, contentType, topic)
 	now := time.Now()
 	if perr != nil {
-		if source != sourcePoll {
-			msg := fmt.Sprintf("%s content discarded: %v", sourceName(source), perr)
-			if uerr := s.st.UpdateTopic(ctx, topic, func(ts *store.TopicState) error {
-				ts.Topic = topic
-				ts.Status.Feed = topic
-				ts.Status.HTTP = msg
-				return nil
-			}); uerr != nil {
-				s.log.LogAttrs(ctx, slogWarn, "recording a parse failure", attrTopic(topic), attrErr(uerr))
-			}
-		}
-		return res, perr
-	}
-	res.doc = doc
-	if source != sourcePoll && s.firstDocument(topic) {
-		// The feed's title and metadata go in before its first items, so
-		// that the notification announcing them (which reads the topic's
-		// state) names the feed. Later documents update them after. (A
-		// poll's state is written by the scheduler, which knows whether
-		// the topic is still tracked.)
-		if err := s.st.UpdateTopic(ctx, topic, func(ts *store.TopicState) error {
+		msg := fmt.Sprintf("%s content discarded: %v", sourceName(source), perr)
+		if uerr := s.st.UpdateTopic(ctx, topic, func(ts *store.TopicState) error {
 			ts.Topic = topic
-			applyMeta(ts, doc, now)
+			ts.Status.Feed = topic
+			ts.Status.HTTP = msg
 			return nil
-		}); err != nil {
-			s.log.LogAttrs(ctx, slogWarn, "storing the feed's metadata", attrTopic(topic), attrErr(err))
+		}); uerr != nil {
+			s.log.LogAttrs(ctx, slogWarn, "recording a parse failure", attrTopic(topic), attrErr(uerr))
 		}
+		return nil, perr
 	}
-	items, err := s.st.Append(ctx, topic, doc.Items)
-	if err != nil {
-		return res, errorf(err, "storing the entries of %s", topic)
-	}
-	res.stored = items
-	s.m.itemsStored.WithLabelValues(source).Add(float64(len(items)))
-	if source == sourcePoll {
-		return res, nil
-	}
-	msg := fmt.Sprintf("%s: %s", sourceName(source), entriesSummary(len(doc.Items), len(items)))
+	msg := fmt.Sprintf("%s: %s", sourceName(source), parsedSummary(len(doc.Items)))
 	if err := s.st.UpdateTopic(ctx, topic, func(ts *store.TopicState) error {
 		ts.Topic = topic
 		applyMeta(ts, doc, now)
 		ts.Status.HTTP = msg
 		return nil
 	}); err != nil {
-		// The items are stored; a stale status is not worth failing for.
+		// The entries matter more than a stale status.
 		s.log.LogAttrs(ctx, slogWarn, "updating the status", attrTopic(topic), attrErr(err))
 	}
-	return res, nil
+	return s.appendDocument(ctx, topic, doc, source)
 }
 
-// maxMetaWritten bounds the topics remembered by firstDocument; past it the
-// set starts over (which costs one more metadata write per topic).
-const maxMetaWritten = 100_000
-
-// firstDocument reports whether topic has had no document stored by this
-// node yet, and remembers it.
-func (s *Service) firstDocument(topic string) bool {
-	s.metaMu.Lock()
-	defer s.metaMu.Unlock()
-	if _, ok := s.metaWritten[topic]; ok {
-		return false
+// appendDocument stores a parsed document's entries.
+func (s *Service) appendDocument(ctx context.Context, topic string, doc *feed.Document, source string) ([]feed.Item, error) {
+	items, err := s.st.Append(ctx, topic, doc.Items)
+	if err != nil {
+		return nil, errorf(err, "storing the entries of %s", topic)
 	}
-	if len(s.metaWritten) >= maxMetaWritten {
-		clear(s.metaWritten)
-	}
-	s.metaWritten[topic] = struct{}{}
-	return true
+	s.m.itemsStored.WithLabelValues(source).Add(float64(len(items)))
+	return items, nil
 }
 
 // applyMeta records a parsed document's metadata in the topic state.
@@ -126,10 +88,9 @@ func sourceName(source string) string {
 	return "fetched"
 }
 
-func entriesSummary(parsed, stored int) string {
-	plural := "entries"
+func parsedSummary(parsed int) string {
 	if parsed == 1 {
-		plural = "entry"
+		return "1 entry parsed"
 	}
-	return fmt.Sprintf("%d %s parsed, %d new", parsed, plural, stored)
+	return fmt.Sprintf("%d entries parsed", parsed)
 }
