@@ -61,6 +61,26 @@ func TestReadme(t *testing.T) {
 	if len(blocks) < 4 {
 		t.Fatalf("found %d command blocks in Operating and Deploying", len(blocks))
 	}
+	runBlocks(t, bin, root, blocks)
+}
+
+// TestReadmeUsers runs the command blocks of "Users and tokens".
+func TestReadmeUsers(t *testing.T) {
+	t.Parallel()
+	root, _ := filepath.Abs("../..")
+	blocks := readmeBlocks(t, "Users and tokens")
+	if len(blocks) < 2 {
+		t.Fatalf("found %d command blocks in Users and tokens", len(blocks))
+	}
+	runBlocks(t, build(t), root, blocks)
+}
+
+// runBlocks runs README command blocks, each in a fresh directory. Comment
+// lines after the first command are output the block must print. A block
+// whose first line says it is not run is only checked for the repository
+// files it names.
+func runBlocks(t *testing.T, bin, root string, blocks []string) {
+	t.Helper()
 	for i, b := range blocks {
 		lines := strings.Split(strings.TrimSpace(b), "\n")
 		if strings.HasPrefix(lines[0], "# not run by the suite") {
