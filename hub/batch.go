@@ -73,13 +73,14 @@ func (c *pageCache) init() { c.m = make(map[batchKey]*batch) }
 const batchTTL = 5 * time.Second
 
 // get returns the items of topic after the cursor, from a read that began
-// no earlier than notBefore: a claim made at notBefore must see every item
-// appended before it, so an older read cannot serve it.
+// after notBefore: a claim made at notBefore must see every item appended
+// before it, so a read that began earlier, or at the same reading of a
+// clock (a coarse one, or a test's that stands still), cannot serve it.
 func (c *pageCache) get(ctx context.Context, st store.Store, topic string, after feed.Cursor, count int, notBefore time.Time) (*batch, error) {
 	k := batchKey{topic, after}
 	c.mu.Lock()
 	b, ok := c.m[k]
-	if !ok || b.readAt.Before(notBefore) {
+	if !ok || !b.readAt.After(notBefore) {
 		b = &batch{readAt: time.Now(), ready: make(chan struct{})}
 		c.m[k] = b
 		c.mu.Unlock()

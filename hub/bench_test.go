@@ -108,7 +108,10 @@ func runDeliveryBench(b *testing.B, callbacks, nItems int, interval time.Duratio
 			b.Fatal(err)
 		}
 	}
-	time.Sleep(300 * time.Millisecond) // the subscriptions' first (empty) runs
+	eventually(b, 30*time.Second, "the subscriptions' first (empty) runs", func() bool {
+		st, err := e.hub.dlv.DeliveryStats(ctx, time.Now())
+		return err == nil && st.Due == 0 && st.Leased == 0
+	})
 
 	b.StartTimer()
 	start := time.Now()
@@ -137,7 +140,7 @@ func runDeliveryBench(b *testing.B, callbacks, nItems int, interval time.Duratio
 		time.Sleep(20 * time.Millisecond)
 	}
 	b.StopTimer()
-	time.Sleep(200 * time.Millisecond)
+	e.stop() // every POST started has been answered: late duplicates are counted
 	mu.Lock()
 	defer mu.Unlock()
 	elapsed := last.Sub(start)

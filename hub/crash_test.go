@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -91,8 +92,27 @@ func TestCrashChild(t *testing.T) {
 		}
 		// Every item is acknowledged to its publisher from here on.
 		fmt.Println("APPENDED")
+		select {} // until killed
 	}
-	select {} // until killed
+	// Resuming: say when every callback has every item and no POST is in
+	// flight, after which this node sends nothing more.
+	last, err := st.Read(ctx, topic, store.Query{From: store.Newest, Count: 1})
+	if err != nil || len(last.Items) != 1 {
+		t.Fatalf("reading the newest item: %v", err)
+	}
+	for {
+		caughtUp := true
+		for i := range crashCallbacks {
+			cb := fmt.Sprintf("%s/cb/%d", os.Getenv(envCrashCallback), i)
+			d, err := h.dlv.Delivery(ctx, store.DeliveryKey{Login: "ann", Topic: topic, Callback: cb})
+			caughtUp = caughtUp && err == nil && d.Progress.Delivered == last.Items[0].Cursor
+		}
+		if stats, err := h.dlv.DeliveryStats(ctx, time.Now()); caughtUp && err == nil && stats.Leased == 0 {
+			fmt.Println("IDLE")
+			select {} // until killed
+		}
+		time.Sleep(10 * time.Millisecond) // polling the store; the parent bounds the wait
+	}
 }
 
 type crashPost struct {
@@ -117,16 +137,25 @@ func TestKill9WhileDeliveriesPending(t *testing.T) {
 }
 
 func kill9(t *testing.T, storeSpec string) {
+	want := crashCallbacks * crashItems
 	var (
 		mu    sync.Mutex
 		posts []crashPost
 		got   = map[string]int{} // "callback/cursor" -> receipts
+		phase atomic.Value       // "setup", then "resume"
 	)
+	phase.Store("setup")
 	total := func() int {
 		mu.Lock()
 		defer mu.Unlock()
 		return len(got)
 	}
+	// Once a tenth is delivered the callbacks take every POST but hold the
+	// answer until the first child is dead: deliveries are pending when it
+	// dies however fast it runs, and what it had in flight reached the
+	// callbacks without the node knowing.
+	var holding atomic.Bool
+	held := make(chan struct{})
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method == http.MethodGet {
 			io.WriteString(w, r.URL.Query().Get("hub.challenge"))
@@ -142,7 +171,17 @@ func kill9(t *testing.T, storeSpec string) {
 		for _, c := range cp.cursors {
 			got[fmt.Sprintf("%s/%d", cp.callback, c)]++
 		}
+		hold := holding.Load()
+		if len(got) >= want/10 && phase.Load() == "setup" {
+			holding.Store(true)
+		}
 		mu.Unlock()
+		if hold {
+			select {
+			case <-held:
+			case <-r.Context().Done():
+			}
+		}
 		w.WriteHeader(http.StatusNoContent)
 	}))
 	t.Cleanup(srv.Close)
@@ -173,21 +212,27 @@ func kill9(t *testing.T, storeSpec string) {
 		t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
 		return cmd, lines
 	}
-	want := crashCallbacks * crashItems
-
-	child, lines := start("setup")
-	deadline := time.After(60 * time.Second)
-	for appended := false; !appended; {
-		select {
-		case l, ok := <-lines:
-			if !ok {
-				t.Fatal("the child stopped before appending")
+	// waitLine waits for the child to print line.
+	waitLine := func(lines <-chan string, line string, within time.Duration) {
+		t.Helper()
+		deadline := time.After(within)
+		for {
+			select {
+			case l, ok := <-lines:
+				if !ok {
+					t.Fatalf("the child stopped before printing %s", line)
+				}
+				if strings.TrimSpace(l) == line {
+					return
+				}
+			case <-deadline:
+				t.Fatalf("the child did not print %s within %s", line, within)
 			}
-			appended = strings.TrimSpace(l) == "APPENDED"
-		case <-deadline:
-			t.Fatal("the child did not append in time")
 		}
 	}
+
+	child, lines := start("setup")
+	waitLine(lines, "APPENDED", 60*time.Second)
 	// Kill it once deliveries are well under way, with most still pending.
 	eventually(t, 30*time.Second, "the first deliveries", func() bool { return total() >= want/10 })
 	if err := child.Process.Signal(syscall.SIGKILL); err != nil {
@@ -199,10 +244,18 @@ func kill9(t *testing.T, storeSpec string) {
 	if atKill >= want {
 		t.Fatalf("everything (%d) was delivered before the kill: nothing was pending", atKill)
 	}
+	phase.Store("resume")
+	holding.Store(false)
+	close(held)
 
-	start("resume")
+	child, lines = start("resume")
 	eventually(t, 60*time.Second, fmt.Sprintf("all %d deliveries after the restart", want), func() bool { return total() == want })
-	time.Sleep(300 * time.Millisecond) // anything more would be a duplicate
+	// Once the node says it is idle it sends nothing more: stopped, and the
+	// callbacks done with every POST, what they got is final.
+	waitLine(lines, "IDLE", 60*time.Second)
+	_ = child.Process.Kill()
+	_ = child.Wait()
+	srv.Close()
 
 	mu.Lock()
 	defer mu.Unlock()

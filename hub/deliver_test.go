@@ -10,12 +10,13 @@ import (
 	"encoding/json"
 	"fmt"
 	"hash"
+	"math"
 	"net/http"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/mmcdole/gofeed"
@@ -24,6 +25,7 @@ import (
 
 	"github.com/feedgate/feedgate/feed"
 	"github.com/feedgate/feedgate/ingest"
+	"github.com/feedgate/feedgate/internal/memnet"
 	"github.com/feedgate/feedgate/store"
 )
 
@@ -61,125 +63,134 @@ func checkWebSubHeaders(t *testing.T, p post, wantType, secret string) {
 
 func TestDeliveryJSONAndAtom(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t)
-	p := e.principal("ann")
-	js, atom := newSubscriber(t), newSubscriber(t)
-	ctx := ctxT(t)
-	if err := e.hub.Subscribe(ctx, p, request(t, "hub.topic", topic, "hub.callback", js.url("/cb"), "format", "json", "hub.secret", "k3y")); err != nil {
-		t.Fatal(err)
-	}
-	if err := e.hub.Subscribe(ctx, p, request(t, "hub.topic", topic, "hub.callback", atom.url("/cb"))); err != nil {
-		t.Fatal(err)
-	}
-	items := e.publish(topic, 3)
+	synctest.Test(t, func(t *testing.T) {
+		e := newBubbleEnv(t)
+		p := e.principal("ann")
+		js, atom := e.subscriber(), e.subscriber()
+		ctx := ctxT(t)
+		if err := e.hub.Subscribe(ctx, p, request(t, "hub.topic", topic, "hub.callback", js.url("/cb"), "format", "json", "hub.secret", "k3y")); err != nil {
+			t.Fatal(err)
+		}
+		if err := e.hub.Subscribe(ctx, p, request(t, "hub.topic", topic, "hub.callback", atom.url("/cb"))); err != nil {
+			t.Fatal(err)
+		}
+		items := e.publish(topic, 3)
 
-	pj := js.next(5 * time.Second)
-	checkWebSubHeaders(t, pj, "application/json", "k3y")
-	var n struct {
-		Status feed.Status `json:"status"`
-		Items  []feed.Item `json:"items"`
-	}
-	if err := json.Unmarshal(pj.Body, &n); err != nil {
-		t.Fatal(err)
-	}
-	if n.Status.Feed != topic || n.Status.Cursor != items[2].Cursor || n.Status.Gap || len(n.Items) != 3 ||
-		n.Items[0].ID != items[2].ID || n.Items[2].ID != items[0].ID || n.Items[0].Title != items[2].Title {
-		t.Errorf("JSON delivery %s", pj.Body)
-	}
-	if pj.Header.Get(HeaderCursor) != items[2].Cursor.String() || pj.Header.Get(HeaderRedelivery) != "" ||
-		pj.Header.Get(HeaderRetried) != "" || pj.Header.Get(HeaderCallback) != js.url("/cb") {
-		t.Errorf("feedgate headers %v", pj.Header)
-	}
+		pj := js.next(5 * time.Second)
+		checkWebSubHeaders(t, pj, "application/json", "k3y")
+		var n struct {
+			Status feed.Status `json:"status"`
+			Items  []feed.Item `json:"items"`
+		}
+		if err := json.Unmarshal(pj.Body, &n); err != nil {
+			t.Fatal(err)
+		}
+		if n.Status.Feed != topic || n.Status.Cursor != items[2].Cursor || n.Status.Gap || len(n.Items) != 3 ||
+			n.Items[0].ID != items[2].ID || n.Items[2].ID != items[0].ID || n.Items[0].Title != items[2].Title {
+			t.Errorf("JSON delivery %s", pj.Body)
+		}
+		if pj.Header.Get(HeaderCursor) != items[2].Cursor.String() || pj.Header.Get(HeaderRedelivery) != "" ||
+			pj.Header.Get(HeaderRetried) != "" || pj.Header.Get(HeaderCallback) != js.url("/cb") {
+			t.Errorf("feedgate headers %v", pj.Header)
+		}
 
-	pa := atom.next(5 * time.Second)
-	checkWebSubHeaders(t, pa, "application/atom+xml", "")
-	f, err := gofeed.NewParser().ParseString(string(pa.Body))
-	if err != nil {
-		t.Fatalf("Atom delivery does not parse: %v\n%s", err, pa.Body)
-	}
-	if f.FeedType != "atom" || len(f.Items) != 3 || f.Items[0].Title != items[2].Title {
-		t.Errorf("Atom delivery: type %s, %d entries\n%s", f.FeedType, len(f.Items), pa.Body)
-	}
-	if !bytes.HasPrefix(bytes.TrimSpace(pa.Body), []byte("<?xml")) || !bytes.HasSuffix(bytes.TrimSpace(pa.Body), []byte("</feed>")) {
-		t.Errorf("Atom delivery is not a complete document:\n%s", pa.Body)
-	}
+		pa := atom.next(5 * time.Second)
+		checkWebSubHeaders(t, pa, "application/atom+xml", "")
+		f, err := gofeed.NewParser().ParseString(string(pa.Body))
+		if err != nil {
+			t.Fatalf("Atom delivery does not parse: %v\n%s", err, pa.Body)
+		}
+		if f.FeedType != "atom" || len(f.Items) != 3 || f.Items[0].Title != items[2].Title {
+			t.Errorf("Atom delivery: type %s, %d entries\n%s", f.FeedType, len(f.Items), pa.Body)
+		}
+		if !bytes.HasPrefix(bytes.TrimSpace(pa.Body), []byte("<?xml")) || !bytes.HasSuffix(bytes.TrimSpace(pa.Body), []byte("</feed>")) {
+			t.Errorf("Atom delivery is not a complete document:\n%s", pa.Body)
+		}
 
-	// The next batch carries only the new items.
-	more := e.publish(topic, 1)
-	if got := js.next(5 * time.Second).cursors(t); len(got) != 1 || got[0] != more[0].Cursor {
-		t.Fatalf("second delivery cursors %v, want [%v]", got, more[0].Cursor)
-	}
-	atom.next(5 * time.Second)
-	js.none(200 * time.Millisecond)
+		// The next batch carries only the new items.
+		more := e.publish(topic, 1)
+		if got := js.next(5 * time.Second).cursors(t); len(got) != 1 || got[0] != more[0].Cursor {
+			t.Fatalf("second delivery cursors %v, want [%v]", got, more[0].Cursor)
+		}
+		atom.next(5 * time.Second)
+		js.none(quiet)
+	})
 }
 
+// TestRetryUntilSuccess: a failing callback is retried with back-off, on
+// the policy's schedule (the bubble's clock), until it answers 2xx.
 func TestRetryUntilSuccess(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t)
-	p := e.principal("ann")
-	sub := newSubscriber(t)
-	sub.setAnswer(func(n int, _ *http.Request) int {
-		if n <= 2 {
-			return http.StatusInternalServerError
+	synctest.Test(t, func(t *testing.T) {
+		e := newBubbleEnv(t)
+		retry := fastOptions().Retry
+		p := e.principal("ann")
+		sub := e.subscriber()
+		sub.setAnswer(func(n int, _ *http.Request) int {
+			if n <= 2 {
+				return http.StatusInternalServerError
+			}
+			return http.StatusOK
+		})
+		ctx := ctxT(t)
+		if err := e.hub.Subscribe(ctx, p, request(t, "hub.topic", topic, "hub.callback", sub.url("/cb"), "format", "json")); err != nil {
+			t.Fatal(err)
 		}
-		return http.StatusOK
+		items := e.publish(topic, 2)
+		var posts []post
+		for range 3 {
+			posts = append(posts, sub.next(5*time.Second))
+		}
+		for i, p := range posts {
+			if got := p.cursors(t); len(got) != 2 || got[0] != items[1].Cursor {
+				t.Errorf("attempt %d delivered %v", i+1, got)
+			}
+			// The first attempt carries no retry marker; retry n says n.
+			want := ""
+			if i > 0 {
+				want = strconv.Itoa(i)
+			}
+			if got := p.Header.Get(HeaderRetried); got != want {
+				t.Errorf("attempt %d: %s %q, want %q", i+1, HeaderRetried, got, want)
+			}
+		}
+		if posts[2].Status != 200 {
+			t.Fatalf("third attempt answered %d", posts[2].Status)
+		}
+		// Retry n waits First × Multiplier^(n-1) ± Jitter, found by a poll.
+		for n := 1; n <= 2; n++ {
+			wait := time.Duration(float64(retry.First) * math.Pow(retry.Multiplier, float64(n-1)))
+			lo := time.Duration(float64(wait) * (1 - retry.Jitter))
+			hi := time.Duration(float64(wait)*(1+retry.Jitter)) + fastOptions().PollInterval
+			if gap := posts[n].At.Sub(posts[n-1].At); gap < lo || gap > hi {
+				t.Errorf("retry %d came %s after the previous attempt, want %s to %s", n, gap, lo, hi)
+			}
+		}
+		sub.none(quiet)
+		d, err := e.hub.dlv.Delivery(ctx, store.DeliveryKey{Login: "ann", Topic: topic, Callback: sub.url("/cb")})
+		if err != nil {
+			t.Fatal(err)
+		}
+		pr := d.Progress
+		if pr.Delivered != items[1].Cursor || pr.Attempts != 0 || pr.Failed != 2 || pr.Succeeded != 1 || !strings.Contains(pr.LastError, "500") {
+			t.Fatalf("progress %+v", pr)
+		}
+		for _, c := range []struct {
+			metric string
+			want   float64
+		}{
+			{`feedgate_hub_delivery_attempts_total`, 3},
+			{`feedgate_hub_deliveries_succeeded_total`, 1},
+			{`feedgate_hub_deliveries_failed_total{reason="http_5xx"}`, 2},
+			{`feedgate_hub_delivered_items_total`, 2},
+			{`feedgate_hub_delivery_retry_age_seconds_count`, 2},
+			{`feedgate_hub_verifications_total{mode="subscribe",result="ok"}`, 1},
+		} {
+			if got := metricValue(t, e.reg, c.metric); got != c.want {
+				t.Errorf("%s = %v, want %v", c.metric, got, c.want)
+			}
+		}
 	})
-	ctx := ctxT(t)
-	if err := e.hub.Subscribe(ctx, p, request(t, "hub.topic", topic, "hub.callback", sub.url("/cb"), "format", "json")); err != nil {
-		t.Fatal(err)
-	}
-	items := e.publish(topic, 2)
-	start := time.Now()
-	var posts []post
-	for range 3 {
-		posts = append(posts, sub.next(5*time.Second))
-	}
-	for i, p := range posts {
-		if got := p.cursors(t); len(got) != 2 || got[0] != items[1].Cursor {
-			t.Errorf("attempt %d delivered %v", i+1, got)
-		}
-		// The first attempt carries no retry marker; retry n says n.
-		want := ""
-		if i > 0 {
-			want = strconv.Itoa(i)
-		}
-		if got := p.Header.Get(HeaderRetried); got != want {
-			t.Errorf("attempt %d: %s %q, want %q", i+1, HeaderRetried, got, want)
-		}
-	}
-	if posts[2].Status != 200 {
-		t.Fatalf("third attempt answered %d", posts[2].Status)
-	}
-	if gap := posts[1].At.Sub(posts[0].At); gap < 30*time.Millisecond {
-		t.Errorf("retried after %s: no back-off", gap)
-	}
-	if time.Since(start) > 3*time.Second {
-		t.Errorf("first retries took %s", time.Since(start))
-	}
-	sub.none(300 * time.Millisecond)
-	d, err := e.hub.dlv.Delivery(ctx, store.DeliveryKey{Login: "ann", Topic: topic, Callback: sub.url("/cb")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	pr := d.Progress
-	if pr.Delivered != items[1].Cursor || pr.Attempts != 0 || pr.Failed != 2 || pr.Succeeded != 1 || !strings.Contains(pr.LastError, "500") {
-		t.Fatalf("progress %+v", pr)
-	}
-	for _, c := range []struct {
-		metric string
-		want   float64
-	}{
-		{`feedgate_hub_delivery_attempts_total`, 3},
-		{`feedgate_hub_deliveries_succeeded_total`, 1},
-		{`feedgate_hub_deliveries_failed_total{reason="http_5xx"}`, 2},
-		{`feedgate_hub_delivered_items_total`, 2},
-		{`feedgate_hub_delivery_retry_age_seconds_count`, 2},
-		{`feedgate_hub_verifications_total{mode="subscribe",result="ok"}`, 1},
-	} {
-		if got := metricValue(t, e.reg, c.metric); got != c.want {
-			t.Errorf("%s = %v, want %v", c.metric, got, c.want)
-		}
-	}
 }
 
 // metricValue reads one sample from the registry's text exposition.
@@ -210,207 +221,219 @@ func metricValue(t *testing.T, reg *prometheus.Registry, name string) float64 {
 
 func TestGoneRemovesSubscription(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t)
-	p := e.principal("ann")
-	gone, other := newSubscriber(t), newSubscriber(t)
-	gone.setAnswer(func(int, *http.Request) int { return http.StatusGone })
-	ctx := ctxT(t)
-	for _, s := range []*subscriber{gone, other} {
-		if err := e.hub.Subscribe(ctx, p, request(t, "hub.topic", topic, "hub.callback", s.url("/cb"))); err != nil {
-			t.Fatal(err)
+	synctest.Test(t, func(t *testing.T) {
+		e := newBubbleEnv(t)
+		p := e.principal("ann")
+		gone, other := e.subscriber(), e.subscriber()
+		gone.setAnswer(func(int, *http.Request) int { return http.StatusGone })
+		ctx := ctxT(t)
+		for _, s := range []*subscriber{gone, other} {
+			if err := e.hub.Subscribe(ctx, p, request(t, "hub.topic", topic, "hub.callback", s.url("/cb"))); err != nil {
+				t.Fatal(err)
+			}
 		}
-	}
-	e.publish(topic, 1)
-	gone.next(5 * time.Second)
-	other.next(5 * time.Second)
-	eventually(t, 5*time.Second, "the removal", func() bool {
-		list, _ := e.hub.List(ctx, p, ListRequest{Page: 1, PerPage: 20})
-		return len(list) == 1 && list[0].Subscription.Endpoint == other.url("/cb")
+		e.publish(topic, 1)
+		gone.next(5 * time.Second)
+		other.next(5 * time.Second)
+		eventually(t, 5*time.Second, "the removal", func() bool {
+			list, _ := e.hub.List(ctx, p, ListRequest{Page: 1, PerPage: 20})
+			return len(list) == 1 && list[0].Subscription.Endpoint == other.url("/cb")
+		})
+		e.publish(topic, 1)
+		other.next(5 * time.Second)
+		gone.none(quiet)
 	})
-	e.publish(topic, 1)
-	other.next(5 * time.Second)
-	gone.none(300 * time.Millisecond)
 }
 
 func TestHangingCallbackDoesNotDelayOthers(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, func(o *Options) { o.DeliveryTimeout = 20 * time.Second })
-	p := e.principal("ann")
-	hang, healthy := newSubscriber(t), newSubscriber(t)
-	unblock := make(chan struct{})
-	var hung atomic.Int32
-	hang.setAnswer(func(_ int, r *http.Request) int {
-		hung.Add(1)
-		select {
-		case <-unblock:
-		case <-r.Context().Done():
-		}
-		return 200
-	})
-	defer close(unblock)
-	ctx := ctxT(t)
-	// The hanging subscriber follows many topics, so it has more due jobs
-	// than PerCallback slots.
-	for i := range 10 {
-		tp := fmt.Sprintf("%s?n=%d", topic, i)
-		if err := e.hub.Subscribe(ctx, p, request(t, "hub.topic", tp, "hub.callback", hang.url("/cb"))); err != nil {
-			t.Fatal(err)
-		}
-		if i == 0 {
-			if err := e.hub.Subscribe(ctx, p, request(t, "hub.topic", tp, "hub.callback", healthy.url("/cb"), "format", "json")); err != nil {
+	synctest.Test(t, func(t *testing.T) {
+		e := newBubbleEnv(t, func(o *Options) { o.DeliveryTimeout = 20 * time.Second })
+		p := e.principal("ann")
+		hang, healthy := e.subscriber(), e.subscriber()
+		unblock := make(chan struct{})
+		var hung atomic.Int32
+		hang.setAnswer(func(_ int, r *http.Request) int {
+			hung.Add(1)
+			select {
+			case <-unblock:
+			case <-r.Context().Done():
+			}
+			return 200
+		})
+		defer close(unblock)
+		ctx := ctxT(t)
+		// The hanging subscriber follows many topics, so it has more due jobs
+		// than PerCallback slots.
+		for i := range 10 {
+			tp := fmt.Sprintf("%s?n=%d", topic, i)
+			if err := e.hub.Subscribe(ctx, p, request(t, "hub.topic", tp, "hub.callback", hang.url("/cb"))); err != nil {
 				t.Fatal(err)
 			}
+			if i == 0 {
+				if err := e.hub.Subscribe(ctx, p, request(t, "hub.topic", tp, "hub.callback", healthy.url("/cb"), "format", "json")); err != nil {
+					t.Fatal(err)
+				}
+			}
 		}
-	}
-	for round := range 5 {
-		for i := range 10 {
-			e.publish(fmt.Sprintf("%s?n=%d", topic, i), 1)
+		for round := range 5 {
+			for i := range 10 {
+				e.publish(fmt.Sprintf("%s?n=%d", topic, i), 1)
+			}
+			start := time.Now()
+			healthy.next(2 * time.Second)
+			if d := time.Since(start); d > time.Second {
+				t.Errorf("round %d: the healthy callback waited %s", round, d)
+			}
 		}
-		start := time.Now()
-		healthy.next(2 * time.Second)
-		if d := time.Since(start); d > time.Second {
-			t.Errorf("round %d: the healthy callback waited %s", round, d)
+		if n := hung.Load(); n > int32(DefaultPerCallback) {
+			t.Errorf("%d POSTs hang at once at one callback; at most %d allowed", n, DefaultPerCallback)
 		}
-	}
-	if n := hung.Load(); n > int32(DefaultPerCallback) {
-		t.Errorf("%d POSTs hang at once at one callback; at most %d allowed", n, DefaultPerCallback)
-	}
+	})
 }
 
 func TestLeaseExpiryRemovesSubscription(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t)
-	p := e.principal("ann")
-	sub := newSubscriber(t)
-	ctx := ctxT(t)
-	if err := e.hub.Subscribe(ctx, p, request(t, "hub.topic", topic, "hub.callback", sub.url("/cb"), "hub.lease_seconds", "1")); err != nil {
-		t.Fatal(err)
-	}
-	e.publish(topic, 1)
-	sub.next(5 * time.Second)
-	eventually(t, 5*time.Second, "the lease to expire", func() bool {
-		list, _ := e.hub.List(ctx, p, ListRequest{Page: 1, PerPage: 20})
-		return len(list) == 0
+	synctest.Test(t, func(t *testing.T) {
+		e := newBubbleEnv(t)
+		p := e.principal("ann")
+		sub := e.subscriber()
+		ctx := ctxT(t)
+		if err := e.hub.Subscribe(ctx, p, request(t, "hub.topic", topic, "hub.callback", sub.url("/cb"), "hub.lease_seconds", "1")); err != nil {
+			t.Fatal(err)
+		}
+		e.publish(topic, 1)
+		sub.next(5 * time.Second)
+		eventually(t, 5*time.Second, "the lease to expire", func() bool {
+			list, _ := e.hub.List(ctx, p, ListRequest{Page: 1, PerPage: 20})
+			return len(list) == 0
+		})
+		e.publish(topic, 1)
+		sub.none(quiet)
+		if tracked, _ := e.st.TrackedTopics(ctx); len(tracked) != 0 {
+			t.Errorf("topic still tracked after its last subscription expired: %v", tracked)
+		}
 	})
-	e.publish(topic, 1)
-	sub.none(300 * time.Millisecond)
-	if tracked, _ := e.st.TrackedTopics(ctx); len(tracked) != 0 {
-		t.Errorf("topic still tracked after its last subscription expired: %v", tracked)
-	}
 }
 
 func TestTrimmedItemsRecordAGap(t *testing.T) {
 	t.Parallel()
-	e := newEnvOn(t, openEmbedded(t, store.Options{Retention: 5}), func(o *Options) {
-		o.Retry.First, o.Retry.Max = 300*time.Millisecond, 300*time.Millisecond
-	})
-	p := e.principal("ann")
-	sub := newSubscriber(t)
-	var down atomic.Bool
-	down.Store(true)
-	sub.setAnswer(func(int, *http.Request) int {
-		if down.Load() {
-			return 503
+	synctest.Test(t, func(t *testing.T) {
+		e := startEnv(t, openEmbedded(t, store.Options{Retention: 5}), memnet.New(), func(o *Options) {
+			o.Retry.First, o.Retry.Max = 300*time.Millisecond, 300*time.Millisecond
+		})
+		p := e.principal("ann")
+		sub := e.subscriber()
+		var down atomic.Bool
+		down.Store(true)
+		sub.setAnswer(func(int, *http.Request) int {
+			if down.Load() {
+				return 503
+			}
+			return 200
+		})
+		ctx := ctxT(t)
+		if err := e.hub.Subscribe(ctx, p, request(t, "hub.topic", topic, "hub.callback", sub.url("/cb"), "format", "json")); err != nil {
+			t.Fatal(err)
 		}
-		return 200
-	})
-	ctx := ctxT(t)
-	if err := e.hub.Subscribe(ctx, p, request(t, "hub.topic", topic, "hub.callback", sub.url("/cb"), "format", "json")); err != nil {
-		t.Fatal(err)
-	}
-	first := e.publish(topic, 2)
-	sub.next(5 * time.Second) // fails
-	items := e.publish(topic, 20)
-	down.Store(false)
-	var got post
-	for {
-		got = sub.next(5 * time.Second)
-		if got.Status == 200 {
-			break
+		first := e.publish(topic, 2)
+		sub.next(5 * time.Second) // fails
+		items := e.publish(topic, 20)
+		down.Store(false)
+		var got post
+		for {
+			got = sub.next(5 * time.Second)
+			if got.Status == 200 {
+				break
+			}
 		}
-	}
-	cs := got.cursors(t)
-	if got.Header.Get(HeaderGap) != "true" || len(cs) != 5 || cs[0] != items[19].Cursor || cs[4] != items[15].Cursor {
-		t.Fatalf("delivery after trimming: gap header %q, cursors %v", got.Header.Get(HeaderGap), cs)
-	}
-	if !bytes.Contains(got.Body, []byte(`"gap":true`)) {
-		t.Errorf("status.gap not set: %s", got.Body)
-	}
-	var d store.Delivery
-	eventually(t, 5*time.Second, "the recorded success", func() bool {
-		d, _ = e.hub.dlv.Delivery(ctx, store.DeliveryKey{Login: "ann", Topic: topic, Callback: sub.url("/cb")})
-		return d.Progress.Succeeded == 1
+		cs := got.cursors(t)
+		if got.Header.Get(HeaderGap) != "true" || len(cs) != 5 || cs[0] != items[19].Cursor || cs[4] != items[15].Cursor {
+			t.Fatalf("delivery after trimming: gap header %q, cursors %v", got.Header.Get(HeaderGap), cs)
+		}
+		if !bytes.Contains(got.Body, []byte(`"gap":true`)) {
+			t.Errorf("status.gap not set: %s", got.Body)
+		}
+		var d store.Delivery
+		eventually(t, 5*time.Second, "the recorded success", func() bool {
+			d, _ = e.hub.dlv.Delivery(ctx, store.DeliveryKey{Login: "ann", Topic: topic, Callback: sub.url("/cb")})
+			return d.Progress.Succeeded == 1
+		})
+		if d.Progress.Gaps != 1 || d.Progress.Trimmed != int64(items[15].Cursor-first[0].Cursor) || d.Progress.Delivered != items[19].Cursor {
+			t.Fatalf("progress %+v; want one gap of %d items", d.Progress, items[15].Cursor-first[0].Cursor)
+		}
 	})
-	if d.Progress.Gaps != 1 || d.Progress.Trimmed != int64(items[15].Cursor-first[0].Cursor) || d.Progress.Delivered != items[19].Cursor {
-		t.Fatalf("progress %+v; want one gap of %d items", d.Progress, items[15].Cursor-first[0].Cursor)
-	}
 }
 
 func TestGiveUpAfterMaxAttempts(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, func(o *Options) { o.Retry.MaxAttempts = 3 })
-	p := e.principal("ann")
-	sub := newSubscriber(t)
-	var fail atomic.Bool
-	fail.Store(true)
-	sub.setAnswer(func(int, *http.Request) int {
-		if fail.Load() {
-			return 500
+	synctest.Test(t, func(t *testing.T) {
+		e := newBubbleEnv(t, func(o *Options) { o.Retry.MaxAttempts = 3 })
+		p := e.principal("ann")
+		sub := e.subscriber()
+		var fail atomic.Bool
+		fail.Store(true)
+		sub.setAnswer(func(int, *http.Request) int {
+			if fail.Load() {
+				return 500
+			}
+			return 200
+		})
+		ctx := ctxT(t)
+		if err := e.hub.Subscribe(ctx, p, request(t, "hub.topic", topic, "hub.callback", sub.url("/cb"), "format", "json")); err != nil {
+			t.Fatal(err)
 		}
-		return 200
+		e.publish(topic, 2)
+		for range 3 {
+			sub.next(5 * time.Second)
+		}
+		sub.none(quiet)
+		fail.Store(false)
+		later := e.publish(topic, 1)
+		if got := sub.next(5 * time.Second).cursors(t); len(got) != 1 || got[0] != later[0].Cursor {
+			t.Fatalf("after giving up, delivered %v; want only %v", got, later[0].Cursor)
+		}
+		list, _ := e.hub.List(ctx, p, ListRequest{Page: 1, PerPage: 20})
+		h := list[0].Subscription.Delivery
+		if h.Dropped != 2 || !strings.Contains(h.LastError, "gave up on 2 items after 3 attempts") {
+			t.Fatalf("health %+v", h)
+		}
 	})
-	ctx := ctxT(t)
-	if err := e.hub.Subscribe(ctx, p, request(t, "hub.topic", topic, "hub.callback", sub.url("/cb"), "format", "json")); err != nil {
-		t.Fatal(err)
-	}
-	e.publish(topic, 2)
-	for range 3 {
-		sub.next(5 * time.Second)
-	}
-	sub.none(500 * time.Millisecond)
-	fail.Store(false)
-	later := e.publish(topic, 1)
-	if got := sub.next(5 * time.Second).cursors(t); len(got) != 1 || got[0] != later[0].Cursor {
-		t.Fatalf("after giving up, delivered %v; want only %v", got, later[0].Cursor)
-	}
-	list, _ := e.hub.List(ctx, p, ListRequest{Page: 1, PerPage: 20})
-	h := list[0].Subscription.Delivery
-	if h.Dropped != 2 || !strings.Contains(h.LastError, "gave up on 2 items after 3 attempts") {
-		t.Fatalf("health %+v", h)
-	}
 }
 
 // TestSweepDeliversWhatNobodyAnnounced: items appended while no node ran
 // delivery (a crash right after the append) are found by the start sweep.
 func TestSweepDeliversWhatNobodyAnnounced(t *testing.T) {
 	t.Parallel()
-	dir := t.TempDir()
-	open := func() store.Store {
-		st, err := embeddedOpen(dir)
-		if err != nil {
+	synctest.Test(t, func(t *testing.T) {
+		dir := t.TempDir()
+		open := func() store.Store {
+			st, err := embeddedOpen(dir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return st
+		}
+		st := open()
+		mn := memnet.New()
+		e := startEnv(t, st, mn)
+		p := e.principal("ann")
+		sub := e.subscriber()
+		ctx := ctxT(t)
+		if err := e.hub.Subscribe(ctx, p, request(t, "hub.topic", topic, "hub.callback", sub.url("/cb"), "format", "json")); err != nil {
 			t.Fatal(err)
 		}
-		return st
-	}
-	st := open()
-	e := newEnvOn(t, st)
-	p := e.principal("ann")
-	sub := newSubscriber(t)
-	ctx := ctxT(t)
-	if err := e.hub.Subscribe(ctx, p, request(t, "hub.topic", topic, "hub.callback", sub.url("/cb"), "format", "json")); err != nil {
-		t.Fatal(err)
-	}
-	e.stop()
-	items := e.publish(topic, 4)
-	sub.none(200 * time.Millisecond)
-	_ = st.Close()
+		e.stop()
+		items := e.publish(topic, 4)
+		sub.none(quiet)
+		_ = st.Close()
 
-	e2 := newEnvOn(t, open())
-	_ = e2
-	got := sub.next(5 * time.Second).cursors(t)
-	if len(got) != 4 || got[0] != items[3].Cursor {
-		t.Fatalf("after restart delivered %v", got)
-	}
+		startEnv(t, open(), mn)
+		got := sub.next(5 * time.Second).cursors(t)
+		if len(got) != 4 || got[0] != items[3].Cursor {
+			t.Fatalf("after restart delivered %v", got)
+		}
+	})
 }
 
 // TestTwoNodesDeliverEachItemOnce runs two hubs on one Redis: every item
@@ -423,10 +446,7 @@ func TestTwoNodesDeliverEachItemOnce(t *testing.T) {
 	p := a.principal("ann")
 	ctx := ctxT(t)
 	const callbacks, items = 10, 30
-	var (
-		mu   sync.Mutex
-		seen = map[string]int{}
-	)
+	seen := map[string]int{} // "callback/cursor" -> receipts
 	subs := make([]*subscriber, callbacks)
 	for i := range subs {
 		subs[i] = newSubscriber(t)
@@ -438,31 +458,48 @@ func TestTwoNodesDeliverEachItemOnce(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	var last feed.Cursor
 	for range items {
-		a.publish(topic, 1)
-		time.Sleep(2 * time.Millisecond)
+		last = a.publish(topic, 1)[0].Cursor
 	}
-	total := 0
 	for i, s := range subs {
 		got := 0
 		for got < items {
 			for _, c := range s.next(10 * time.Second).cursors(t) {
-				mu.Lock()
 				seen[fmt.Sprintf("%d/%d", i, c)]++
-				mu.Unlock()
 				got++
 			}
 		}
-		total += got
-		s.none(50 * time.Millisecond)
+	}
+	// Stopped, the nodes have finished every POST they started; each
+	// subscription's progress says the newest item was delivered, so no
+	// node would deliver anything again. Whatever arrived since is counted.
+	a.stop()
+	b.stop()
+	for i, s := range subs {
+		d, err := a.hub.dlv.Delivery(ctx, store.DeliveryKey{Login: "ann", Topic: topic, Callback: s.url("/cb")})
+		if err != nil || d.Progress.Delivered != last {
+			t.Errorf("callback %d: delivered up to %v (%v), want the newest item %v", i, d.Progress.Delivered, err, last)
+		}
+	drain:
+		for {
+			select {
+			case p := <-s.postCh:
+				for _, c := range p.cursors(t) {
+					seen[fmt.Sprintf("%d/%d", i, c)]++
+				}
+			default:
+				break drain
+			}
+		}
 	}
 	for k, n := range seen {
 		if n != 1 {
 			t.Errorf("%s delivered %d times", k, n)
 		}
 	}
-	if len(seen) != callbacks*items || total != callbacks*items {
-		t.Fatalf("%d distinct deliveries of %d, want %d", len(seen), total, callbacks*items)
+	if len(seen) != callbacks*items {
+		t.Fatalf("%d distinct deliveries, want %d", len(seen), callbacks*items)
 	}
 }
 

@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -20,6 +21,7 @@ import (
 	"github.com/feedgate/feedgate/auth"
 	"github.com/feedgate/feedgate/feed"
 	"github.com/feedgate/feedgate/ingest"
+	"github.com/feedgate/feedgate/internal/memnet"
 	"github.com/feedgate/feedgate/internal/redistest"
 	"github.com/feedgate/feedgate/store"
 	"github.com/feedgate/feedgate/store/embedded"
@@ -38,6 +40,9 @@ type env struct {
 	reg   *prometheus.Registry
 	authn *auth.Authenticator
 	stop  func()
+	// net, when set, carries the hub's requests to subscribers: the env
+	// runs in a testing/synctest bubble (see newBubbleEnv).
+	net *memnet.Network
 }
 
 // fastOptions are delivery options for tests: quick polling and retries.
@@ -90,11 +95,30 @@ func newRedisEnv(t *testing.T, tune ...func(*Options)) *env {
 
 func newEnvOn(t testing.TB, st store.Store, tune ...func(*Options)) *env {
 	t.Helper()
+	return startEnv(t, st, nil, tune...)
+}
+
+// newBubbleEnv starts a hub on an embedded store inside a testing/synctest
+// bubble: time is the bubble's clock, so retries, leases and "nothing more
+// arrives" are exact, and subscribers (env.subscriber) are served on an
+// in-memory network.
+func newBubbleEnv(t *testing.T, tune ...func(*Options)) *env {
+	t.Helper()
+	return startEnv(t, openEmbedded(t, store.Options{}), memnet.New(), tune...)
+}
+
+// startEnv starts a hub on st; with mn, its requests go over mn.
+func startEnv(t testing.TB, st store.Store, mn *memnet.Network, tune ...func(*Options)) *env {
+	t.Helper()
 	is, ok := st.(store.IngestStore)
 	if !ok {
 		t.Fatalf("%T is not an IngestStore", st)
 	}
-	ing, err := ingest.New(st, is, ingest.Options{AllowPrivate: true, Registerer: prometheus.NewRegistry(), PublicURL: "http://gateway.test"})
+	io := ingest.Options{AllowPrivate: true, Registerer: prometheus.NewRegistry(), PublicURL: "http://gateway.test"}
+	if mn != nil {
+		io.Fetch.Dial = mn.Dial
+	}
+	ing, err := ingest.New(st, is, io)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -105,7 +129,7 @@ func newEnvOn(t testing.TB, st store.Store, tune ...func(*Options)) *env {
 	for _, fn := range tune {
 		fn(&o)
 	}
-	e := &env{t: t, st: st, ing: ing, reg: reg, authn: auth.NewAuthenticator(st, 0)}
+	e := &env{t: t, st: st, ing: ing, reg: reg, authn: auth.NewAuthenticator(st, 0), net: mn}
 	e.hub = New(st, ing, o)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
@@ -124,9 +148,18 @@ func newEnvOn(t testing.TB, st store.Store, tune ...func(*Options)) *env {
 	}
 	t.Cleanup(func() {
 		e.stop()
+		ing.Fetcher().Close()
 		_ = st.Close()
 	})
 	return e
+}
+
+// subscriber starts a callback server where the env's hub reaches it.
+func (e *env) subscriber() *subscriber {
+	if e.net == nil {
+		return newSubscriber(e.t)
+	}
+	return newSubscriberOn(e.t, func(h http.Handler) string { return e.net.Serve(e.t, h) })
 }
 
 func ctxT(t testing.TB) context.Context {
@@ -177,12 +210,16 @@ func request(t testing.TB, kv ...string) SubscribeRequest {
 	return req
 }
 
+// published numbers the items publish makes (the clock of a synctest
+// bubble stands still, so it cannot tell them apart).
+var published atomic.Int64
+
 // publish appends n new items to topic and returns them with their cursors.
 func (e *env) publish(topic string, n int) []feed.Item {
 	e.t.Helper()
 	items := make([]feed.Item, n)
 	for i := range items {
-		id := fmt.Sprintf("%s#%d-%d", topic, time.Now().UnixNano(), i)
+		id := fmt.Sprintf("%s#%d", topic, published.Add(1))
 		items[i] = feed.Item{ID: id, Title: "Entry " + id, Content: "<p>hello & welcome</p>", Hash: "h", Published: time.Now().Unix()}
 	}
 	stored, err := e.st.Append(ctxT(e.t), topic, items)
@@ -226,8 +263,8 @@ func (p post) cursors(t testing.TB) []feed.Cursor {
 
 // subscriber is a WebSub callback on loopback.
 type subscriber struct {
-	t   testing.TB
-	srv *httptest.Server
+	t    testing.TB
+	base string
 
 	mu     sync.Mutex
 	gets   []url.Values
@@ -241,9 +278,17 @@ type subscriber struct {
 }
 
 func newSubscriber(t testing.TB) *subscriber {
+	return newSubscriberOn(t, func(h http.Handler) string {
+		srv := httptest.NewServer(h)
+		t.Cleanup(srv.Close)
+		return srv.URL
+	})
+}
+
+// newSubscriberOn starts a subscriber served by serve.
+func newSubscriberOn(t testing.TB, serve func(http.Handler) string) *subscriber {
 	s := &subscriber{t: t, postCh: make(chan post, 10000)}
-	s.srv = httptest.NewServer(http.HandlerFunc(s.serve))
-	t.Cleanup(s.srv.Close)
+	s.base = serve(http.HandlerFunc(s.serve))
 	return s
 }
 
@@ -283,7 +328,7 @@ func (s *subscriber) serve(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-func (s *subscriber) url(path string) string { return s.srv.URL + path }
+func (s *subscriber) url(path string) string { return s.base + path }
 
 func (s *subscriber) setVerify(fn func(url.Values) (int, string)) {
 	s.mu.Lock()
@@ -320,6 +365,10 @@ func (s *subscriber) next(within time.Duration) post {
 		return post{}
 	}
 }
+
+// quiet is how long a bubble test waits to see that nothing more arrives:
+// on the bubble's clock, longer than every retry schedule of fastOptions.
+const quiet = 10 * time.Second
 
 // none checks that no POST arrives for d.
 func (s *subscriber) none(d time.Duration) {

@@ -3,9 +3,11 @@ package hub
 import (
 	"encoding/json"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"strings"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/feedgate/feedgate/fetch"
@@ -92,9 +94,9 @@ func TestVerificationFailures(t *testing.T) {
 	e := newEnv(t)
 	p := e.principal("ann")
 	ctx := ctxT(t)
-	closed := newSubscriber(t)
-	closedURL := closed.url("/cb")
-	closed.srv.Close()
+	closed := httptest.NewServer(http.NotFoundHandler())
+	closedURL := closed.URL + "/cb"
+	closed.Close()
 	cases := []struct {
 		name   string
 		verify func(url.Values) (int, string)
@@ -156,95 +158,99 @@ func TestCallbacksUnsupportedWithoutFetcher(t *testing.T) {
 
 func TestAsyncVerification(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t)
-	p := e.principal("ann")
-	sub := newSubscriber(t)
-	release := make(chan struct{})
-	sub.setVerify(func(q url.Values) (int, string) {
-		<-release
-		return 200, q.Get("hub.challenge")
-	})
-	ctx := ctxT(t)
-	start := time.Now()
-	if err := e.hub.Subscribe(ctx, p, request(t, "hub.topic", topic, "hub.callback", sub.url("/cb"), "hub.verify", "async", "format", "json")); err != nil {
-		t.Fatalf("async Subscribe: %v", err)
-	}
-	if time.Since(start) > time.Second {
-		t.Fatal("async Subscribe waited for the verification")
-	}
-	list, _ := e.hub.List(ctx, p, ListRequest{Page: 1, PerPage: 20})
-	if len(list) != 0 {
-		t.Fatal("subscription active before its verification")
-	}
-	close(release)
-	eventually(t, 5*time.Second, "the async subscription", func() bool {
+	synctest.Test(t, func(t *testing.T) {
+		e := newBubbleEnv(t)
+		p := e.principal("ann")
+		sub := e.subscriber()
+		release := make(chan struct{})
+		sub.setVerify(func(q url.Values) (int, string) {
+			<-release
+			return 200, q.Get("hub.challenge")
+		})
+		ctx := ctxT(t)
+		start := time.Now()
+		if err := e.hub.Subscribe(ctx, p, request(t, "hub.topic", topic, "hub.callback", sub.url("/cb"), "hub.verify", "async", "format", "json")); err != nil {
+			t.Fatalf("async Subscribe: %v", err)
+		}
+		if time.Since(start) > time.Second {
+			t.Fatal("async Subscribe waited for the verification")
+		}
 		list, _ := e.hub.List(ctx, p, ListRequest{Page: 1, PerPage: 20})
-		return len(list) == 1
-	})
-	items := e.publish(topic, 2)
-	got := sub.next(5 * time.Second).cursors(t)
-	if len(got) != 2 || got[0] != items[1].Cursor || got[1] != items[0].Cursor {
-		t.Fatalf("delivered cursors %v, want %v and %v newest first", got, items[1].Cursor, items[0].Cursor)
-	}
+		if len(list) != 0 {
+			t.Fatal("subscription active before its verification")
+		}
+		close(release)
+		eventually(t, 5*time.Second, "the async subscription", func() bool {
+			list, _ := e.hub.List(ctx, p, ListRequest{Page: 1, PerPage: 20})
+			return len(list) == 1
+		})
+		items := e.publish(topic, 2)
+		got := sub.next(5 * time.Second).cursors(t)
+		if len(got) != 2 || got[0] != items[1].Cursor || got[1] != items[0].Cursor {
+			t.Fatalf("delivered cursors %v, want %v and %v newest first", got, items[1].Cursor, items[0].Cursor)
+		}
 
-	// An async verification that fails leaves nothing behind.
-	bad := newSubscriber(t)
-	bad.setVerify(func(url.Values) (int, string) { return 200, "wrong" })
-	if err := e.hub.Subscribe(ctx, p, request(t, "hub.topic", topic, "hub.callback", bad.url("/cb"), "hub.verify", "async")); err != nil {
-		t.Fatal(err)
-	}
-	eventually(t, 5*time.Second, "the failing verification", func() bool { return len(bad.verifications()) == 1 })
-	time.Sleep(100 * time.Millisecond)
-	list, _ = e.hub.List(ctx, p, ListRequest{Page: 1, PerPage: 20})
-	if len(list) != 1 {
-		t.Fatalf("a failed async verification changed the subscriptions: %d", len(list))
-	}
+		// An async verification that fails leaves nothing behind.
+		bad := e.subscriber()
+		bad.setVerify(func(url.Values) (int, string) { return 200, "wrong" })
+		if err := e.hub.Subscribe(ctx, p, request(t, "hub.topic", topic, "hub.callback", bad.url("/cb"), "hub.verify", "async")); err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, 5*time.Second, "the failing verification", func() bool { return len(bad.verifications()) == 1 })
+		synctest.Wait() // the hub has done all it does with the answer
+		list, _ = e.hub.List(ctx, p, ListRequest{Page: 1, PerPage: 20})
+		if len(list) != 1 {
+			t.Fatalf("a failed async verification changed the subscriptions: %d", len(list))
+		}
+	})
 }
 
 func TestUnsubscribeVerifiedStopsDeliveries(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t)
-	p := e.principal("ann")
-	sub := newSubscriber(t)
-	ctx := ctxT(t)
-	req := request(t, "hub.topic", topic, "hub.callback", sub.url("/cb"), "format", "json")
-	if err := e.hub.Subscribe(ctx, p, req); err != nil {
-		t.Fatal(err)
-	}
-	e.publish(topic, 1)
-	sub.next(5 * time.Second)
-
-	// The subscriber does not confirm: 422, and deliveries go on.
-	sub.setVerify(func(q url.Values) (int, string) {
-		if q.Get("hub.mode") == "unsubscribe" {
-			return 404, "not me"
+	synctest.Test(t, func(t *testing.T) {
+		e := newBubbleEnv(t)
+		p := e.principal("ann")
+		sub := e.subscriber()
+		ctx := ctxT(t)
+		req := request(t, "hub.topic", topic, "hub.callback", sub.url("/cb"), "format", "json")
+		if err := e.hub.Subscribe(ctx, p, req); err != nil {
+			t.Fatal(err)
 		}
-		return 200, q.Get("hub.challenge")
-	})
-	if err := e.hub.Unsubscribe(ctx, p, req); apiCode(err) != http.StatusUnprocessableEntity {
-		t.Fatalf("unconfirmed Unsubscribe = %v, want 422", err)
-	}
-	e.publish(topic, 1)
-	sub.next(5 * time.Second)
+		e.publish(topic, 1)
+		sub.next(5 * time.Second)
 
-	sub.setVerify(nil)
-	if err := e.hub.Unsubscribe(ctx, p, req); err != nil {
-		t.Fatalf("Unsubscribe: %v", err)
-	}
-	gets := sub.verifications()
-	last := gets[len(gets)-1]
-	if last.Get("hub.mode") != "unsubscribe" || last.Get("hub.topic") != topic || last.Get("hub.challenge") == "" {
-		t.Errorf("unsubscribe verification %v", last)
-	}
-	e.publish(topic, 3)
-	sub.none(500 * time.Millisecond)
-	list, _ := e.hub.List(ctx, p, ListRequest{Page: 1, PerPage: 20})
-	if len(list) != 0 {
-		t.Fatalf("still listed after unsubscribe: %+v", list)
-	}
-	if err := e.hub.Unsubscribe(ctx, p, req); apiCode(err) != http.StatusNotFound {
-		t.Fatalf("second Unsubscribe = %v, want 404", err)
-	}
+		// The subscriber does not confirm: 422, and deliveries go on.
+		sub.setVerify(func(q url.Values) (int, string) {
+			if q.Get("hub.mode") == "unsubscribe" {
+				return 404, "not me"
+			}
+			return 200, q.Get("hub.challenge")
+		})
+		if err := e.hub.Unsubscribe(ctx, p, req); apiCode(err) != http.StatusUnprocessableEntity {
+			t.Fatalf("unconfirmed Unsubscribe = %v, want 422", err)
+		}
+		e.publish(topic, 1)
+		sub.next(5 * time.Second)
+
+		sub.setVerify(nil)
+		if err := e.hub.Unsubscribe(ctx, p, req); err != nil {
+			t.Fatalf("Unsubscribe: %v", err)
+		}
+		gets := sub.verifications()
+		last := gets[len(gets)-1]
+		if last.Get("hub.mode") != "unsubscribe" || last.Get("hub.topic") != topic || last.Get("hub.challenge") == "" {
+			t.Errorf("unsubscribe verification %v", last)
+		}
+		e.publish(topic, 3)
+		sub.none(quiet)
+		list, _ := e.hub.List(ctx, p, ListRequest{Page: 1, PerPage: 20})
+		if len(list) != 0 {
+			t.Fatalf("still listed after unsubscribe: %+v", list)
+		}
+		if err := e.hub.Unsubscribe(ctx, p, req); apiCode(err) != http.StatusNotFound {
+			t.Fatalf("second Unsubscribe = %v, want 404", err)
+		}
+	})
 }
 
 func TestListHealthNeverShowsSecrets(t *testing.T) {
