@@ -85,15 +85,24 @@ type Cache struct {
 
 // entry is one topic's cached page.
 type entry struct {
-	topic      string
-	gen        uint64 // bumped by every change of the topic
-	page       store.Page
-	has        bool // page is valid
-	size       int  // approximate memory of page
-	loadedAt   time.Time
-	lastUsed   time.Time
-	loading    *load // the read in progress, shared by concurrent misses
+	topic    string
+	gen      uint64 // bumped by every change of the topic
+	page     store.Page
+	has      bool // page is valid
+	size     int  // approximate memory of page
+	loadedAt time.Time
+	lastUsed time.Time
+	loading  *load // the read in progress, shared by concurrent misses
+	// answers are encoded answers of page, by form and count: a hot
+	// topic's answer is encoded once, not once per request.
+	answers    map[answerKey][]byte
 	prev, next *entry
+}
+
+// answerKey names one encoded answer of a page.
+type answerKey struct {
+	format Format
+	count  int
 }
 
 // load is one store read shared by the misses that wait for it.
@@ -444,7 +453,53 @@ func (c *Cache) dropAllLocked() {
 func (c *Cache) dropLocked(e *entry) {
 	e.gen++
 	c.bytes -= e.size
-	e.page, e.has, e.size = store.Page{}, false, 0
+	e.page, e.has, e.size, e.answers = store.Page{}, false, 0, nil
+}
+
+// maxAnswers bounds the encoded answers kept per topic (forms times
+// counts asked for).
+const maxAnswers = 8
+
+// answer returns the encoded answer of the newest count items of topic in
+// form f (JSON with its newline, or Atom), shared by every request that
+// asks the same while the page is held. ok is false when the page is not
+// held: the caller reads through Read.
+func (c *Cache) answer(topic string, count int, f Format, encode func(store.Page) []byte) ([]byte, bool) {
+	if c.hub == nil || count <= 0 || count > c.count {
+		return nil, false
+	}
+	healthy := c.hub.Healthy()
+	now := time.Now()
+	key := answerKey{format: f, count: count}
+	c.mu.Lock()
+	c.noteHealthLocked(healthy)
+	e := c.entries[topic]
+	if c.down || c.closed || e == nil || !e.has || now.Sub(e.loadedAt) >= c.ttl {
+		c.mu.Unlock()
+		return nil, false
+	}
+	e.lastUsed = now
+	c.touchLocked(e)
+	if b, ok := e.answers[key]; ok {
+		c.mu.Unlock()
+		c.m.hits.Inc()
+		return b, true
+	}
+	page, gen := prefix(e.page, count), e.gen
+	c.mu.Unlock()
+	c.m.hits.Inc()
+	b := encode(page)
+	c.mu.Lock()
+	if c.entries[topic] == e && e.gen == gen && e.has && len(e.answers) < maxAnswers {
+		if e.answers == nil {
+			e.answers = make(map[answerKey][]byte, 2)
+		}
+		e.answers[key] = b
+		e.size += len(b)
+		c.bytes += len(b)
+	}
+	c.mu.Unlock()
+	return b, true
 }
 
 // pageSize approximates the memory a page holds.

@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
+	"net/http/httptest"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -564,5 +566,64 @@ func TestCacheMemoryBound(t *testing.T) {
 	}
 	if _, bytes := held(); bytes != 2*size {
 		t.Errorf("%d bytes held after reading a page larger than the bound, want %d", bytes, 2*size)
+	}
+}
+
+// TestCacheAnswers: a held topic's encoded answer is made once per form and
+// count, is exactly what rendering the page gives, and goes with the page
+// when the topic changes.
+func TestCacheAnswers(t *testing.T) {
+	t.Parallel()
+	n := openEmbedded(t)
+	ctx := ctxFor(t)
+	c := newTestCache(t, n, CacheOptions{TTL: time.Hour})
+	svc := New(n.st, Options{HubURL: "https://hub.example/", Cache: c})
+	const topic = "https://example.com/answers"
+	if _, err := n.st.Append(ctx, topic, itemsOf("a", 4)); err != nil {
+		t.Fatal(err)
+	}
+	serve := func(req Request) string {
+		t.Helper()
+		w := httptest.NewRecorder()
+		if err := svc.Serve(ctx, w, req, topic, newest(req.Count)); err != nil {
+			t.Fatal(err)
+		}
+		if w.Code != 200 {
+			t.Fatalf("status %d", w.Code)
+		}
+		return w.Body.String()
+	}
+	rendered := func(req Request) string {
+		t.Helper()
+		fn, err := svc.Load(ctx, topic, newest(req.Count))
+		if err != nil {
+			t.Fatal(err)
+		}
+		w := httptest.NewRecorder()
+		Render(w, req, fn, "https://hub.example/")
+		return w.Body.String()
+	}
+	for _, req := range []Request{{Format: JSON, Count: 2}, {Format: Atom, Count: 3}, {Format: JSON, Count: 2, Callback: "cb"}} {
+		serve(req) // first read: not held
+		serve(req) // second: held
+		h := hits(c)
+		if got, want := serve(req), rendered(req); got != want {
+			t.Errorf("cached answer %+v:\n%s\nwant\n%s", req, got, want)
+		}
+		if hits(c) != h+1 {
+			t.Errorf("answer %+v was not served from memory", req)
+		}
+	}
+	c.mu.Lock()
+	answers := len(c.entries[topic].answers)
+	c.mu.Unlock()
+	if answers != 2 {
+		t.Errorf("%d encoded answers held, want 2 (JSON count 2, shared by JSONP; Atom count 3)", answers)
+	}
+	if _, err := n.st.Append(ctx, topic, []feed.Item{item("new")}); err != nil {
+		t.Fatal(err)
+	}
+	if got := serve(Request{Format: JSON, Count: 2}); !strings.Contains(got, `"id":"new"`) {
+		t.Errorf("answer after an append does not have the new item: %s", got)
 	}
 }

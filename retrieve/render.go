@@ -2,6 +2,7 @@ package retrieve
 
 import (
 	"net/http"
+	"strconv"
 	"sync"
 
 	"github.com/feedgate/feedgate/api"
@@ -45,4 +46,23 @@ func Render(w http.ResponseWriter, req Request, n *feed.Notification, hubURL str
 	w.WriteHeader(http.StatusOK)
 	*bp = append(*bp, '\n')
 	w.Write(*bp)
+}
+
+// writeAnswer writes an encoded answer (the JSON with its newline, or the
+// Atom document), shared and never modified, as req asks.
+func writeAnswer(w http.ResponseWriter, req Request, body []byte) {
+	h := w.Header()
+	h.Set("Cache-Control", "no-cache")
+	switch {
+	case req.Format == Atom:
+		h.Set("Content-Type", ContentTypeAtom)
+	case req.Callback != "":
+		api.WriteJSONP(w, req.Callback, body[:len(body)-1])
+		return
+	default:
+		h.Set("Content-Type", ContentTypeJSON)
+	}
+	h.Set("Content-Length", strconv.Itoa(len(body)))
+	w.WriteHeader(http.StatusOK)
+	_, _ = w.Write(body)
 }

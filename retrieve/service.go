@@ -136,6 +136,32 @@ func (s *Service) Retrieve(ctx context.Context, topic string, q store.Query) (*f
 	return Notification(topic, page), nil
 }
 
+// Serve writes the answer of a one-shot retrieve of topic (q from Query):
+// JSON, JSONP or Atom as req asks. The newest items of a hot topic are
+// answered from the node's cache, encoded once and shared by every request
+// that asks the same form and count.
+func (s *Service) Serve(ctx context.Context, w http.ResponseWriter, req Request, topic string, q store.Query) error {
+	if s.cache != nil && q.From == store.Newest && (req.Format == JSON || req.Format == Atom) {
+		body, ok := s.cache.answer(topic, q.Count, req.Format, func(p store.Page) []byte {
+			n := Notification(topic, p)
+			if req.Format == Atom {
+				return feed.AppendAtom(nil, n, topic, s.hubURL)
+			}
+			return append(feed.AppendJSON(nil, n), '\n')
+		})
+		if ok {
+			writeAnswer(w, req, body)
+			return nil
+		}
+	}
+	n, err := s.Retrieve(ctx, topic, q)
+	if err != nil {
+		return err
+	}
+	Render(w, req, n, s.hubURL)
+	return nil
+}
+
 // Notification builds the answer for a page read from the store.
 func Notification(topic string, page store.Page) *feed.Notification {
 	st := page.Topic.Status

@@ -148,12 +148,9 @@ func (h *handlers) retrieve(c *gin.Context, p api.Params, principal *auth.Princi
 		fail(c, p, err)
 		return
 	}
-	n, err := svc.Retrieve(ctx, topic, q)
-	if err != nil {
+	if err := svc.Serve(ctx, c.Writer, req, topic, q); err != nil {
 		fail(c, p, err)
-		return
 	}
-	retrieve.Render(c.Writer, req, n, svc.HubURL())
 }
 
 func (h *handlers) subscribe(c *gin.Context, p api.Params, principal *auth.Principal, subscribe bool) {
