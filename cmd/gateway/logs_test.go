@@ -110,7 +110,9 @@ func TestOpsLogs(t *testing.T) {
 	t.Parallel()
 	addr := freeAddr(t)
 	env := []string{"FEEDGATE_LISTEN=" + addr, "FEEDGATE_DATA_DIR=" + t.TempDir(), "FEEDGATE_ALLOW_PRIVATE=true",
-		"FEEDGATE_PUBLIC_URL=http://" + addr, "FEEDGATE_RETRY_ATTEMPTS=3"}
+		"FEEDGATE_PUBLIC_URL=http://" + addr, "FEEDGATE_RETRY_ATTEMPTS=3",
+		// The pings below come faster than the default one per second per topic.
+		"FEEDGATE_PING_RATE_LIMIT=0"}
 	p := start(t, addr, env)
 	token := userAdd(t, env, "logger", "--rights", "all")
 	creds := "logger:" + token
