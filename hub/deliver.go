@@ -18,10 +18,13 @@ import (
 	"strings"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
+
 	"github.com/feedgate/feedgate/feed"
 	"github.com/feedgate/feedgate/fetch"
 	"github.com/feedgate/feedgate/internal/ratelog"
 	"github.com/feedgate/feedgate/store"
+	"github.com/feedgate/feedgate/tracing"
 )
 
 // Headers of a delivery besides WebSub's Link and X-Hub-Signature.
@@ -262,10 +265,17 @@ func (s *Service) work(ctx context.Context, c store.DeliveryClaim, claimedAt tim
 
 	s.m.attempts.Inc()
 	s.m.inFlight.Inc()
-	pctx, cancel := context.WithTimeout(ctx, s.opts.DeliveryTimeout)
+	tctx, span := tracing.StartDelivery(ctx, d.Topic, oldest, newest, d.Callback)
+	tracing.Inject(tctx, h)
+	pctx, cancel := context.WithTimeout(tctx, s.opts.DeliveryTimeout)
 	start := time.Now()
 	resp, err := s.fetcher.Post(pctx, d.Callback, contentTypes[f], body, h)
 	cancel()
+	if resp != nil {
+		span.SetAttributes(attribute.Int("http.response.status_code", resp.StatusCode))
+	}
+	tracing.Fail(span, err)
+	span.End()
 	s.m.inFlight.Dec()
 	s.m.duration.Observe(time.Since(start).Seconds())
 	now = time.Now()

@@ -13,10 +13,14 @@ import (
 	"sync"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+
 	"github.com/feedgate/feedgate/feed"
 	"github.com/feedgate/feedgate/fetch"
 	"github.com/feedgate/feedgate/internal/ratelog"
 	"github.com/feedgate/feedgate/store"
+	"github.com/feedgate/feedgate/tracing"
 )
 
 // Track makes the topic tracked: it is fetched right away (by whichever
@@ -272,7 +276,13 @@ func (s *Service) fetchTopic(ctx context.Context, topic string) time.Time {
 	}
 	ist.Topic = topic
 	before := ist
-	out := s.fetchInto(ctx, &ist, 0)
+	fctx, span := tracing.Start(ctx, "ingest.fetch", tracing.Topic(topic))
+	defer span.End()
+	out := s.fetchInto(fctx, &ist, 0)
+	span.SetAttributes(attribute.Int("http.response.status_code", out.code))
+	if !out.ok {
+		span.SetStatus(codes.Error, out.message)
+	}
 	if ctx.Err() != nil {
 		return time.Now()
 	}
@@ -292,7 +302,7 @@ func (s *Service) fetchTopic(ctx context.Context, topic string) time.Time {
 		out.changed = len(out.doc.Items) > 0 // until the append says otherwise
 		_, written = s.planNext(ist, out, hubbed, spread)
 		s.writeStatus(ctx, topic, out, now, written, false)
-		stored, err := s.appendDocument(ctx, topic, out.doc, sourcePoll)
+		stored, err := s.appendDocument(fctx, topic, out.doc, sourcePoll)
 		out.changed = len(stored) > 0
 		if err != nil {
 			s.m.fetches.WithLabelValues("error").Inc()

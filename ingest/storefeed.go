@@ -5,8 +5,11 @@ import (
 	"fmt"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
+
 	"github.com/feedgate/feedgate/feed"
 	"github.com/feedgate/feedgate/store"
+	"github.com/feedgate/feedgate/tracing"
 )
 
 // Sources of stored documents (metrics label, status wording).
@@ -33,7 +36,13 @@ func (s *Service) StoreFeed(ctx context.Context, topic string, body []byte, cont
 // status of the document that brought its items. (It therefore says how
 // many entries were parsed, not how many were new.)
 func (s *Service) storeDocument(ctx context.Context, topic string, body []byte, contentType, source string) ([]feed.Item, error) {
+	_, span := tracing.Start(ctx, "feed.parse", tracing.Topic(topic), attribute.Int("feedgate.bytes", len(body)), attribute.String("feedgate.source", source))
 	doc, perr := feed.ParseWithBase(body, contentType, topic)
+	if perr == nil {
+		span.SetAttributes(attribute.Int("feedgate.entries", len(doc.Items)))
+	}
+	tracing.Fail(span, perr)
+	span.End()
 	now := time.Now()
 	if perr != nil {
 		msg := fmt.Sprintf("%s content discarded: %v", sourceName(source), perr)
@@ -62,7 +71,23 @@ func (s *Service) storeDocument(ctx context.Context, topic string, body []byte, 
 
 // appendDocument stores a parsed document's entries.
 func (s *Service) appendDocument(ctx context.Context, topic string, doc *feed.Document, source string) ([]feed.Item, error) {
+	ctx, span := tracing.Start(ctx, "store.append", tracing.Topic(topic), attribute.Int("feedgate.entries", len(doc.Items)))
+	defer span.End()
+	// Recorded before the append: the live hub may fan the items out
+	// before Append returns.
+	appended := tracing.Appending(ctx, topic)
 	items, err := s.st.Append(ctx, topic, doc.Items)
+	var first, last feed.Cursor
+	if len(items) > 0 {
+		first, last = items[0].Cursor, items[0].Cursor
+		for _, it := range items {
+			first, last = min(first, it.Cursor), max(last, it.Cursor)
+		}
+		span.SetAttributes(tracing.Cursors(first, last)...)
+	}
+	appended(first, last)
+	span.SetAttributes(attribute.Int("feedgate.stored", len(items)))
+	tracing.Fail(span, err)
 	if err != nil {
 		return nil, errorf(err, "storing the entries of %s", topic)
 	}

@@ -9,6 +9,7 @@ import (
 
 	"github.com/feedgate/feedgate/feed"
 	"github.com/feedgate/feedgate/store"
+	"github.com/feedgate/feedgate/tracing"
 )
 
 // shard is one fan-out worker and the queue of what its topics were
@@ -155,6 +156,8 @@ func (s *shard) fanOut(t *topic, n *Notification) {
 	defer t.cmu.RUnlock()
 	cons := t.cons
 	s.h.m.notifications.Inc()
+	traced := tracing.Fanout(n.Topic, n.First, n.Last) // once per notification; one atomic load when off
+	defer traced(len(cons))
 	if len(cons) < fanOutChunk {
 		for _, c := range cons {
 			c.Notify(n)

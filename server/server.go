@@ -122,7 +122,7 @@ func New(cfg Config) http.Handler {
 	e.ContextWithFallback = true
 	cfg.Limits = cfg.Limits.withDefaults()
 	h := &handlers{cfg: cfg, limiters: newLimiters(cfg.Limits)}
-	e.Use(h.recover(), newHTTPMetrics(cfg.Registry).middleware())
+	e.Use(h.recover(), newHTTPMetrics(cfg.Registry).middleware(), traceRequests())
 	if cfg.AccessLog != nil {
 		e.Use(accessLog(cfg.AccessLog))
 	}
