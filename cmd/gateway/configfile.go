@@ -326,6 +326,9 @@ func (c *ServeCmd) Validate() error {
 	if _, err := c.publicURL(); err != nil {
 		errs = append(errs, err.Error())
 	}
+	if err := c.TLSConfig.validate(); err != nil {
+		errs = append(errs, err.Error())
+	}
 	if len(errs) > 0 {
 		return fmt.Errorf("%s", strings.Join(errs, "; "))
 	}

@@ -392,3 +392,9 @@ func family(fams map[string]*dto.MetricFamily, name string) *dto.MetricFamily {
 	}
 	return nil
 }
+
+func execGateway(bin string, env []string, args ...string) *exec.Cmd {
+	c := exec.Command(bin, args...)
+	c.Env = append(cleanEnv(), env...)
+	return c
+}

@@ -29,6 +29,7 @@ import (
 	"github.com/feedgate/feedgate/server"
 	"github.com/feedgate/feedgate/store"
 	"github.com/feedgate/feedgate/stream"
+	"github.com/feedgate/feedgate/tracing"
 	"github.com/feedgate/feedgate/web"
 )
 
@@ -36,6 +37,7 @@ import (
 type ServeCmd struct {
 	StoreConfig
 	LogConfig
+	TLSConfig
 	JWTConfig
 
 	Listen           string        `env:"FEEDGATE_LISTEN" default:":8080" help:"Address to listen on."`
@@ -90,6 +92,16 @@ func (c *ServeCmd) publicURL() (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("--listen %q is not host:port: %w", c.Listen, err)
 	}
+	if c.TLSConfig.enabled() {
+		host := "localhost"
+		if d := splitList(c.ACMEDomain); len(d) > 0 {
+			host = d[0]
+		}
+		if port == "443" {
+			return "https://" + host, nil
+		}
+		return "https://" + host + ":" + port, nil
+	}
 	return "http://localhost:" + port, nil
 }
 
@@ -98,6 +110,17 @@ func (c *ServeCmd) Run(ctx context.Context) error {
 	log := c.logger()
 	slog.SetDefault(log)
 	redis.SetLogger(redisLog{log})
+	stopTracing, err := tracing.Setup(ctx, version, log)
+	if err != nil {
+		return fmt.Errorf("tracing (OTEL_EXPORTER_OTLP_*): %w", err)
+	}
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := stopTracing(sctx); err != nil {
+			log.Warn("flushing traces at shutdown", slog.Any("err", err))
+		}
+	}()
 	public, err := c.publicURL()
 	if err != nil {
 		return err
@@ -237,6 +260,10 @@ func (c *ServeCmd) Run(ctx context.Context) error {
 		AccessLog: c.accessLogger(log),
 	})
 
+	tlsCfg, err := c.tlsConfig(c.DataDir)
+	if err != nil {
+		return err
+	}
 	ln, err := net.Listen("tcp", c.Listen)
 	if err != nil {
 		return err
@@ -304,9 +331,10 @@ func (c *ServeCmd) Run(ctx context.Context) error {
 	}
 
 	serveErr := make(chan error, 1)
-	go func() { serveErr <- srv.Serve(ln) }()
+	go func() { serveErr <- serveOn(srv, ln, tlsCfg) }()
 	log.Info("feedgate serving", slog.String("listen", ln.Addr().String()), slog.String("public_url", public),
-		slog.String("store", c.describe()), slog.String("role", c.Role), slog.String("version", version))
+		slog.String("store", c.describe()), slog.String("role", c.Role), slog.String("version", version),
+		slog.String("tracing", tracing.Mode()), slog.Bool("tls", tlsCfg != nil))
 
 	select {
 	case err := <-serveErr:

@@ -1,0 +1,5 @@
+package main
+
+import "golang.org/x/crypto/acme"
+
+func newACMEClient(directory string) *acme.Client { return &acme.Client{DirectoryURL: directory} }
