@@ -161,8 +161,12 @@ func TestKubernetes(t *testing.T) {
 	for _, e := range get(c, "env").([]any) {
 		env[str(get(e, "name"))] = e
 	}
-	if str(get(env["FEEDGATE_ADMIN_LISTEN"], "value")) != ":9090" {
-		t.Error("the Deployment does not put the admin listener on port 9090")
+	var cfg map[string]any
+	if err := yaml.Unmarshal([]byte(str(get(byKind["ConfigMap"], "data", "feedgate.yaml"))), &cfg); err != nil {
+		t.Fatalf("the ConfigMap's feedgate.yaml: %v", err)
+	}
+	if str(cfg["admin-listen"]) != ":9090" || str(cfg["listen"]) != ":8080" {
+		t.Errorf("the configuration puts the listeners on %q and %q, want :8080 and the admin port :9090", cfg["listen"], cfg["admin-listen"])
 	}
 	if get(env["FEEDGATE_REDIS_URL"], "valueFrom", "secretKeyRef") == nil {
 		t.Error("the Redis URL does not come from a Secret")

@@ -1,11 +1,13 @@
 package live
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -346,4 +348,36 @@ func (cs *conns) revalidate() {
 			h.log.LogAttrs(h.ctx, slog.LevelInfo, "live connections ended: their credential no longer holds", slog.String("login", p.Login), slog.Int("connections", n), slog.String("reason", err.Error()))
 		}
 	}
+}
+
+// ConnCount is how many live connections of one kind a user holds on this
+// node (the admin API's view).
+type ConnCount struct {
+	Login string `json:"login"`
+	Kind  string `json:"kind"`
+	Count int    `json:"count"`
+}
+
+// Connections returns this node's live connections counted by user and
+// kind, ordered by login then kind.
+func (h *Hub) Connections() []ConnCount {
+	cs := &h.conns
+	type key struct {
+		login string
+		kind  Kind
+	}
+	n := map[key]int{}
+	cs.mu.Lock()
+	for c := range cs.all {
+		n[key{c.login, c.kind}]++
+	}
+	cs.mu.Unlock()
+	out := make([]ConnCount, 0, len(n))
+	for k, v := range n {
+		out = append(out, ConnCount{Login: k.login, Kind: k.kind.String(), Count: v})
+	}
+	slices.SortFunc(out, func(a, b ConnCount) int {
+		return cmp.Or(cmp.Compare(a.Login, b.Login), cmp.Compare(a.Kind, b.Kind))
+	})
+	return out
 }

@@ -218,7 +218,7 @@ func TestKubernetesConfigChecks(t *testing.T) {
 	if err != nil {
 		t.Fatalf("config check of the Kubernetes configuration: %v\n%s", err, stderr)
 	}
-	if !strings.Contains(out, "log-format: json # file") || !strings.Contains(out, "redis-url: redis://:********@redis:6379/0 # env") {
+	if !strings.Contains(out, "log-format: json # file") || !strings.Contains(out, `admin-listen: :9090 # file`) || !strings.Contains(out, "redis-url: redis://:********@redis:6379/0 # env") {
 		t.Fatalf("unexpected effective configuration:\n%s", out)
 	}
 }

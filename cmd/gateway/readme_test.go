@@ -105,6 +105,7 @@ func runBlocks(t *testing.T, bin, root string, blocks []string) {
 		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 		addr := freeAddr(t)
 		b = strings.ReplaceAll(strings.ReplaceAll(b, "127.0.0.1:8080", addr), "localhost:8080", addr)
+		b = strings.ReplaceAll(b, "127.0.0.1:9099", freeAddr(t))
 		cmd := exec.CommandContext(ctx, "bash", "-euo", "pipefail", "-c", b)
 		cmd.Dir = t.TempDir()
 		cmd.Env = append(cleanEnv(), "PATH="+filepath.Dir(bin)+":"+os.Getenv("PATH"), "FEEDGATE_REPO="+root)

@@ -285,7 +285,7 @@ func (c *ServeCmd) Run(ctx context.Context) error {
 			return fmt.Errorf("--admin-listen: %w", err)
 		}
 		adminSrv = &http.Server{
-			Handler:           server.NewAdmin(reg),
+			Handler:           c.adminHandler(reg, st, is, authn, hubSvc, liveHub, public),
 			ReadHeaderTimeout: 10 * time.Second,
 			ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 		}

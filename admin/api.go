@@ -1,0 +1,352 @@
+package admin
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"runtime"
+	"slices"
+	"time"
+
+	"github.com/feedgate/feedgate/api"
+	"github.com/feedgate/feedgate/auth"
+	"github.com/feedgate/feedgate/feed"
+	"github.com/feedgate/feedgate/live"
+	"github.com/feedgate/feedgate/store"
+)
+
+// API is the admin HTTP API served on the admin listener under /admin/api/:
+// users and tokens, topics, webhook subscriptions and their health, this
+// node's live connections and the node itself. Every route needs a
+// credential with the admin right; errors are the public API's
+// ({"error":{"code","message"}}).
+type API struct {
+	Users Users
+	Auth  *auth.Authenticator
+	Store store.Store
+	// Ingest gives each topic's fetch state; may be nil.
+	Ingest store.IngestStore
+	// Deliveries gives the webhook subscriptions; may be nil.
+	Deliveries store.DeliveryStore
+	// Live gives this node's live connections; may be nil.
+	Live *live.Hub
+	// Node describes this node.
+	Node NodeInfo
+}
+
+// NodeInfo describes a gateway node.
+type NodeInfo struct {
+	Version   string    `json:"version"`
+	Role      string    `json:"role"`
+	Store     string    `json:"store"`
+	PublicURL string    `json:"publicUrl"`
+	Started   time.Time `json:"started"`
+}
+
+// Register adds the API's routes to mux.
+func (a *API) Register(mux *http.ServeMux) {
+	mux.HandleFunc("GET /admin/api/users", a.admin(a.listUsers))
+	mux.HandleFunc("POST /admin/api/users", a.admin(a.addUser))
+	mux.HandleFunc("DELETE /admin/api/users/{login}", a.admin(a.removeUser))
+	mux.HandleFunc("POST /admin/api/users/{login}/rotate", a.admin(a.rotateUser))
+	mux.HandleFunc("GET /admin/api/topics", a.admin(a.listTopics))
+	mux.HandleFunc("GET /admin/api/deliveries", a.admin(a.listDeliveries))
+	mux.HandleFunc("GET /admin/api/connections", a.admin(a.connections))
+	mux.HandleFunc("GET /admin/api/nodes", a.admin(a.nodes))
+	mux.HandleFunc("/admin/api/", a.admin(func(w http.ResponseWriter, r *http.Request) error {
+		return api.Errorf(http.StatusNotFound, "no admin route %s %s: see the OpenAPI description of the admin API", r.Method, r.URL.Path)
+	}))
+}
+
+var jsonWant = api.Want{JSON: true}
+
+// admin authenticates the request (admin right required) and renders
+// the handler's error the way the public API does.
+func (a *API) admin(h func(http.ResponseWriter, *http.Request) error) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		p, err := a.Auth.Authenticate(r.Context(), r, nil)
+		if err != nil {
+			api.WriteError(w, jsonWant, err)
+			return
+		}
+		if !p.Admin() {
+			api.WriteError(w, jsonWant, api.Errorf(http.StatusForbidden, "the admin API needs a token with the admin right"))
+			return
+		}
+		r = r.WithContext(auth.WithPrincipal(r.Context(), p))
+		if err := h(w, r); err != nil {
+			if errors.Is(err, context.DeadlineExceeded) || isUnavailable(err) {
+				err = api.Unavailable
+			}
+			api.WriteError(w, jsonWant, err)
+		}
+	}
+}
+
+func isUnavailable(err error) bool { return errors.Is(err, store.ErrUnavailable) }
+
+func writeJSON(w http.ResponseWriter, code int, v any) error {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(code)
+	return json.NewEncoder(w).Encode(v)
+}
+
+func (a *API) listUsers(w http.ResponseWriter, r *http.Request) error {
+	us, err := a.Users.List(r.Context())
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, us)
+}
+
+// NewUserRequest is the body of POST /admin/api/users.
+type NewUserRequest struct {
+	Login  string   `json:"login"`
+	Rights []string `json:"rights"`
+	Topics []string `json:"topics,omitempty"`
+	// Expires is a duration from now ("720h") or an RFC 3339 time; empty
+	// for never.
+	Expires string `json:"expires,omitempty"`
+}
+
+// TokenAnswer carries a new token, shown only in this answer.
+type TokenAnswer struct {
+	Login   string    `json:"login"`
+	Token   string    `json:"token"`
+	Expires time.Time `json:"expires,omitzero"`
+}
+
+func decode(r *http.Request, v any) error {
+	dec := json.NewDecoder(http.MaxBytesReader(nil, r.Body, 1<<16))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return api.Invalid("the body must be a JSON object of the documented fields: %v", err)
+	}
+	return nil
+}
+
+func (a *API) addUser(w http.ResponseWriter, r *http.Request) error {
+	var req NewUserRequest
+	if err := decode(r, &req); err != nil {
+		return err
+	}
+	if req.Login == "" {
+		return api.Invalid("login is required")
+	}
+	rights, err := auth.ParseRights(joinComma(req.Rights))
+	if err != nil {
+		return api.Invalid("%v", err)
+	}
+	nu := auth.NewUser{Login: req.Login, Rights: rights, Topics: req.Topics}
+	if req.Expires != "" {
+		if nu.Expires, err = auth.ParseExpiry(req.Expires, time.Now()); err != nil {
+			return api.Invalid("expires: %v", err)
+		}
+	}
+	token, err := a.Users.Add(r.Context(), nu)
+	if errors.Is(err, store.ErrExists) {
+		return api.Errorf(http.StatusConflict, "user %q already exists: rotate its token or remove it first", req.Login)
+	}
+	if err != nil {
+		return userError(err)
+	}
+	return writeJSON(w, http.StatusCreated, TokenAnswer{Login: req.Login, Token: token, Expires: nu.Expires})
+}
+
+// userError turns the validation errors of package auth into 422s.
+func userError(err error) error {
+	var ae *api.Error
+	if errors.As(err, &ae) || isUnavailable(err) || errors.Is(err, context.DeadlineExceeded) {
+		return err
+	}
+	return api.Invalid("%v", err)
+}
+
+func (a *API) removeUser(w http.ResponseWriter, r *http.Request) error {
+	login := r.PathValue("login")
+	if err := a.Users.Remove(r.Context(), login); errors.Is(err, ErrNoUser) {
+		return api.Errorf(http.StatusNotFound, "no user %q", login)
+	} else if err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+// RotateRequest is the optional body of POST /admin/api/users/{login}/rotate.
+type RotateRequest struct {
+	Expires string `json:"expires,omitempty"`
+}
+
+func (a *API) rotateUser(w http.ResponseWriter, r *http.Request) error {
+	login := r.PathValue("login")
+	var req RotateRequest
+	if r.ContentLength != 0 {
+		if err := decode(r, &req); err != nil {
+			return err
+		}
+	}
+	rot := auth.Rotation{Login: login}
+	if req.Expires != "" {
+		var err error
+		if rot.Expires, err = auth.ParseExpiry(req.Expires, time.Now()); err != nil {
+			return api.Invalid("expires: %v", err)
+		}
+	}
+	token, err := a.Users.Rotate(r.Context(), rot)
+	if errors.Is(err, ErrNoUser) || errors.Is(err, store.ErrNotFound) {
+		return api.Errorf(http.StatusNotFound, "no user %q", login)
+	}
+	if err != nil {
+		return userError(err)
+	}
+	return writeJSON(w, http.StatusOK, TokenAnswer{Login: login, Token: token, Expires: rot.Expires})
+}
+
+// TopicInfo is one tracked topic as the admin API shows it.
+type TopicInfo struct {
+	Topic string `json:"topic"`
+	Title string `json:"title,omitempty"`
+	// Status is the retrieve answer's status block (last fetch, its HTTP
+	// outcome, next fetch, newest cursor).
+	Status feed.Status `json:"status"`
+	// Failures counts consecutive failed fetches; Hubs are the upstream
+	// WebSub hubs the feed advertises.
+	Failures int       `json:"failures"`
+	Hubs     []string  `json:"hubs,omitempty"`
+	Period   int       `json:"periodSeconds"`
+	Changed  time.Time `json:"lastChange,omitzero"`
+	// Subscribers counts subscriptions (with or without a callback),
+	// Callbacks those with one.
+	Subscribers int `json:"subscribers"`
+	Callbacks   int `json:"callbacks"`
+}
+
+func (a *API) listTopics(w http.ResponseWriter, r *http.Request) error {
+	ctx := r.Context()
+	names, err := a.Store.TrackedTopics(ctx)
+	if err != nil {
+		return err
+	}
+	out := make([]TopicInfo, 0, len(names))
+	for _, name := range names {
+		ti := TopicInfo{Topic: name}
+		if st, err := a.Store.Topic(ctx, name); err == nil {
+			ti.Title, ti.Status = st.Meta.Title, st.Status
+		} else if !errors.Is(err, store.ErrNotFound) {
+			return err
+		}
+		if a.Ingest != nil {
+			if is, err := a.Ingest.IngestState(ctx, name); err == nil {
+				ti.Failures, ti.Hubs, ti.Changed = is.Failures, is.Hubs, is.LastChange
+				ti.Period = int(is.Period / time.Second)
+			}
+		}
+		subs, err := a.Store.TopicSubscriptions(ctx, name)
+		if err != nil {
+			return err
+		}
+		ti.Subscribers = len(subs)
+		for _, s := range subs {
+			if s.Callback != "" {
+				ti.Callbacks++
+			}
+		}
+		out = append(out, ti)
+	}
+	return writeJSON(w, http.StatusOK, out)
+}
+
+// DeliveryInfo is one webhook subscription and the health of its
+// deliveries (never its secret).
+type DeliveryInfo struct {
+	Topic     string                 `json:"topic"`
+	Callback  string                 `json:"callback"`
+	Login     string                 `json:"login"`
+	Format    string                 `json:"format,omitempty"`
+	CreatedAt time.Time              `json:"createdAt"`
+	ExpiresAt time.Time              `json:"expiresAt,omitzero"`
+	Progress  store.DeliveryProgress `json:"progress"`
+	// Failing is true while deliveries fail and are being retried.
+	Failing bool `json:"failing"`
+}
+
+func (a *API) listDeliveries(w http.ResponseWriter, r *http.Request) error {
+	out := []DeliveryInfo{}
+	if a.Deliveries == nil {
+		return writeJSON(w, http.StatusOK, out)
+	}
+	ctx := r.Context()
+	topics, err := a.Deliveries.DeliveryTopics(ctx)
+	if err != nil {
+		return err
+	}
+	for _, t := range topics {
+		ds, err := a.Deliveries.TopicDeliveries(ctx, t)
+		if err != nil {
+			return err
+		}
+		for _, d := range ds {
+			out = append(out, DeliveryInfo{
+				Topic: d.Topic, Callback: d.Callback, Login: d.Login, Format: d.Format,
+				CreatedAt: d.CreatedAt, ExpiresAt: d.ExpiresAt, Progress: d.Progress, Failing: d.Progress.Attempts > 0,
+			})
+		}
+	}
+	return writeJSON(w, http.StatusOK, out)
+}
+
+// Connections is this node's live connections.
+type Connections struct {
+	Total  int              `json:"total"`
+	ByKind map[string]int   `json:"byKind"`
+	ByUser []live.ConnCount `json:"byUser"`
+}
+
+func (a *API) connections(w http.ResponseWriter, r *http.Request) error {
+	c := Connections{ByKind: map[string]int{}, ByUser: []live.ConnCount{}}
+	if a.Live != nil {
+		c.ByUser = a.Live.Connections()
+	}
+	for _, u := range c.ByUser {
+		c.Total += u.Count
+		c.ByKind[u.Kind] += u.Count
+	}
+	return writeJSON(w, http.StatusOK, c)
+}
+
+// Node is one gateway node in GET /admin/api/nodes.
+type Node struct {
+	NodeInfo
+	Self        bool `json:"self"`
+	Goroutines  int  `json:"goroutines"`
+	Connections int  `json:"connections"`
+	LiveTopics  int  `json:"liveTopics"`
+}
+
+// nodes lists the nodes this node knows: itself (nodes do not register
+// with each other; each node's admin listener answers for itself).
+func (a *API) nodes(w http.ResponseWriter, r *http.Request) error {
+	n := Node{NodeInfo: a.Node, Self: true, Goroutines: runtime.NumGoroutine()}
+	if a.Live != nil {
+		for _, c := range a.Live.Connections() {
+			n.Connections += c.Count
+		}
+		n.LiveTopics = a.Live.Topics()
+	}
+	return writeJSON(w, http.StatusOK, []Node{n})
+}
+
+func joinComma(s []string) string {
+	s = slices.DeleteFunc(slices.Clone(s), func(x string) bool { return x == "" })
+	out := ""
+	for i, x := range s {
+		if i > 0 {
+			out += ","
+		}
+		out += x
+	}
+	return out
+}

@@ -1,0 +1,174 @@
+package main_test
+
+import (
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+)
+
+// adminCall makes a JSON call to the admin API.
+func adminCall(t *testing.T, method, u, creds, body string) (int, string) {
+	t.Helper()
+	var rd io.Reader
+	if body != "" {
+		rd = strings.NewReader(body)
+	}
+	req, _ := http.NewRequest(method, u, rd)
+	if creds != "" {
+		login, token, _ := strings.Cut(creds, ":")
+		req.SetBasicAuth(login, token)
+	}
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+// TestAdminAPI drives the admin API on the admin listener of a running
+// gateway: who may call it, users and tokens (add, rotate, remove),
+// topics with their fetch state and subscribers, webhook subscriptions and
+// their failures, live connections and the node.
+func TestAdminAPI(t *testing.T) {
+	t.Parallel()
+	addr, adminAddr := freeAddr(t), freeAddr(t)
+	env := []string{"FEEDGATE_LISTEN=" + addr, "FEEDGATE_ADMIN_LISTEN=" + adminAddr, "FEEDGATE_DATA_DIR=" + t.TempDir(),
+		"FEEDGATE_ALLOW_PRIVATE=true", "FEEDGATE_PUBLIC_URL=http://" + addr, "FEEDGATE_AUTH_CACHE=1s"}
+	p := start(t, addr, env)
+	root := "root:" + userAdd(t, env, "root", "--rights", "all")
+	reader := "reader:" + userAdd(t, env, "reader", "--rights", "retrieve,subscribe")
+	ad := "http://" + adminAddr + "/admin/api"
+
+	if code, body := adminCall(t, "GET", ad+"/users", "", ""); code != 401 || !strings.Contains(body, `"code":401`) {
+		t.Errorf("no credentials: %d %s", code, body)
+	}
+	if code, body := adminCall(t, "GET", ad+"/users", reader, ""); code != 403 || !strings.Contains(body, "admin right") {
+		t.Errorf("without the admin right: %d %s", code, body)
+	}
+	if code, body := adminCall(t, "GET", ad+"/nope", root, ""); code != 404 || !strings.Contains(body, `"error"`) {
+		t.Errorf("unknown route: %d %s", code, body)
+	}
+	if code, _ := call(t, "GET", p.url+"/metrics", "", "", ""); code == 200 {
+		t.Error("/metrics answered on the public port with --admin-listen set")
+	}
+	if code, body := adminCall(t, "GET", "http://"+adminAddr+"/metrics", "", ""); code != 200 || !strings.Contains(body, "feedgate_build_info") {
+		t.Errorf("/metrics on the admin port: %d", code)
+	}
+
+	// Users and tokens.
+	code, body := adminCall(t, "POST", ad+"/users", root, `{"login":"carol","rights":["retrieve","list"],"topics":["https://x.example/*"],"expires":"720h"}`)
+	var tok struct {
+		Login, Token string
+		Expires      time.Time
+	}
+	if code != 201 || json.Unmarshal([]byte(body), &tok) != nil || tok.Token == "" || time.Until(tok.Expires) < 700*time.Hour {
+		t.Fatalf("add user: %d %s", code, body)
+	}
+	if code, _ := call(t, "GET", p.url+"/?hub.mode=list", "carol:"+tok.Token, "", ""); code != 200 {
+		t.Fatalf("the new token does not work: %d", code)
+	}
+	for _, bad := range []string{`{"login":"carol","rights":["list"]}`, `{"login":"dave","rights":["fly"]}`, `{"login":""}`, `{"login":"erin","colour":"red"}`, `not json`} {
+		code, body := adminCall(t, "POST", ad+"/users", root, bad)
+		if code != 409 && code != 422 || !strings.Contains(body, `"message"`) {
+			t.Errorf("add %s: %d %s", bad, code, body)
+		}
+	}
+	code, body = adminCall(t, "GET", ad+"/users", root, "")
+	if code != 200 || !strings.Contains(body, `"login":"carol"`) || strings.Contains(body, tok.Token) {
+		t.Errorf("list users: %d %s", code, body)
+	}
+	code, body = adminCall(t, "POST", ad+"/users/carol/rotate", root, "")
+	var rot struct{ Token string }
+	if code != 200 || json.Unmarshal([]byte(body), &rot) != nil || rot.Token == "" || rot.Token == tok.Token {
+		t.Fatalf("rotate: %d %s", code, body)
+	}
+	waitFor(t, 10*time.Second, "the rotated-out token refused", func() bool {
+		code, _ := call(t, "GET", p.url+"/?hub.mode=list", "carol:"+tok.Token, "", "")
+		return code == 401
+	})
+	if code, _ := call(t, "GET", p.url+"/?hub.mode=list", "carol:"+rot.Token, "", ""); code != 200 {
+		t.Errorf("the rotated token does not work: %d", code)
+	}
+	if code, _ := adminCall(t, "POST", ad+"/users/nobody/rotate", root, ""); code != 404 {
+		t.Errorf("rotate an unknown user: %d", code)
+	}
+	if code, body := adminCall(t, "DELETE", ad+"/users/carol", root, ""); code != 204 {
+		t.Errorf("remove: %d %s", code, body)
+	}
+	if code, _ := adminCall(t, "DELETE", ad+"/users/carol", root, ""); code != 404 {
+		t.Errorf("remove twice: %d", code)
+	}
+
+	// Topics, deliveries, connections.
+	dead := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if q := r.URL.Query().Get("hub.challenge"); q != "" {
+			io.WriteString(w, q)
+			return
+		}
+		if r.Method == http.MethodGet {
+			w.Header().Set("Content-Type", "application/rss+xml")
+			io.WriteString(w, feedDoc)
+			return
+		}
+		http.Error(w, "nope", http.StatusInternalServerError)
+	}))
+	defer dead.Close()
+	topic := dead.URL + "/feed"
+	if code, body := form(t, p.url, reader, url.Values{"hub.mode": {"subscribe"}, "hub.topic": {topic}, "hub.callback": {dead.URL + "/hook"}}); code != 204 {
+		t.Fatalf("subscribe: %d %s", code, body)
+	}
+	login, token, _ := strings.Cut(reader, ":")
+	req, _ := http.NewRequest("GET", p.url+"/?hub.mode=retrieve&wait=stream&format=json&hub.topic="+url.QueryEscape(topic), nil)
+	req.SetBasicAuth(login, token)
+	stream, err := http.DefaultClient.Do(req)
+	if err != nil || stream.StatusCode != 200 {
+		t.Fatalf("stream: %v %v", err, stream)
+	}
+	defer stream.Body.Close()
+
+	var topics []struct {
+		Topic       string
+		Subscribers int
+		Callbacks   int
+		Status      struct{ Code int }
+	}
+	waitFor(t, 10*time.Second, "the topic fetched and listed", func() bool {
+		_, body := adminCall(t, "GET", ad+"/topics", root, "")
+		json.Unmarshal([]byte(body), &topics)
+		return len(topics) == 1 && topics[0].Status.Code == 200
+	})
+	if topics[0].Topic != topic || topics[0].Subscribers != 1 || topics[0].Callbacks != 1 {
+		t.Errorf("topics: %+v", topics)
+	}
+	var dl []struct {
+		Topic, Callback, Login string
+		Failing                bool
+		Progress               struct{ LastError string }
+	}
+	waitFor(t, 10*time.Second, "the failing delivery listed", func() bool {
+		_, body := adminCall(t, "GET", ad+"/deliveries", root, "")
+		json.Unmarshal([]byte(body), &dl)
+		return len(dl) == 1 && dl[0].Failing
+	})
+	if dl[0].Login != "reader" || !strings.Contains(dl[0].Progress.LastError, "500") || dl[0].Callback != dead.URL+"/hook" {
+		t.Errorf("deliveries: %+v", dl)
+	}
+	code, body = adminCall(t, "GET", ad+"/connections", root, "")
+	if code != 200 || !strings.Contains(body, `{"login":"reader","kind":"ndjson","count":1}`) || !strings.Contains(body, `"total":1`) {
+		t.Errorf("connections: %d %s", code, body)
+	}
+	code, body = adminCall(t, "GET", ad+"/nodes", root, "")
+	if code != 200 || !strings.Contains(body, `"self":true`) || !strings.Contains(body, `"connections":1`) || !strings.Contains(body, `"store":"embedded"`) {
+		t.Errorf("nodes: %d %s", code, body)
+	}
+}
