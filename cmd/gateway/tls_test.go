@@ -64,7 +64,7 @@ func TestTLS(t *testing.T) {
 		t.Fatalf("config check: %v\n%s%s", err, out, stderr)
 	}
 	logs := &syncBuffer{}
-	p := startWith(t, bin, nil, logs, cmd...)
+	p := startBackground(t, bin, nil, logs, cmd...)
 	defer p()
 
 	client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}, ForceAttemptHTTP2: true}, Timeout: 5 * time.Second}
@@ -113,9 +113,9 @@ func TestTLS(t *testing.T) {
 	}
 }
 
-// startWith runs the gateway binary in the background, logging to logs;
+// startBackground runs the gateway binary in the background, logging to logs;
 // the returned function stops it.
-func startWith(t *testing.T, bin string, env []string, logs *syncBuffer, args ...string) func() {
+func startBackground(t *testing.T, bin string, env []string, logs *syncBuffer, args ...string) func() {
 	t.Helper()
 	c := execGateway(bin, env, args...)
 	c.Stdout, c.Stderr = logs, logs
