@@ -70,7 +70,7 @@ func (s *Service) Authorize(ctx context.Context, p *auth.Principal, topic string
 		ok = len(subs) > 0
 	}
 	if !ok {
-		return api.Errorf(http.StatusNotFound, "you have no subscription to %s: subscribe to it first (hub.mode=subscribe)", topic)
+		return notSubscribed(p, topic)
 	}
 	return nil
 }
@@ -177,4 +177,18 @@ func truncate(s string) string {
 		return s[:100] + "..."
 	}
 	return s
+}
+
+// notSubscribed is the 404 of a topic the principal may not read for want
+// of a subscription, with the way out its token allows.
+func notSubscribed(p *auth.Principal, topic string) error {
+	switch {
+	case p.Can(store.RightSubscribe) && p.Scoped():
+		return api.Errorf(http.StatusNotFound, "nobody keeps %s subscribed: subscribe to it first (hub.mode=subscribe)", topic)
+	case p.Can(store.RightSubscribe):
+		return api.Errorf(http.StatusNotFound, "you have no subscription to %s: subscribe to it first (hub.mode=subscribe)", topic)
+	case p.Scoped():
+		return api.Errorf(http.StatusNotFound, "nobody keeps %s subscribed, and your token cannot subscribe: a user with the subscribe right must subscribe to it (a token scoped to a topic reads it once anyone has)", topic)
+	}
+	return api.Errorf(http.StatusNotFound, "you have no subscription to %s, and your token cannot subscribe: use a token with the subscribe right, or one scoped to the topic (gateway user add --topics), which reads it once anyone has subscribed", topic)
 }

@@ -146,3 +146,23 @@ func TestFormBodyParameters(t *testing.T) {
 		}
 	})
 }
+
+// TestNotFoundHints: the 404 of a retrieve without a subscription says what
+// the caller's own token can do about it.
+func TestNotFoundHints(t *testing.T) {
+	forEachStore(t, store.Options{}, func(t *testing.T, g *gateway) {
+		const lonely = "https://blog.example/lonely.xml"
+		for _, c := range []struct {
+			creds, want string
+		}{
+			{g.user("sub", "subscribe,retrieve"), "subscribe to it first"},
+			{g.user("site", "retrieve", lonely), "a user with the subscribe right must subscribe to it"},
+			{g.user("reader", "retrieve"), "use a token with the subscribe right, or one scoped to the topic"},
+		} {
+			a := g.get("hub.mode=retrieve&format=json&hub.topic="+url.QueryEscape(lonely), c.creds)
+			if a.code != http.StatusNotFound || !strings.Contains(a.body, c.want) {
+				t.Errorf("%s: %d %s, want 404 saying %q", strings.Split(c.creds, ":")[0], a.code, a.body, c.want)
+			}
+		}
+	})
+}
