@@ -176,8 +176,9 @@ const feedDoc = `<?xml version="1.0"?><rss version="2.0"><channel><title>Walk</t
 <item><guid>w-2</guid><title>Two</title><pubDate>Sun, 22 Nov 2026 11:00:00 GMT</pubDate></item>
 </channel></rss>`
 
-// walk runs the README walk-through against a running gateway: subscribe,
-// fat ping, retrieve JSON/Atom/JSONP.
+// walk subscribes, fat-pings and retrieves JSON, Atom and JSONP as a client
+// would, to give a gateway data to keep across restarts. (The README's own
+// command blocks are run by TestReadmeWalkThrough.)
 func walk(t *testing.T, base, creds, topic string) {
 	t.Helper()
 	q := url.Values{"hub.mode": {"subscribe"}, "hub.topic": {topic}}
