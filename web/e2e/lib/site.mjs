@@ -1,13 +1,35 @@
 // A static site on another origin than the gateway's: it serves a page made of the README's
-// embedding snippet, and jQuery from node_modules (nothing is fetched from the internet).
+// embedding snippets, and jQuery from node_modules (nothing is fetched from the internet).
 import { createServer } from 'node:http';
 import { readFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { resolve } from 'node:path';
 
 const require = createRequire(import.meta.url);
-const snippetFile = resolve(import.meta.dirname, '../snippet.html');
+const readmeFile = resolve(import.meta.dirname, '../../../README.md');
 const jqueryFile = require.resolve('jquery/dist/jquery.min.js');
+
+// readmeSnippet returns the two ```html blocks of the README's "Put a live feed on a web page"
+// (the widget, then the jQuery plugin) with their example values turned into {{NAME}}s, so the
+// page a site builds from them is what the README tells users to paste.
+export async function readmeSnippet() {
+  const md = await readFile(readmeFile, 'utf8');
+  const section = md.split('\n## ').find(s => s.startsWith('Put a live feed on a web page\n'));
+  if (!section) throw new Error('README.md has no section "Put a live feed on a web page"');
+  const blocks = [...section.matchAll(/^```html\n([\s\S]*?)^```$/gm)].map(m => m[1]);
+  if (blocks.length !== 2) throw new Error(`README.md's web page section has ${blocks.length} html blocks, want 2 (widget, jQuery)`);
+  const values = (b, topicKey) => {
+    const out = b.replaceAll('https://gateway.example', '{{GATEWAY}}')
+      .replaceAll("'https://blog.example/feed.xml'", `'{{${topicKey}}}'`)
+      .replaceAll("login: 'site'", "login: '{{LOGIN}}'")
+      .replaceAll("'THE_READ_ONLY_TOKEN'", "'{{TOKEN}}'")
+      .replaceAll('/path/to/jquery-3.7.1.min.js', '{{JQUERY}}');
+    const left = out.match(/gateway\.example|blog\.example|THE_READ_ONLY_TOKEN|\/path\/to\//);
+    if (left) throw new Error(`README.md snippet: ${left[0]} is not where the test expects it:\n${b}`);
+    return out;
+  };
+  return values(blocks[0], 'TOPIC') + '\n' + values(blocks[1], 'TOPIC_JQ');
+}
 
 // fill replaces {{NAME}} in the snippet; values go into JS strings, so they must be plain.
 export function fill(snippet, values) {
@@ -19,7 +41,7 @@ export function fill(snippet, values) {
 }
 
 export async function startSite(port, values) {
-  const snippet = await readFile(snippetFile, 'utf8');
+  const snippet = await readmeSnippet();
   const jquery = await readFile(jqueryFile);
   const page = `<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>Another site</title></head>

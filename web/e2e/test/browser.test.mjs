@@ -176,7 +176,7 @@ describe('README snippet on another origin', () => {
   test('the widget and the jQuery plugin go live; feed HTML shows as text and never runs', { timeout: 60000 }, async t => {
     const { page, errors } = await open(allowedSite.origin + '/embed.html');
     await waitLive(page, '#news');
-    await waitLive(page, '#news-jq');
+    await waitLive(page, '#headlines');
     assert.equal(await page.getAttribute('#news .feedgate-live', 'title'), 'sse', 'an allowed origin streams by SSE');
 
     const evilTitle = '<script>window.__pwned="title"</script><img src=x onerror="window.__pwned=\'img\'"> Breaking';
@@ -200,9 +200,9 @@ describe('README snippet on another origin', () => {
 
     await page.evaluate(() => {
       window.jqEvents = [];
-      $('#news-jq').on('feedgate:items', (e, items) => window.jqEvents.push(items.map(i => i.title)));
+      $('#headlines').on('feedgate:items', (e, items) => window.jqEvents.push(items.map(i => i.title)));
     });
-    const jms = await publishAndSee(page, '#news-jq', topic('jquery'), [entry('Posted for jQuery')]);
+    const jms = await publishAndSee(page, '#headlines', topic('jquery'), [entry('Posted for jQuery')]);
     t.diagnostic(`jQuery plugin: ${jms} ms`);
     assert.deepEqual(await page.evaluate(() => window.jqEvents), [['Posted for jQuery']]);
 
@@ -224,6 +224,64 @@ describe('README snippet on another origin', () => {
     const ms = await publishAndSee(page, '#news', topic('embed'), [entry('Delivered by a long-poll')]);
     t.diagnostic(`long-poll via JSONP: ${ms} ms`);
     assertNoDuplicates(await cursors(page, '#news'), 'the list');
+    assert.deepEqual(errors, []);
+  });
+});
+
+describe('Superfeedr clients', () => {
+  // Superfeedr's jQuery plugin (and angular-superfeedr) open an EventSource on the retrieve URL
+  // with format=json, the credential and count in the query; the browser sends
+  // Accept: text/event-stream, which must win over format=json.
+  test('an EventSource opened as Superfeedr\'s plugin does gets the last items, then a new one', { timeout: 60000 }, async () => {
+    const T = topic('superfeedr-es');
+    const sf = await gw.addUser('sfclient', { rights: 'subscribe,retrieve' });
+    await gw.subscribe(sf, T);
+    await gw.subscribe(pub, T);
+    await gw.publish(pub, T, [entry('One'), entry('Two'), entry('Three')]);
+    const { page, errors } = await open(allowedSite.origin + '/blank.html');
+    await page.evaluate(([hub, T, login, token]) => {
+      window.notes = [];
+      window.esErrors = 0;
+      const url = hub + '?hub.mode=retrieve&hub.topic=' + encodeURIComponent(T) + '&format=json' +
+        '&authorization=' + encodeURIComponent(btoa(login + ':' + token)) + '&count=2';
+      window.es = new EventSource(url);
+      window.es.addEventListener('notification', e => window.notes.push(JSON.parse(e.data)));
+      window.es.onerror = () => { window.esErrors++; };
+    }, [gw.url, T, sf.login, sf.token]);
+    const first = await page.waitForFunction(() => window.notes.length >= 1 && window.notes[0], null, { timeout: 10000 })
+      .then(h => h.jsonValue())
+      .catch(async () => { throw new Error(`no notification event; EventSource errors: ${await page.evaluate(() => window.esErrors)}, readyState ${await page.evaluate(() => window.es.readyState)}`); });
+    assert.deepEqual(first.items.map(i => i.title), ['Three', 'Two'], 'the first event holds the last count=2 items');
+    await gw.publish(pub, T, [entry('Four, after connecting')]);
+    const live = await page.waitForFunction(() => window.notes.find(n => n.items.some(i => i.title === 'Four, after connecting')), null, { timeout: 10000 })
+      .then(h => h.jsonValue())
+      .catch(() => { throw new Error('the item published after the EventSource connected did not arrive'); });
+    assert.equal(live.status.feed, T);
+    assert.equal(await page.evaluate(() => window.es.readyState), 1, 'the EventSource stays open');
+    assert.equal(await page.evaluate(() => window.esErrors), 0, 'the EventSource saw no error');
+    await page.evaluate(() => window.es.close());
+    assert.deepEqual(errors, []);
+  });
+
+  test('text marked as text shows as that text in the widget, never as markup', { timeout: 60000 }, async () => {
+    const T = topic('text-stays-text');
+    await gw.subscribe(pub, T);
+    const { page, errors } = await widgetPage(allowedSite.origin, { topic: T, login: pub.login, token: pub.token });
+    await waitLive(page, '#feed');
+    const text = 'a <b>bold</b> & <i>plain</i> claim';
+    const body = `<?xml version="1.0" encoding="utf-8"?>
+<feed xmlns="http://www.w3.org/2005/Atom"><title>Text</title><id>urn:text</id><updated>${new Date().toISOString()}</updated>
+<entry><id>urn:text:1</id><title type="html">Markup &lt;i&gt;title&lt;/i&gt;</title><updated>${new Date().toISOString()}</updated>
+<link href="https://blog.example/text"/><summary type="text">${text.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;')}</summary></entry></feed>`;
+    const r = await gw.call(pub, { 'hub.mode': 'publish', 'hub.topic': T }, { method: 'POST', body, type: 'application/atom+xml' });
+    assert.equal(r.status, 200, r.text);
+    await waitTitle(page, '#feed', 'Markup title', 10000);
+    const item = await page.$eval('#feed li.feedgate-item', li => ({
+      summary: li.querySelector('.feedgate-summary') && li.querySelector('.feedgate-summary').textContent,
+      elements: [...li.querySelectorAll('*')].map(e => e.tagName.toLowerCase()),
+    }));
+    assert.equal(item.summary, text, 'the summary shows the text the feed wrote');
+    assert.ok(!item.elements.includes('b') && !item.elements.includes('i'), `elements made of text: ${item.elements}`);
     assert.deepEqual(errors, []);
   });
 });
