@@ -93,6 +93,8 @@ type Conn struct {
 	// abort interrupts a write in progress; set once the connection is
 	// known (SetAbort).
 	abort atomic.Pointer[func()]
+	// onDrop is told of the drop (OnDrop).
+	onDrop atomic.Pointer[func()]
 
 	dropOnce sync.Once
 	gone     chan struct{} // closed by Drop
@@ -124,8 +126,24 @@ func (c *Conn) Drop(r Reason) bool {
 		if r == ReasonSlow || r == ReasonGone {
 			c.interrupt()
 		}
+		if f := c.onDrop.Load(); f != nil {
+			(*f)()
+		}
 	})
 	return first
+}
+
+// OnDrop sets a function called when the connection is dropped (at once
+// when it was dropped before; set while it is being dropped, f may be
+// called twice): a transport whose connection has no goroutine waiting on
+// Gone wakes one with it. f must not block.
+func (c *Conn) OnDrop(f func()) {
+	c.onDrop.Store(&f)
+	select {
+	case <-c.gone:
+		f()
+	default:
+	}
 }
 
 // interrupt makes a write in progress (or the next one) fail now.

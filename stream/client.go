@@ -28,19 +28,19 @@ type client struct {
 	// sess is the session a fan-out worker may write for; nil unless the
 	// session's loop runs and its form allows direct writes.
 	sess atomic.Pointer[session]
-	// kick wakes the client's goroutine to write what a direct write left.
-	kick chan struct{}
+	// shard spreads the client's counts over the metrics' shards.
+	shard uint32
 }
 
 func newClient(s *Service, conn *live.Conn, queueLen int) *client {
-	c := &client{Conn: conn, svc: s, kick: make(chan struct{}, 1)}
+	c := &client{Conn: conn, svc: s, shard: s.nextShard.Add(1)}
 	c.q.init(queueLen)
 	return c
 }
 
 // Notify implements live.Consumer: the notification is written to the
-// connection directly when the client is idle, else queued for the
-// client's goroutine.
+// connection directly when the client is idle, else queued for its
+// session.
 func (c *client) Notify(n *live.Notification) {
 	if c.writeDirect(n) {
 		return
@@ -49,6 +49,10 @@ func (c *client) Notify(n *live.Notification) {
 		if c.Drop(live.ReasonSlow) {
 			c.svc.m.slow[c.Kind()].Inc()
 		}
+		return
+	}
+	if s := c.sess.Load(); s != nil {
+		s.wake(0)
 	}
 }
 

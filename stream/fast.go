@@ -67,22 +67,21 @@ func (s *session) writeDirect(n *live.Notification) bool {
 	}
 	s.last[n.Topic] = n.Last
 	if err != nil {
-		// The connection failed: the client's goroutine ends it.
+		// The connection failed: the session ends it.
 		s.c.Drop(live.ReasonGone)
 		return true
 	}
-	s.svc.m.deliveries[s.c.Kind()].Inc()
+	s.touch()
+	m, shard := s.svc.m, s.c.shard
+	m.deliveries[s.c.Kind()].add(shard)
 	if o.carry == nil {
-		s.svc.m.directWhole.Inc()
+		m.directWhole.add(shard)
 		return true
 	}
-	// The socket took part of it; the rest goes out from the client's
-	// goroutine, under its write deadline.
-	s.svc.m.directPartial.Inc()
-	select {
-	case s.c.kick <- struct{}{}:
-	default:
-	}
+	// The socket took part of it; the session writes the rest, under its
+	// write deadline.
+	m.directPartial.add(shard)
+	s.wake(wakeKick)
 	return true
 }
 

@@ -2,10 +2,6 @@ package stream
 
 import (
 	"context"
-	"errors"
-	"net"
-	"os"
-	"time"
 
 	"github.com/feedgate/feedgate/feed"
 	"github.com/feedgate/feedgate/live"
@@ -28,8 +24,10 @@ type sink interface {
 	bye(r live.Reason)
 }
 
-// session is one client's side of the gap-free join and its live loop.
+// session is one client's side of the gap-free join and of live delivery
+// (run.go).
 type session struct {
+	sessionState
 	svc *Service
 	c   *client
 	out sink
@@ -43,7 +41,40 @@ type session struct {
 }
 
 func (s *Service) newSession(c *client, out sink) *session {
-	return &session{svc: s, c: c, out: out, last: make(map[string]feed.Cursor)}
+	sess := &session{svc: s, c: c, out: out, last: make(map[string]feed.Cursor)}
+	sess.ctx = s.ctx
+	sess.done = make(chan struct{})
+	return sess
+}
+
+// begin sends the first answers of a loaded session, then parks it (see
+// run.go); it returns at once when the connection fails.
+func (s *Service) begin(sess *session, starts []start, ns []*feed.Notification) {
+	sess.expires = s.lifetimeEnd()
+	sess.touch()
+	sess.sched.Store(true)
+	sess.c.wmu.Lock()
+	err := sess.open()
+	if err == nil {
+		err = sess.emit(s.ctx, starts, ns)
+	}
+	if err != nil {
+		sess.writeFailed(err)
+		sess.ended.Store(true)
+		sess.c.wmu.Unlock()
+		sess.finish()
+		return
+	}
+	sess.touch()
+	sess.park()
+}
+
+// open writes what a form sends before any answer.
+func (s *session) open() error {
+	if ss, ok := s.out.(*sseSink); ok {
+		return ss.open()
+	}
+	return nil
 }
 
 // start is where a topic's first answer starts.
@@ -153,7 +184,7 @@ func (s *session) fill(ctx context.Context, topic string, upTo feed.Cursor) erro
 		if err := s.out.flush(); err != nil {
 			return err
 		}
-		s.svc.m.deliveries[s.c.Kind()].Inc()
+		s.svc.m.deliveries[s.c.Kind()].add(s.c.shard)
 	}
 }
 
@@ -177,117 +208,8 @@ func (s *session) handle(ctx context.Context, n *live.Notification) error {
 	if err := s.out.send(s, n, false); err != nil {
 		return err
 	}
-	s.svc.m.deliveries[s.c.Kind()].Inc()
+	s.svc.m.deliveries[s.c.Kind()].add(s.c.shard)
 	return nil
-}
-
-// maxRound bounds the notifications written between two flushes.
-const maxRound = 64
-
-// loop delivers live notifications until the client leaves, falls behind,
-// the connection reaches its lifetime or the node shuts down.
-//
-// The session is the goroutine's while it is not waiting (c.wmu); while it
-// waits, fan-out may write notifications to the connection directly
-// (fast.go).
-func (s *session) loop(ctx context.Context) error {
-	lifetime, stop := s.svc.lifetime()
-	defer stop()
-	ka := time.NewTimer(s.svc.opts.Keepalive)
-	defer ka.Stop()
-	mu := &s.c.wmu
-	mu.Lock()
-	defer mu.Unlock()
-	if _, ok := s.out.(directSink); ok {
-		s.c.sess.Store(s)
-		defer s.c.sess.Store(nil)
-	}
-	for {
-		mu.Unlock()
-		select {
-		case <-s.c.q.wake:
-			mu.Lock()
-			if err := s.round(ctx); err != nil {
-				return s.writeFailed(err)
-			}
-			ka.Reset(s.svc.opts.Keepalive)
-		case <-s.c.kick:
-			// A direct write left bytes behind: send them, under the
-			// write deadline.
-			mu.Lock()
-			if err := s.out.begin(); err != nil {
-				return s.writeFailed(err)
-			}
-			if err := s.out.flush(); err != nil {
-				return s.writeFailed(err)
-			}
-		case cmd := <-s.cmds:
-			mu.Lock()
-			if err := s.onCmd(ctx, cmd); err != nil {
-				return s.writeFailed(err)
-			}
-			ka.Reset(s.svc.opts.Keepalive)
-		case <-ka.C:
-			mu.Lock()
-			if err := s.out.keepalive(); err != nil {
-				return s.writeFailed(err)
-			}
-			ka.Reset(s.svc.opts.Keepalive)
-		case <-lifetime:
-			mu.Lock()
-			s.out.bye(live.ReasonLifetime)
-			return nil
-		case <-s.c.Gone():
-			mu.Lock()
-			if r := s.c.Reason(); r != live.ReasonSlow && r != live.ReasonGone {
-				s.out.bye(r)
-			}
-			return nil
-		case <-ctx.Done():
-			mu.Lock()
-			return nil
-		}
-	}
-}
-
-// round writes what is queued (up to maxRound notifications), then
-// flushes once.
-func (s *session) round(ctx context.Context) error {
-	if err := s.out.begin(); err != nil {
-		return err
-	}
-	for range maxRound {
-		n, ok := s.c.q.pop()
-		if !ok {
-			break
-		}
-		if err := s.handle(ctx, n); err != nil {
-			return err
-		}
-	}
-	if s.c.q.len() > 0 {
-		// More than a round's worth: come back for the rest.
-		select {
-		case s.c.q.wake <- struct{}{}:
-		default:
-		}
-	}
-	return s.out.flush()
-}
-
-// writeFailed classifies a failed write: one that timed out means the
-// client does not read fast enough.
-func (s *session) writeFailed(err error) error {
-	if s.c.Reason() == live.ReasonSlow {
-		return err
-	}
-	var ne net.Error
-	if errors.Is(err, os.ErrDeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout()) {
-		if s.c.Drop(live.ReasonSlow) {
-			s.svc.m.slow[s.c.Kind()].Inc()
-		}
-	}
-	return err
 }
 
 // startsFor turns a request's topics and after= into where each topic's

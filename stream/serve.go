@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"log/slog"
-	"net"
 	"net/http"
 	"time"
 
@@ -44,7 +43,7 @@ const (
 )
 
 // serveHTTP runs an NDJSON, Atom or SSE stream: the join (whose failures
-// are still answered as HTTP errors), then the live loop.
+// are still answered as HTTP errors), then live delivery (run.go).
 func (s *Service) serveHTTP(w http.ResponseWriter, r *http.Request, req retrieve.Request, k live.Kind) {
 	want := api.Want{JSON: k != live.KindAtom}
 	p := auth.FromContext(r.Context())
@@ -102,18 +101,20 @@ func (s *Service) serveHTTP(w http.ResponseWriter, r *http.Request, req retrieve
 
 	if r.ProtoMajor == 1 {
 		if raw := s.hijack(w, r); raw != nil {
+			// The connection is the session's now: the handler returns
+			// once the first answers are sent, and an idle stream holds
+			// no goroutine.
 			handedOver = true
 			cl.SetAbort(raw.abort)
 			sess.out = s.newSink(k, raw)
-			go func() {
-				defer s.detach(cl)
-				readerDone := make(chan struct{})
-				go watchClose(raw.conn, cl, readerDone)
-				graceful := s.stream(s.ctx, sess, starts, ns)
+			unwatch := s.close.watch(raw.conn, cl)
+			sess.end = func(graceful bool) {
+				unwatch()
 				r := cl.Reason()
 				raw.finish(graceful && r != live.ReasonSlow && r != live.ReasonGone)
-				<-readerDone
-			}()
+				s.detach(cl)
+			}
+			s.begin(sess, starts, ns)
 			return
 		}
 	}
@@ -133,7 +134,15 @@ func (s *Service) serveHTTP(w http.ResponseWriter, r *http.Request, req retrieve
 	w.WriteHeader(http.StatusOK)
 	_ = http.NewResponseController(w).Flush()
 	sess.out = s.newSink(k, out)
-	s.stream(ctx, sess, starts, ns)
+	// The response lives while the handler runs: it waits for the end of
+	// the session, or of the request.
+	s.begin(sess, starts, ns)
+	select {
+	case <-sess.done:
+	case <-ctx.Done():
+		cl.Drop(live.ReasonGone)
+		<-sess.done
+	}
 }
 
 // hijack takes over an HTTP/1 connection and prepares the response head
@@ -157,20 +166,6 @@ func (s *Service) hijack(w http.ResponseWriter, r *http.Request) *rawOut {
 	return newRawOut(conn, s.opts.WriteTimeout, chunked, responseHead(r.Proto, h))
 }
 
-// watchClose reads a hijacked stream connection until it fails: the
-// client closed it (or the stream ended and closed it), which drops the
-// client at once rather than at the next write.
-func watchClose(conn net.Conn, c *client, done chan<- struct{}) {
-	defer close(done)
-	var buf [1]byte
-	for {
-		if _, err := conn.Read(buf[:]); err != nil {
-			c.Drop(live.ReasonGone)
-			return
-		}
-	}
-}
-
 func (s *Service) newSink(k live.Kind, o byteOut) sink {
 	switch k {
 	case live.KindSSE:
@@ -180,28 +175,6 @@ func (s *Service) newSink(k live.Kind, o byteOut) sink {
 	default:
 		return &atomSink{o: o, hubURL: s.rs.HubURL()}
 	}
-}
-
-// stream sends the first answers and runs the live loop; it reports
-// whether the stream ended on purpose (shutdown, lifetime) rather than by
-// a failure.
-func (s *Service) stream(ctx context.Context, sess *session, starts []start, ns []*feed.Notification) bool {
-	if ss, ok := sess.out.(*sseSink); ok {
-		if err := ss.open(); err != nil {
-			sess.writeFailed(err)
-			return false
-		}
-	}
-	if err := sess.emit(ctx, starts, ns); err != nil {
-		sess.writeFailed(err)
-		s.debugEnd(ctx, sess.c.Kind(), err)
-		return false
-	}
-	err := sess.loop(ctx)
-	if err != nil {
-		s.debugEnd(ctx, sess.c.Kind(), err)
-	}
-	return err == nil
 }
 
 func (s *Service) debugEnd(ctx context.Context, k live.Kind, err error) {

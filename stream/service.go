@@ -14,6 +14,7 @@ import (
 	"errors"
 	"log/slog"
 	"math/rand/v2"
+	"sync/atomic"
 	"time"
 
 	"github.com/feedgate/feedgate/auth"
@@ -32,6 +33,14 @@ type Service struct {
 
 	ctx    context.Context // ends at Close
 	cancel context.CancelFunc
+	swept  chan struct{} // closed when the sweeper has stopped
+
+	sessions sessions
+	// clock is a coarse UnixNano clock, moved on by the sweeper, that
+	// sessions time their writes with.
+	clock     atomic.Int64
+	close     closeWatcher
+	nextShard atomic.Uint32
 }
 
 // New returns a Service delivering through hub, reading first answers and
@@ -46,7 +55,7 @@ func New(hub *live.Hub, rs *retrieve.Service, opts Options) (*Service, error) {
 		return nil, err
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	return &Service{
+	s := &Service{
 		hub:    hub,
 		rs:     rs,
 		opts:   opts,
@@ -54,12 +63,25 @@ func New(hub *live.Hub, rs *retrieve.Service, opts Options) (*Service, error) {
 		m:      newMetrics(opts.Registry),
 		ctx:    ctx,
 		cancel: cancel,
-	}, nil
+		swept:  make(chan struct{}),
+	}
+	s.clock.Store(time.Now().UnixNano())
+	go func() {
+		defer close(s.swept)
+		s.sweep(ctx)
+	}()
+	return s, nil
 }
 
-// Close ends the connections the service still serves.
+// Close ends the connections the service still serves (after the hub's
+// Shutdown they have been told to reconnect).
 func (s *Service) Close() error {
 	s.cancel()
+	<-s.swept
+	for _, sess := range s.sessions.snapshot(nil) {
+		sess.wake(0)
+	}
+	s.close.stop()
 	return nil
 }
 
@@ -117,14 +139,10 @@ func (s *Service) unsubscribe(c *client, names ...string) {
 	}
 }
 
-// lifetime returns the connection's lifetime timer channel (nil when
-// unlimited) and a stop function.
-func (s *Service) lifetime() (<-chan time.Time, func()) {
-	limit := s.opts.MaxLifetime
-	if limit <= 0 {
-		return nil, func() {}
+// jitterDuration returns a random duration in [0, d].
+func jitterDuration(d time.Duration) time.Duration {
+	if d <= 0 {
+		return 0
 	}
-	d := limit - time.Duration(rand.Int64N(int64(limit)/10+1))
-	t := time.NewTimer(d)
-	return t.C, func() { t.Stop() }
+	return time.Duration(rand.Int64N(int64(d) + 1))
 }

@@ -14,6 +14,7 @@ import (
 
 	"github.com/feedgate/feedgate/api"
 	"github.com/feedgate/feedgate/auth"
+	"github.com/feedgate/feedgate/feed"
 	"github.com/feedgate/feedgate/live"
 	"github.com/feedgate/feedgate/retrieve"
 	"github.com/feedgate/feedgate/store"
@@ -108,61 +109,45 @@ func (s *Service) serveWebSocket(w http.ResponseWriter, r *http.Request, req ret
 	}
 	nc := conn.NetConn()
 	cl.SetAbort(func() { _ = nc.SetWriteDeadline(time.Unix(1, 0)) })
+	sess := s.newSession(cl, &wsSink{conn: conn, timeout: s.opts.WriteTimeout})
 	ws := &wsSession{
-		session:   s.newSession(cl, &wsSink{conn: conn, timeout: s.opts.WriteTimeout}),
+		session:   sess,
 		p:         p,
 		count:     req.Count,
 		maxTopics: s.rs.Limits().MaxTopics,
 		maxCount:  s.rs.Limits().MaxCount,
 	}
-	// The socket is served by the broker's goroutines; the handler (and
-	// the server's goroutine with its stack) ends here.
-	handedOver = true
-	go func() {
-		defer s.detach(cl)
-		s.runWebSocket(conn, ws, starts)
-	}()
-}
-
-// runWebSocket serves an upgraded socket until it ends.
-func (s *Service) runWebSocket(conn *websocket.Conn, ws *wsSession, starts []start) {
-	ctx, cancel := context.WithCancel(s.ctx)
 	cmds := make(chan wsCommand, 8)
+	sess.cmds, sess.onCmd = cmds, ws.command
+	// The socket is the session's now: a reader goroutine takes client
+	// messages, and the session runs when there is something to write.
+	handedOver = true
 	readerDone := make(chan struct{})
-	go s.wsRead(ctx, cancel, conn, cmds, readerDone)
-	defer func() {
-		cancel()
+	sess.end = func(bool) {
 		_ = conn.Close()
 		<-readerDone
-	}()
-	sess := ws.session
-	out := sess.out.(*wsSink)
-	sess.cmds, sess.onCmd = cmds, ws.command
+		s.detach(cl)
+	}
+	go s.wsRead(conn, sess, cmds, readerDone)
+	var ns []*feed.Notification
 	if len(starts) > 0 {
-		ns, err := sess.load(ctx, starts)
-		if err != nil {
-			if ctx.Err() == nil {
-				_ = out.sendError(err)
-				out.closeWith(closeTryAgainLater, "the first answer could not be read; retry")
-			}
-			return
-		}
-		if err := sess.emit(ctx, starts, ns); err != nil {
-			sess.writeFailed(err)
+		if ns, err = sess.load(s.ctx, starts); err != nil {
+			out := sess.out.(*wsSink)
+			_ = out.sendError(err)
+			out.closeWith(closeTryAgainLater, "the first answer could not be read; retry")
+			sess.ended.Store(true)
+			sess.finish()
 			return
 		}
 	}
-	if err := sess.loop(ctx); err != nil {
-		s.debugEnd(ctx, live.KindWebSocket, err)
-	}
+	s.begin(sess, starts, ns)
 }
 
-// wsRead reads client messages until the connection fails or ctx ends.
-// A client must answer pings (or send something) within two keep-alive
-// periods.
-func (s *Service) wsRead(ctx context.Context, cancel context.CancelFunc, conn *websocket.Conn, cmds chan<- wsCommand, done chan<- struct{}) {
+// wsRead reads client messages, and hands them to the session, until the
+// connection fails or the session ends. A client must answer pings (or
+// send something) within two keep-alive periods.
+func (s *Service) wsRead(conn *websocket.Conn, sess *session, cmds chan<- wsCommand, done chan<- struct{}) {
 	defer close(done)
-	defer cancel()
 	wait := 2*s.opts.Keepalive + s.opts.WriteTimeout
 	conn.SetReadLimit(s.opts.MaxMessageSize)
 	_ = conn.SetReadDeadline(time.Now().Add(wait))
@@ -172,6 +157,7 @@ func (s *Service) wsRead(ctx context.Context, cancel context.CancelFunc, conn *w
 	for {
 		typ, msg, err := conn.ReadMessage()
 		if err != nil {
+			sess.c.Drop(live.ReasonGone)
 			return
 		}
 		_ = conn.SetReadDeadline(time.Now().Add(wait))
@@ -186,7 +172,8 @@ func (s *Service) wsRead(ctx context.Context, cancel context.CancelFunc, conn *w
 		}
 		select {
 		case cmds <- cmd:
-		case <-ctx.Done():
+			sess.wake(wakeCmd)
+		case <-sess.done:
 			return
 		}
 	}
