@@ -89,7 +89,8 @@ type Request struct {
 // Parse reads and validates a retrieve's parameters.
 func Parse(r *http.Request, p api.Params, lim Limits) (Request, error) {
 	lim = lim.withDefaults()
-	req := Request{Count: DefaultCount, Timeout: lim.DefaultTimeout}
+	// A server maximum under the default count lowers the default too.
+	req := Request{Count: min(DefaultCount, lim.MaxCount), Timeout: lim.DefaultTimeout}
 	req.WebSocket = isWebSocket(r)
 
 	switch strings.ToLower(p.Get("wait")) {
@@ -192,7 +193,8 @@ func Parse(r *http.Request, p api.Params, lim Limits) (Request, error) {
 
 	if p.Has("timeout") {
 		n, err := strconv.Atoi(p.Get("timeout"))
-		if err != nil || n < 1 || time.Duration(n)*time.Second > lim.MaxTimeout {
+		// Compared in seconds: n seconds as a Duration may overflow.
+		if err != nil || n < 1 || int64(n) > int64(lim.MaxTimeout/time.Second) {
 			return req, api.Invalid("timeout must be a whole number of seconds from 1 to %d", int(lim.MaxTimeout/time.Second))
 		}
 		req.Timeout = time.Duration(n) * time.Second

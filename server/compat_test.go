@@ -166,3 +166,45 @@ func TestNotFoundHints(t *testing.T) {
 		}
 	})
 }
+
+// TestMethodOverride: X-HTTP-Method-Override of GET or POST is served like
+// the request itself (parameters from the query and the form body alike);
+// any other method is a 405 saying what the endpoint takes.
+func TestMethodOverride(t *testing.T) {
+	forEachStore(t, store.Options{}, func(t *testing.T, g *gateway) {
+		g.subscribe(g.admin, topic)
+		g.fatPing(g.admin, topic, "urn:1", "One")
+		retrieve := url.Values{"hub.mode": {"retrieve"}, "hub.topic": {topic}, "format": {"json"}}.Encode()
+		for _, c := range []struct {
+			method, override string
+			inBody           bool
+			code             int
+		}{
+			{"GET", "", false, 200},
+			{"POST", "GET", true, 200},
+			{"POST", "get", false, 200},
+			{"GET", "POST", false, 200},
+			{"POST", "POST", true, 200},
+			{"POST", "DELETE", true, 405},
+			{"GET", "PUT", false, 405},
+			{"POST", "PATCH", false, 405},
+		} {
+			var a answer
+			header := []string{"X-HTTP-Method-Override", c.override}
+			if c.inBody {
+				header = append(header, "Content-Type", "application/x-www-form-urlencoded")
+				a = g.do(c.method, "", g.admin, strings.NewReader(retrieve), header...)
+			} else {
+				a = g.do(c.method, retrieve, g.admin, nil, header...)
+			}
+			switch {
+			case a.code != c.code:
+				t.Errorf("%s with X-HTTP-Method-Override %q: %d %s, want %d", c.method, c.override, a.code, a.body, c.code)
+			case c.code == 200 && !slices.Equal(itemIDs(t, a.json(t)), []string{"urn:1"}):
+				t.Errorf("%s with X-HTTP-Method-Override %q: %s", c.method, c.override, a.body)
+			case c.code == 405 && (!strings.Contains(a.body, c.override) || !strings.Contains(a.body, "GET or POST")):
+				t.Errorf("%s with X-HTTP-Method-Override %q: %q does not say what the endpoint takes", c.method, c.override, a.body)
+			}
+		}
+	})
+}
