@@ -11,7 +11,6 @@ import (
 	"fmt"
 	"hash"
 	"log/slog"
-	"math"
 	"math/rand/v2"
 	"net/http"
 	"strconv"
@@ -23,6 +22,7 @@ import (
 	"github.com/feedgate/feedgate/feed"
 	"github.com/feedgate/feedgate/fetch"
 	"github.com/feedgate/feedgate/internal/ratelog"
+	"github.com/feedgate/feedgate/internal/retry"
 	"github.com/feedgate/feedgate/store"
 	"github.com/feedgate/feedgate/tracing"
 )
@@ -145,12 +145,7 @@ func idleNext(d store.Delivery) time.Time { return d.ExpiresAt }
 
 // backoff is the delay before retry number attempts (1 = first retry).
 func (r RetryPolicy) backoff(attempts int) time.Duration {
-	d := float64(r.First) * math.Pow(r.Multiplier, float64(max(attempts-1, 0)))
-	if d > float64(r.Max) {
-		d = float64(r.Max)
-	}
-	d *= 1 + r.Jitter*(2*rand.Float64()-1)
-	return time.Duration(d)
+	return retry.Nth(retry.Exponential(r.First, r.Max, r.Multiplier, r.Jitter), attempts)
 }
 
 // outcome is how one POST went.

@@ -13,12 +13,14 @@ import (
 	"sync"
 	"time"
 
+	"github.com/cenkalti/backoff/v5"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
 
 	"github.com/feedgate/feedgate/feed"
 	"github.com/feedgate/feedgate/fetch"
 	"github.com/feedgate/feedgate/internal/ratelog"
+	"github.com/feedgate/feedgate/internal/retry"
 	"github.com/feedgate/feedgate/store"
 	"github.com/feedgate/feedgate/tracing"
 )
@@ -173,19 +175,14 @@ func (s *Service) Run(ctx context.Context) error {
 // restore makes sure every tracked topic, and every active upstream
 // subscription, has its job: after a restart, or when jobs were lost.
 func (s *Service) restore(ctx context.Context) {
-	var topics []string
-	for attempt := 0; ; attempt++ {
-		var err error
-		topics, err = s.st.TrackedTopics(ctx)
-		if err == nil {
-			break
-		}
-		s.log.LogAttrs(ctx, slogWarn, "listing tracked topics", attrErr(err))
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(min(time.Second<<attempt, time.Minute)):
-		}
+	topics, err := backoff.Retry(ctx, func() ([]string, error) { return s.st.TrackedTopics(ctx) },
+		backoff.WithBackOff(retry.Exponential(time.Second, time.Minute, 2, 0.2)),
+		backoff.WithMaxElapsedTime(0),
+		backoff.WithNotify(func(err error, _ time.Duration) {
+			s.log.LogAttrs(ctx, slogWarn, "listing tracked topics", attrErr(err))
+		}))
+	if err != nil {
+		return // ctx ended
 	}
 	now := time.Now()
 	added := 0
@@ -565,13 +562,9 @@ func estimatePeriod(items []feed.Item, now time.Time) (time.Duration, bool) {
 }
 
 // backoff is the delay after the n-th failure in a row: MinPeriod doubling
-// up to MaxBackoff.
+// up to MaxBackoff (spread by the caller).
 func (s *Service) backoff(n int) time.Duration {
-	d := s.opts.MinPeriod
-	for i := 1; i < n && d < s.opts.MaxBackoff; i++ {
-		d *= 2
-	}
-	return min(d, s.opts.MaxBackoff)
+	return retry.Nth(retry.Exponential(s.opts.MinPeriod, s.opts.MaxBackoff, 2, 0), n)
 }
 
 // spread returns a random factor of 1 ± the configured jitter fraction,
