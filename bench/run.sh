@@ -12,10 +12,10 @@
 #
 # Environment:
 #   STORES     "redis embedded" (default) or one of them
-#   RUNS       any of: retrieve ndjson sse ws poll idle (default: all but ws, poll)
+#   RUNS       any of: retrieve ndjson sse ws poll idle storm (default: all but ws, poll, storm)
 #   SMALL=1    small clients/items/durations
 #   NDJSON_CLIENTS, NDJSON_ITEMS, NDJSON_RATE, SSE_CLIENTS, SSE_ITEMS, IDLE_CLIENTS,
-#   IDLE_HOLD, WS_CLIENTS, WS_ITEMS, POLL_CLIENTS, POLL_ITEMS
+#   IDLE_HOLD, WS_CLIENTS, WS_ITEMS, POLL_CLIENTS, POLL_ITEMS, STORM_CLIENTS
 #              the sizes of the full runs
 #   DURATION   retrieve measured time per round (default 10s)
 #   ROUNDS     retrieve rounds, alternating with raw Redis; medians reported (default 3)
@@ -39,6 +39,7 @@ if [[ -n "${SMALL:-}" ]]; then
 	SSE_CLIENTS=200 SSE_ITEMS=20
 	IDLE_CLIENTS=500 IDLE_HOLD=3s
 	WS_CLIENTS=200 WS_ITEMS=20 POLL_CLIENTS=200 POLL_ITEMS=20
+	STORM_CLIENTS=200
 else
 	# The issue's targets (issue 4, "Targets"); each may be set in the
 	# environment instead.
@@ -47,7 +48,13 @@ else
 	IDLE_CLIENTS=${IDLE_CLIENTS:-10000} IDLE_HOLD=${IDLE_HOLD:-20s}
 	WS_CLIENTS=${WS_CLIENTS:-5000} WS_ITEMS=${WS_ITEMS:-20}
 	POLL_CLIENTS=${POLL_CLIENTS:-2000} POLL_ITEMS=${POLL_ITEMS:-20}
+	STORM_CLIENTS=${STORM_CLIENTS:-10000}
 fi
+
+# Every client of a run is user bench, from a few loopback addresses: no
+# per-user connection limit, no cap on connections not yet authenticated.
+export FEEDGATE_MAX_CONNS_PER_USER=${FEEDGATE_MAX_CONNS_PER_USER:-0}
+export FEEDGATE_MAX_UNAUTH_CONNS=${FEEDGATE_MAX_UNAUTH_CONNS:-0}
 
 PIDS=()
 cleanup() {
@@ -107,10 +114,10 @@ start_gateway() {
 		[[ -z $fresh ]] || rm -rf "$OUT/data"
 		STORE_FLAGS=(--data-dir "$OUT/data")
 	fi
-	# No per-user connection limit: every client of a run is user bench.
-	FEEDGATE_MAX_CONNS_PER_USER=${FEEDGATE_MAX_CONNS_PER_USER:-0} \
-	"$BIN/gateway" serve --listen "127.0.0.1:$GW_PORT" "${STORE_FLAGS[@]}" --allow-private \
-		--log-level warn ${GATEWAY_FLAGS:-} >>"$OUT/gateway-$store.log" 2>&1 &
+	GW_CMD=("$BIN/gateway" serve --listen "127.0.0.1:$GW_PORT" "${STORE_FLAGS[@]}" --allow-private
+		--log-level warn ${GATEWAY_FLAGS:-})
+	GW_LOG=$OUT/gateway-$store.log
+	"${GW_CMD[@]}" >>"$GW_LOG" 2>&1 &
 	GW_PID=$!
 	PIDS+=("$GW_PID")
 	for _ in $(seq 100); do
@@ -194,8 +201,17 @@ for store in $STORES; do
 			lg "$store-idle" stream --kind ndjson --clients "$IDLE_CLIENTS" --items 0 --hold "$IDLE_HOLD" \
 				--gateway-pid "$GW_PID"
 			;;
+		storm)
+			restart_gateway "$store"
+			log "$store: reconnect storm, $STORM_CLIENTS SSE clients, gateway restarted (SIGTERM, start)"
+			echo "$GW_PID" >"$OUT/storm.pid"
+			lg "$store-storm" storm --clients "$STORM_CLIENTS" --before 5 --during 5 \
+				--restart-cmd "bench/restart-gateway.sh $OUT/storm.pid $GW_LOG $GW_URL -- ${GW_CMD[*]}"
+			GW_PID=$(cat "$OUT/storm.pid")
+			PIDS+=("$GW_PID")
+			;;
 		*)
-			echo "unknown run $run (use retrieve ndjson sse ws poll idle)" >&2
+			echo "unknown run $run (use retrieve ndjson sse ws poll idle storm)" >&2
 			exit 2
 			;;
 		esac

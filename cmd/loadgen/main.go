@@ -5,6 +5,7 @@
 //	loadgen retrieve  hub.mode=retrieve throughput (optionally against raw Redis)
 //	loadgen redis-raw go-redis XREVRANGE throughput, the ceiling for retrieve on Redis
 //	loadgen stream    live delivery: N NDJSON/SSE/WebSocket/long-poll clients, M items
+//	loadgen storm     SSE clients resuming by Last-Event-ID across a gateway restart
 //
 // Run `loadgen <command> -h` for the flags; BENCHMARKS.md has the runs.
 package main
@@ -36,6 +37,9 @@ Commands:
   stream     open --clients live clients (--kind ndjson|sse|ws|poll), publish --items
              by fat ping and report deliveries/s, latency, lost, duplicated, drops
              and the gateway's memory per connection
+  storm      a reconnect storm: --clients SSE clients, --before items, the gateway
+             restarted by --restart-cmd, --during items; every client resumes by
+             Last-Event-ID; reports the time to the last client caught up
 
   free-port  print a free TCP port on 127.0.0.1 (for scripts)
 
@@ -64,6 +68,8 @@ func main() {
 		err = redisRaw(ctx, args)
 	case "stream":
 		code, err = stream(ctx, args)
+	case "storm":
+		code, err = storm(ctx, args)
 	case "free-port":
 		err = freePort()
 	case "-h", "-help", "--help", "help":
@@ -371,6 +377,52 @@ func stream(ctx context.Context, args []string) (int, error) {
 	if res.Connected > 0 || err == nil {
 		fmt.Println(res)
 	}
+	if err != nil {
+		return 0, err
+	}
+	if err := writeJSON(*jsonOut, res); err != nil {
+		return 0, err
+	}
+	if !res.OK() {
+		return exitUnclean, nil
+	}
+	return 0, nil
+}
+
+func storm(ctx context.Context, args []string) (int, error) {
+	var g gatewayFlags
+	fs := newFlags("storm", "storm --clients N --before B --during D --restart-cmd CMD --url URL --token T")
+	g.register(fs)
+	clients := fs.Int("clients", 1000, "SSE clients")
+	before := fs.Int("before", 5, "items published while every client is connected")
+	during := fs.Int("during", 5, "items published as soon as the new gateway listens")
+	restart := fs.String("restart-cmd", "", "shell command that stops the gateway (SIGTERM), starts a new one and prints its pid when /healthz answers")
+	connTimeout := fs.Duration("connect-timeout", 120*time.Second, "time allowed to open all clients")
+	connConc := fs.Int("connect-concurrency", 100, "connection attempts in flight")
+	catchUp := fs.Duration("catch-up", 60*time.Second, "time allowed, from the new process listening, for every client to have every item")
+	sources := fs.Int("source-ips", 0, "spread connections over this many source addresses 127.0.0.2... (0: one per 2000 clients)")
+	body := fs.String("body", "atom", "fat ping document: atom or json (JSON Feed)")
+	size := fs.Int("item-bytes", 200, "text content of each item, in bytes")
+	jsonOut := fs.String("json", "", "also write the result as JSON to this file (- for stdout)")
+	if err := parse(fs, args); err != nil {
+		return 0, err
+	}
+	t, auth, err := g.target()
+	if err != nil {
+		return 0, err
+	}
+	bf, err := bodyFormat(*body)
+	if err != nil {
+		return 0, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, *connTimeout+*catchUp+2*time.Minute)
+	defer cancel()
+	res, err := loadgen.RunStorm(ctx, loadgen.StormConfig{
+		Target: t, Auth: auth, Topic: g.topic, Clients: *clients, Before: *before, During: *during,
+		RestartCmd: *restart, Body: bf, ItemBytes: *size, ConnectConcurrency: *connConc,
+		ConnectTimeout: *connTimeout, CatchUp: *catchUp, SourceIPs: *sources, Progress: os.Stderr,
+	})
+	fmt.Println(res)
 	if err != nil {
 		return 0, err
 	}

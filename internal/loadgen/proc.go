@@ -14,25 +14,31 @@ const clockTick = 100
 
 // RSS returns the resident set size of process pid (VmRSS), in bytes.
 func RSS(pid int) (int64, error) {
+	return procStatusKB(pid, "VmRSS:")
+}
+
+// procStatusKB returns a "<key> <n> kB" line of /proc/PID/status, in
+// bytes.
+func procStatusKB(pid int, key string) (int64, error) {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
 		return 0, fmt.Errorf("reading the gateway's memory (--gateway-pid %d): %w", pid, err)
 	}
-	i := bytes.Index(b, []byte("\nVmRSS:"))
+	i := bytes.Index(b, []byte("\n"+key))
 	if i < 0 {
-		return 0, fmt.Errorf("/proc/%d/status has no VmRSS line (is %d a running process?)", pid, pid)
+		return 0, fmt.Errorf("/proc/%d/status has no %s line (is %d a running process?)", pid, key, pid)
 	}
-	rest := b[i+len("\nVmRSS:"):]
+	rest := b[i+1+len(key):]
 	if j := bytes.IndexByte(rest, '\n'); j >= 0 {
 		rest = rest[:j]
 	}
 	f := bytes.Fields(rest) // "123456" "kB"
 	if len(f) != 2 || string(f[1]) != "kB" {
-		return 0, fmt.Errorf("/proc/%d/status: unexpected VmRSS line %q", pid, rest)
+		return 0, fmt.Errorf("/proc/%d/status: unexpected %s line %q", pid, key, rest)
 	}
 	kb, err := strconv.ParseInt(string(f[0]), 10, 64)
 	if err != nil {
-		return 0, fmt.Errorf("/proc/%d/status: VmRSS %q: %w", pid, f[0], err)
+		return 0, fmt.Errorf("/proc/%d/status: %s %q: %w", pid, key, f[0], err)
 	}
 	return kb << 10, nil
 }
