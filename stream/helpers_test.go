@@ -3,9 +3,12 @@ package stream_test
 import (
 	"bufio"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -38,6 +41,16 @@ const (
 
 // waitFor bounds every wait for something that should happen.
 const waitFor = 10 * time.Second
+
+// authCache is the gateway's default credential cache (--auth-cache): a
+// node's live connections revalidate their credential every
+// (auth.RevocationDelay-authCache)/2.
+const authCache = 2 * time.Second
+
+const hubURL = "https://hub.example/"
+
+// quiet takes the node's operational messages.
+var quiet = slog.New(slog.DiscardHandler)
 
 type backend struct {
 	name string
@@ -82,58 +95,87 @@ func forEachStore(t *testing.T, f func(t *testing.T, st store.Store)) {
 // node is a gateway node's live side on a real listener: the node hub and
 // the stream and poll services behind the same dispatch as the server
 // package (auth, parameters, topic authorization, then ServeStream or
-// ServePoll).
+// ServePoll), with live connections revalidating their credential as
+// cmd/gateway wires it.
 type node struct {
 	t      *testing.T
 	st     store.Store
 	hub    *live.Hub
 	svc    *stream.Service
 	rs     *retrieve.Service
+	authn  *auth.Authenticator
 	url    string
 	creds  string // "ann" with the retrieve right, subscribed to topicA..C
 	reg    *prometheus.Registry
-	srv    *httptest.Server
 	client *http.Client
+	// dial opens a connection to the node (loopback, or the in-memory
+	// network of a node in a synctest bubble).
+	dial   func(ctx context.Context, network, addr string) (net.Conn, error)
 	seq    atomic.Int64
 	closed atomic.Bool
 }
 
+// nodeConfig sets a test node up; the zero value is the gateway's
+// defaults.
+type nodeConfig struct {
+	stream stream.Options
+	live   live.Options
+	// auth's CacheTTL defaults to authCache.
+	auth auth.Options
+	// h2 serves HTTP/2 over TLS.
+	h2 bool
+	// mem serves the node on an in-memory network (net.Pipe) instead of
+	// loopback, so that the node can run in a synctest bubble, where time
+	// is the test's: open the store in the bubble too.
+	mem bool
+}
+
 func newNode(t *testing.T, st store.Store, opts stream.Options) *node {
 	t.Helper()
-	return newNodeWith(t, st, opts, live.Options{}, false)
+	return startNode(t, st, nodeConfig{stream: opts})
 }
 
-// newNodeOn is newNode, over HTTP/2 with TLS when h2 is set.
-func newNodeOn(t *testing.T, st store.Store, opts stream.Options, h2 bool) *node {
-	t.Helper()
-	return newNodeWith(t, st, opts, live.Options{}, h2)
-}
-
-// newNodeWith is newNodeOn with the hub's options.
-func newNodeWith(t *testing.T, st store.Store, opts stream.Options, hopts live.Options, h2 bool) *node {
+func startNode(t *testing.T, st store.Store, cfg nodeConfig) *node {
 	t.Helper()
 	ctx := context.Background()
 	reg := prometheus.NewRegistry()
-	hopts.HubURL, hopts.Registry = "https://hub.example/", reg
+	if cfg.auth.CacheTTL == 0 {
+		cfg.auth.CacheTTL = authCache
+	}
+	authn, err := auth.New(st, cfg.auth)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hopts := cfg.live
+	hopts.HubURL, hopts.Registry = hubURL, reg
+	if hopts.Logger == nil {
+		hopts.Logger = quiet
+	}
+	if hopts.Revalidate == nil {
+		hopts.Revalidate, hopts.RevalidateEvery = authn.Revalidate, authn.RevalidateEvery()
+	}
 	lh, err := live.New(st, hopts)
 	if err != nil {
 		t.Fatal(err)
 	}
-	rs := retrieve.New(st, retrieve.Options{HubURL: "https://hub.example/", Limits: retrieve.Limits{MaxTimeout: 10 * time.Second}})
+	rs := retrieve.New(st, retrieve.Options{HubURL: hubURL})
+	opts := cfg.stream
 	opts.Registry = reg
+	if opts.Logger == nil {
+		opts.Logger = quiet
+	}
 	b, err := stream.New(lh, rs, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
 	polls := poll.New(lh, rs)
-	a := auth.NewAuthenticator(st, time.Minute)
 	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		p, err := api.ReadParams(r)
 		if err != nil {
 			api.WriteError(w, api.Negotiate(r, p), err)
 			return
 		}
-		pr, err := a.Authenticate(r.Context(), r, nil)
+		pr, err := authn.Authenticate(r.Context(), r, nil)
 		if err != nil {
 			api.WriteError(w, api.Negotiate(r, p), err)
 			return
@@ -162,19 +204,40 @@ func newNodeWith(t *testing.T, st store.Store, opts stream.Options, hopts live.O
 	mux := http.NewServeMux()
 	mux.Handle("GET /{$}", h)
 	mux.Handle("GET /ws", h)
-	srv := httptest.NewUnstartedServer(mux)
-	n := &node{t: t, st: st, hub: lh, svc: b, rs: rs, reg: reg, srv: srv, client: http.DefaultClient}
-	if h2 {
-		srv.EnableHTTP2 = true
-		srv.StartTLS()
-		n.client = srv.Client()
-	} else {
-		srv.Start()
+	n := &node{t: t, st: st, hub: lh, svc: b, rs: rs, authn: authn, reg: reg}
+	switch {
+	case cfg.mem:
+		mn := newMemNet()
+		srv := &http.Server{Handler: mux}
+		served := make(chan struct{})
+		go func() {
+			defer close(served)
+			_ = srv.Serve(mn)
+		}()
+		n.url, n.dial = "http://feedgate.test", mn.DialContext
+		n.client = &http.Client{Transport: &http.Transport{DialContext: mn.DialContext, DisableKeepAlives: true}}
+		t.Cleanup(func() {
+			_ = srv.Close()
+			<-served
+		})
+	default:
+		srv := httptest.NewUnstartedServer(mux)
+		if cfg.h2 {
+			srv.EnableHTTP2 = true
+			srv.StartTLS()
+			n.client = srv.Client()
+		} else {
+			srv.Start()
+			n.client = &http.Client{Transport: &http.Transport{}}
+		}
+		n.url = srv.URL
+		var d net.Dialer
+		n.dial = d.DialContext
+		t.Cleanup(srv.Close)
+		t.Cleanup(n.client.CloseIdleConnections)
 	}
-	n.url = srv.URL
-	// Cleanups run last first: the broker ends the streams, then the
-	// server can wait for its handlers.
-	t.Cleanup(srv.Close)
+	// Cleanups run last first: the hub ends the streams, then the server
+	// can wait for its handlers.
 	t.Cleanup(n.close)
 
 	token, err := auth.AddUser(ctx, st, auth.NewUser{Login: "ann", Rights: []store.Right{store.RightRetrieve}})
@@ -186,6 +249,46 @@ func newNodeWith(t *testing.T, st store.Store, opts stream.Options, hopts live.O
 		n.follow("ann", topic)
 	}
 	return n
+}
+
+// memNet is an in-memory network: a listener whose connections are
+// net.Pipe ends, which a synctest bubble can wait on.
+type memNet struct {
+	conns chan net.Conn
+	done  chan struct{}
+	once  sync.Once
+}
+
+func newMemNet() *memNet {
+	return &memNet{conns: make(chan net.Conn), done: make(chan struct{})}
+}
+
+func (m *memNet) Accept() (net.Conn, error) {
+	select {
+	case c := <-m.conns:
+		return c, nil
+	case <-m.done:
+		return nil, net.ErrClosed
+	}
+}
+
+func (m *memNet) Close() error {
+	m.once.Do(func() { close(m.done) })
+	return nil
+}
+
+func (m *memNet) Addr() net.Addr { return &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 80} }
+
+func (m *memNet) DialContext(ctx context.Context, _, _ string) (net.Conn, error) {
+	c, s := net.Pipe()
+	select {
+	case m.conns <- s:
+		return c, nil
+	case <-m.done:
+		return nil, net.ErrClosed
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
 }
 
 func (n *node) close() {
@@ -250,7 +353,9 @@ func appendItems(st store.Store, topic string, items []feed.Item) ([]feed.Cursor
 	return cs, nil
 }
 
-// request builds a GET of the hub endpoint with ann's credentials.
+// request builds a GET of the hub endpoint with ann's credentials;
+// header pairs are set after them (an Authorization replaces them; an
+// empty value removes the header).
 func (n *node) request(ctx context.Context, query string, header ...string) *http.Request {
 	n.t.Helper()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, n.url+"/?"+query, nil)
@@ -260,9 +365,54 @@ func (n *node) request(ctx context.Context, query string, header ...string) *htt
 	login, token, _ := strings.Cut(n.creds, ":")
 	req.SetBasicAuth(login, token)
 	for i := 0; i+1 < len(header); i += 2 {
-		req.Header.Set(header[i], header[i+1])
+		if header[i+1] == "" {
+			req.Header.Del(header[i])
+		} else {
+			req.Header.Set(header[i], header[i+1])
+		}
 	}
 	return req
+}
+
+// basic is the Authorization header of HTTP Basic creds ("login:token").
+func basic(creds string) string {
+	return "Basic " + base64.StdEncoding.EncodeToString([]byte(creds))
+}
+
+// get sends a request that must be answered (head and body) within
+// waitFor, and returns the answer and its body.
+func (n *node) get(q string, header ...string) (*http.Response, string) {
+	n.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
+	defer cancel()
+	resp, err := n.client.Do(n.request(ctx, q, header...))
+	if err != nil {
+		n.t.Fatalf("GET ?%s: no answer within %v: %v", q, waitFor, err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		n.t.Fatalf("GET ?%s: body not read within %v: %v", q, waitFor, err)
+	}
+	return resp, string(body)
+}
+
+// open sends a stream request whose response head must arrive within
+// waitFor; the body stays open until cancel (or the stream ends).
+func (n *node) open(q string, header ...string) (*http.Response, context.CancelFunc) {
+	n.t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	timer := time.AfterFunc(waitFor, cancel)
+	resp, err := n.client.Do(n.request(ctx, q, header...))
+	if !timer.Stop() {
+		cancel()
+		n.t.Fatalf("GET ?%s: no response head within %v (%v)", q, waitFor, err)
+	}
+	if err != nil {
+		cancel()
+		n.t.Fatalf("GET ?%s: %v", q, err)
+	}
+	return resp, cancel
 }
 
 // query renders parameters; topics repeat hub.topic.
@@ -309,34 +459,43 @@ type ndjsonClient struct {
 	cancel context.CancelFunc
 	lines  chan string // non-blank lines; closed at the end of the stream
 	blanks atomic.Int64
+	stop   chan struct{} // closed by close: the reader drops what follows
 	done   chan struct{}
+	// endedAt is when the stream ended; read it once lines is closed.
+	endedAt time.Time
 }
 
 // openNDJSON opens wait=stream&format=json and checks the response head.
 func (n *node) openNDJSON(topics []string, kv ...string) *ndjsonClient {
 	n.t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	kv = append([]string{"wait", "stream", "format", "json"}, kv...)
-	resp, err := n.client.Do(n.request(ctx, query(topics, kv...)))
-	if err != nil {
-		cancel()
-		n.t.Fatalf("open stream: %v", err)
-	}
+	return n.openNDJSONWith(query(topics, append([]string{"wait", "stream", "format", "json"}, kv...)...))
+}
+
+// openNDJSONWith opens the NDJSON stream of query q, with header pairs.
+func (n *node) openNDJSONWith(q string, header ...string) *ndjsonClient {
+	n.t.Helper()
+	resp, cancel := n.open(q, header...)
 	if resp.StatusCode != http.StatusOK {
 		body, _ := io.ReadAll(resp.Body)
 		resp.Body.Close()
 		cancel()
 		n.t.Fatalf("open stream: %s: %s", resp.Status, body)
 	}
-	c := &ndjsonClient{t: n.t, resp: resp, cancel: cancel, lines: make(chan string, 10000), done: make(chan struct{})}
-	go c.read()
+	c := newNDJSONClient(n.t, resp, cancel)
 	n.t.Cleanup(c.close)
+	return c
+}
+
+func newNDJSONClient(t *testing.T, resp *http.Response, cancel context.CancelFunc) *ndjsonClient {
+	c := &ndjsonClient{t: t, resp: resp, cancel: cancel, lines: make(chan string, 10000), stop: make(chan struct{}), done: make(chan struct{})}
+	go c.read()
 	return c
 }
 
 func (c *ndjsonClient) read() {
 	defer close(c.done)
 	defer close(c.lines)
+	defer func() { c.endedAt = time.Now() }()
 	sc := bufio.NewScanner(c.resp.Body)
 	sc.Buffer(make([]byte, 64<<10), 16<<20)
 	for sc.Scan() {
@@ -344,14 +503,25 @@ func (c *ndjsonClient) read() {
 			c.blanks.Add(1)
 			continue
 		}
-		c.lines <- sc.Text()
+		select {
+		case c.lines <- sc.Text():
+		case <-c.stop:
+			return
+		}
 	}
 }
 
+// close ends the stream from the client's side.
 func (c *ndjsonClient) close() {
+	select {
+	case <-c.stop:
+		return
+	default:
+	}
+	close(c.stop)
 	c.cancel()
 	c.resp.Body.Close()
-	<-c.done
+	awaitClosed(c.t, c.done, "the NDJSON reader to stop after the client closed its stream")
 }
 
 // next returns the next notification, failing the test after d.
@@ -359,7 +529,7 @@ func (c *ndjsonClient) next(d time.Duration) notification {
 	c.t.Helper()
 	n, ok := c.tryNext(d)
 	if !ok {
-		c.t.Fatalf("no notification within %v", d)
+		c.t.Fatalf("no NDJSON notification within %v (or the stream ended)", d)
 	}
 	return n
 }
@@ -381,14 +551,60 @@ func (c *ndjsonClient) tryNext(d time.Duration) (notification, bool) {
 	}
 }
 
-// ended waits for the stream to end.
-func (c *ndjsonClient) ended(d time.Duration) bool {
+// end waits for the server to end the stream: every line it sent is read
+// (and dropped), and the stream must end within waitFor.
+func (c *ndjsonClient) end(what string) {
+	c.t.Helper()
+	deadline := time.After(waitFor)
+	for {
+		select {
+		case _, ok := <-c.lines:
+			if !ok {
+				return
+			}
+		case <-deadline:
+			c.t.Fatalf("%s: the NDJSON stream did not end within %v", what, waitFor)
+		}
+	}
+}
+
+// expectNext reads notifications until want (oldest first) were received,
+// in order and once each, and fails on anything else.
+func (c *ndjsonClient) expectNext(what string, want ...feed.Cursor) {
+	c.t.Helper()
+	var got []feed.Cursor
+	for len(got) < len(want) {
+		n, ok := c.tryNext(waitFor)
+		if !ok {
+			c.t.Fatalf("%s: got %v within %v, want %v", what, got, waitFor, want)
+		}
+		got = append(got, n.cursors()...)
+	}
+	if !equalCursors(got, want...) {
+		c.t.Fatalf("%s: got %v, want exactly %v", what, got, want)
+	}
+}
+
+// awaitClosed waits (at most waitFor) for ch to be closed.
+func awaitClosed(t *testing.T, ch <-chan struct{}, what string) {
+	t.Helper()
 	select {
-	case <-c.done:
-		return true
-	case <-time.After(d):
+	case <-ch:
+	case <-time.After(waitFor):
+		t.Fatalf("timed out after %v waiting for %s", waitFor, what)
+	}
+}
+
+func equalCursors(a []feed.Cursor, b ...feed.Cursor) bool {
+	if len(a) != len(b) {
 		return false
 	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
 }
 
 // sequence checks that a run of cursors is contiguous from first.
@@ -458,4 +674,14 @@ func eventually(t *testing.T, what string, cond func() bool) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+}
+
+// decode reads a JSON retrieve answer.
+func decode(t *testing.T, body string) notification {
+	t.Helper()
+	var n notification
+	if err := json.Unmarshal([]byte(body), &n); err != nil {
+		t.Fatalf("not a JSON answer (%v): %s", err, body)
+	}
+	return n
 }

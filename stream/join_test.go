@@ -6,7 +6,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
-	"time"
 
 	"github.com/feedgate/feedgate/feed"
 	"github.com/feedgate/feedgate/store"
@@ -14,55 +13,65 @@ import (
 )
 
 // TestGapFreeJoin has many clients join a topic, with and without after=,
-// while items are being appended; each must see a contiguous sequence of
-// cursors, nothing repeated, up to the last item.
+// each while items are being appended (a few appends start as each client
+// joins); each must see a contiguous sequence of cursors, nothing
+// repeated, up to the last item.
 func TestGapFreeJoin(t *testing.T) {
-	const (
-		clients = 50
-		total   = 400
-	)
+	const clients = 50
 	forEachStore(t, func(t *testing.T, st store.Store) {
 		n := newNode(t, st, stream.Options{})
 		n.publish(topicA, 5)
 
 		var last atomic.Uint64
 		last.Store(5)
+		joins := make(chan struct{}, clients)
 		pubDone := make(chan error, 1)
 		go func() {
-			for published := 5; published < total; {
-				k := min(1+rand.IntN(3), total-published)
-				cs, err := publish(st, topicA, k, &n.seq)
-				if err != nil {
-					pubDone <- err
-					return
+			for range joins {
+				for range 1 + rand.IntN(3) {
+					cs, err := publish(st, topicA, 1+rand.IntN(2), &n.seq)
+					if err != nil {
+						pubDone <- err
+						return
+					}
+					last.Store(uint64(cs[len(cs)-1]))
 				}
-				published += k
-				last.Store(uint64(cs[len(cs)-1]))
-				time.Sleep(time.Duration(rand.IntN(3000)) * time.Microsecond)
 			}
 			pubDone <- nil
 		}()
 
+		type joiner struct {
+			c        *ndjsonClient
+			hasAfter bool
+			after    feed.Cursor
+		}
+		js := make([]joiner, clients)
+		for i := range js {
+			kv := []string{"count", fmt.Sprint(1 + rand.IntN(10))}
+			j := joiner{hasAfter: i%2 == 1}
+			if j.hasAfter {
+				j.after = feed.Cursor(rand.Uint64N(last.Load() + 1))
+				kv = append(kv, "after", j.after.String())
+			}
+			joins <- struct{}{}
+			j.c = n.openNDJSON([]string{topicA}, kv...)
+			js[i] = j
+		}
+		close(joins)
+		if err := <-pubDone; err != nil {
+			t.Fatalf("publishing: %v", err)
+		}
+		// The last item, published once every client joined.
+		upTo := n.publish(topicA, 1)[0]
+
 		var wg sync.WaitGroup
 		errs := make(chan error, clients)
-		for i := 0; i < clients; i++ {
-			time.Sleep(time.Duration(rand.IntN(8)) * time.Millisecond)
-			kv := []string{"count", fmt.Sprint(1 + rand.IntN(10))}
-			after := feed.Cursor(0)
-			hasAfter := i%2 == 1
-			if hasAfter {
-				after = feed.Cursor(rand.Uint64N(last.Load() + 1))
-				kv = append(kv, "after", after.String())
-			}
-			c := n.openNDJSON([]string{topicA}, kv...)
+		for _, j := range js {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				errs <- follow(c, hasAfter, after, total)
+				errs <- follow(j.c, j.hasAfter, j.after, upTo)
 			}()
-		}
-		if err := <-pubDone; err != nil {
-			t.Fatalf("publishing: %v", err)
 		}
 		wg.Wait()
 		close(errs)
@@ -70,6 +79,15 @@ func TestGapFreeJoin(t *testing.T) {
 			if err != nil {
 				t.Error(err)
 			}
+		}
+		if t.Failed() {
+			return
+		}
+		// Nothing more, in particular no repeat: the next notification of
+		// every client is the next item alone.
+		next := n.publish(topicA, 1)[0]
+		for i, j := range js {
+			j.c.expectNext(fmt.Sprintf("client %d (after=%d) after the last item", i, j.after), next)
 		}
 	})
 }
@@ -79,7 +97,7 @@ func TestGapFreeJoin(t *testing.T) {
 func follow(c *ndjsonClient, hasAfter bool, after feed.Cursor, upTo feed.Cursor) error {
 	first, ok := c.tryNext(waitFor)
 	if !ok {
-		return fmt.Errorf("after=%d: no first line", after)
+		return fmt.Errorf("after=%d: no first line within %v", after, waitFor)
 	}
 	var seq sequence
 	if hasAfter {
@@ -95,16 +113,15 @@ func follow(c *ndjsonClient, hasAfter bool, after feed.Cursor, upTo feed.Cursor)
 	for seq.next <= upTo && seq.err == nil {
 		n, ok := c.tryNext(waitFor)
 		if !ok {
-			return fmt.Errorf("after=%d: stream stalled waiting for cursor %d", after, seq.next)
+			return fmt.Errorf("after=%d: the stream stalled for %v waiting for cursor %d", after, waitFor, seq.next)
 		}
 		seq.add(n.cursors())
 	}
 	if seq.err != nil {
 		return fmt.Errorf("after=%d: %v", after, seq.err)
 	}
-	// Nothing more, in particular no repeat.
-	if n, ok := c.tryNext(50 * time.Millisecond); ok {
-		return fmt.Errorf("after=%d: unexpected notification after the last item: %v", after, n.cursors())
+	if seq.next != upTo+1 {
+		return fmt.Errorf("after=%d: got up to cursor %d, past the last item %d", after, seq.next-1, upTo)
 	}
 	return nil
 }

@@ -73,21 +73,25 @@ func TestThroughServer(t *testing.T) {
 	sctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	req, _ := http.NewRequestWithContext(sctx, http.MethodGet, srv.URL+"/?"+query([]string{topicA}, "hub.mode", "retrieve", "wait", "stream", "format", "json", "authorization", authz), nil)
+	headTimer := time.AfterFunc(waitFor, cancel)
 	resp, err := http.DefaultClient.Do(req)
+	if !headTimer.Stop() {
+		t.Fatalf("stream: no response head within %v (%v)", waitFor, err)
+	}
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer resp.Body.Close()
 	if resp.StatusCode != 200 || resp.Header.Get("Content-Type") != stream.ContentTypeNDJSON {
 		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
 		t.Fatalf("stream: %s %s", resp.Status, body)
 	}
-	c := &ndjsonClient{t: t, resp: resp, cancel: cancel, lines: make(chan string, 100), done: make(chan struct{})}
-	go c.read()
+	c := newNDJSONClient(t, resp, cancel)
 	defer c.close()
 	c.next(waitFor)
 
-	ws, _, err := websocket.DefaultDialer.Dial("ws"+strings.TrimPrefix(srv.URL, "http")+"/ws?"+query([]string{topicA}, "authorization", authz), nil)
+	dialer := websocket.Dialer{HandshakeTimeout: waitFor}
+	ws, _, err := dialer.Dial("ws"+strings.TrimPrefix(srv.URL, "http")+"/ws?"+query([]string{topicA}, "authorization", authz), nil)
 	if err != nil {
 		t.Fatalf("/ws: %v", err)
 	}
@@ -108,10 +112,12 @@ func TestThroughServer(t *testing.T) {
 		t.Fatalf("/ws notification %s, %v", m, err)
 	}
 
-	preq, _ := http.NewRequest(http.MethodGet, srv.URL+"/?"+query([]string{topicA}, "hub.mode", "retrieve", "wait", "poll", "format", "json", "timeout", "1", "after", "0000000000000001", "authorization", authz), nil)
+	pctx, pcancel := context.WithTimeout(ctx, waitFor)
+	defer pcancel()
+	preq, _ := http.NewRequestWithContext(pctx, http.MethodGet, srv.URL+"/?"+query([]string{topicA}, "hub.mode", "retrieve", "wait", "poll", "format", "json", "timeout", "1", "after", "0000000000000001", "authorization", authz), nil)
 	presp, err := http.DefaultClient.Do(preq)
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("poll: not answered within %v: %v", waitFor, err)
 	}
 	body, _ := io.ReadAll(presp.Body)
 	presp.Body.Close()

@@ -2,6 +2,7 @@ package stream_test
 
 import (
 	"encoding/json"
+	"errors"
 	"net/http"
 	"strings"
 	"testing"
@@ -17,26 +18,32 @@ import (
 type wsClient struct {
 	t     *testing.T
 	conn  *websocket.Conn
-	msgs  chan []byte
-	err   chan error
+	msgs  chan []byte // closed when the socket ends
+	err   chan error  // why it ended, once msgs is closed
 	pings chan struct{}
+	stop  chan struct{}
+	done  chan struct{}
+	// endedAt is when the socket ended; read it once msgs is closed.
+	endedAt time.Time
 }
 
-// dialWS opens a WebSocket on path ("/" or "/ws") with ann's credentials.
+// dialWS opens a WebSocket on path ("/" or "/ws") with ann's credentials,
+// unless header carries an Authorization.
 func (n *node) dialWS(path, q string, header http.Header) (*wsClient, *http.Response, error) {
 	u := "ws" + strings.TrimPrefix(n.url, "http") + path + "?" + q
 	if header == nil {
 		header = http.Header{}
 	}
-	login, token, _ := strings.Cut(n.creds, ":")
-	r, _ := http.NewRequest(http.MethodGet, "http://x/", nil)
-	r.SetBasicAuth(login, token)
-	header.Set("Authorization", r.Header.Get("Authorization"))
-	conn, resp, err := websocket.DefaultDialer.Dial(u, header)
+	if header.Get("Authorization") == "" {
+		header.Set("Authorization", basic(n.creds))
+	}
+	d := websocket.Dialer{NetDialContext: n.dial, HandshakeTimeout: waitFor}
+	conn, resp, err := d.Dial(u, header)
 	if err != nil {
 		return nil, resp, err
 	}
-	c := &wsClient{t: n.t, conn: conn, msgs: make(chan []byte, 1000), err: make(chan error, 1), pings: make(chan struct{}, 100)}
+	c := &wsClient{t: n.t, conn: conn, msgs: make(chan []byte, 1000), err: make(chan error, 1),
+		pings: make(chan struct{}, 100), stop: make(chan struct{}), done: make(chan struct{})}
 	conn.SetPingHandler(func(string) error {
 		select {
 		case c.pings <- struct{}{}:
@@ -45,18 +52,36 @@ func (n *node) dialWS(path, q string, header http.Header) (*wsClient, *http.Resp
 		return conn.WriteControl(websocket.PongMessage, nil, time.Now().Add(time.Second))
 	})
 	go func() {
+		defer close(c.done)
 		for {
 			_, m, err := conn.ReadMessage()
 			if err != nil {
+				c.endedAt = time.Now()
 				c.err <- err
 				close(c.msgs)
 				return
 			}
-			c.msgs <- m
+			select {
+			case c.msgs <- m:
+			case <-c.stop:
+				return
+			}
 		}
 	}()
-	n.t.Cleanup(func() { conn.Close() })
+	n.t.Cleanup(c.close)
 	return c, resp, nil
+}
+
+// close closes the socket from the client's side.
+func (c *wsClient) close() {
+	select {
+	case <-c.stop:
+		return
+	default:
+	}
+	close(c.stop)
+	c.conn.Close()
+	awaitClosed(c.t, c.done, "the WebSocket reader to stop after the client closed the socket")
 }
 
 func (c *wsClient) send(v any) {
@@ -92,7 +117,7 @@ func (c *wsClient) next() (notification, *struct {
 		}
 		return n, nil
 	case <-time.After(waitFor):
-		c.t.Fatal("no message")
+		c.t.Fatalf("no message within %v", waitFor)
 	}
 	return notification{}, nil
 }
@@ -106,14 +131,26 @@ func (c *wsClient) notification() notification {
 	return n
 }
 
-func (c *wsClient) quiet() {
+// closed waits for the server to close the socket and returns its close
+// error; messages sent before are dropped.
+func (c *wsClient) closed(what string) *websocket.CloseError {
 	c.t.Helper()
-	select {
-	case m, ok := <-c.msgs:
-		if ok {
-			c.t.Fatalf("unexpected message %s", m)
+	deadline := time.After(waitFor)
+	for {
+		select {
+		case _, ok := <-c.msgs:
+			if ok {
+				continue
+			}
+			err := <-c.err
+			var ce *websocket.CloseError
+			if !errors.As(err, &ce) {
+				c.t.Fatalf("%s: the socket ended with %v, not a close frame", what, err)
+			}
+			return ce
+		case <-deadline:
+			c.t.Fatalf("%s: the socket was not closed within %v", what, waitFor)
 		}
-	case <-time.After(100 * time.Millisecond):
 	}
 }
 
@@ -163,7 +200,11 @@ func testWebSocketTopics(t *testing.T, st store.Store, path string) {
 	if b := c.notification(); b.Status.Feed != topicB || !equalCursors(b.cursors(), 5) {
 		t.Fatalf("after unsubscribing A: %+v, want only B's 5", b)
 	}
-	c.quiet()
+	n.publish(topicB, 1)
+	// Nothing of A since (the next message is B's next item).
+	if b := c.notification(); b.Status.Feed != topicB || !equalCursors(b.cursors(), 6) {
+		t.Fatalf("after unsubscribing A: %+v, want only B's 6", b)
+	}
 
 	for _, tc := range []struct {
 		msg  any
@@ -186,7 +227,10 @@ func testWebSocketTopics(t *testing.T, st store.Store, path string) {
 	if a := c.notification(); a.Status.Feed != topicA || !equalCursors(a.cursors(), 4) {
 		t.Fatalf("subscribe A again: %+v, want A's newest (4)", a)
 	}
-	c.quiet()
+	n.publish(topicA, 1)
+	if a := c.notification(); a.Status.Feed != topicA || !equalCursors(a.cursors(), 5) {
+		t.Fatalf("live A after subscribing again: %+v, want only A's 5", a)
+	}
 }
 
 func TestWebSocketOriginAndPing(t *testing.T) {
@@ -220,24 +264,7 @@ func TestWebSocketMessageLimit(t *testing.T) {
 	}
 	c.notification()
 	c.send(map[string]string{"mode": "subscribe", "topic": "https://example.com/" + strings.Repeat("x", 2000)})
-	select {
-	case _, ok := <-c.msgs:
-		if ok {
-			t.Fatal("an oversized message was answered")
-		}
-	case <-time.After(waitFor):
-		t.Fatal("the socket stayed open after an oversized message")
+	if ce := c.closed("an oversized message"); ce.Code != websocket.CloseMessageTooBig {
+		t.Errorf("close: %v, want code %d", ce, websocket.CloseMessageTooBig)
 	}
-	var ce *websocket.CloseError
-	if err := <-c.err; !asCloseError(err, &ce) || ce.Code != websocket.CloseMessageTooBig {
-		t.Errorf("close: %v, want code %d", err, websocket.CloseMessageTooBig)
-	}
-}
-
-func asCloseError(err error, ce **websocket.CloseError) bool {
-	e, ok := err.(*websocket.CloseError)
-	if ok {
-		*ce = e
-	}
-	return ok
 }
