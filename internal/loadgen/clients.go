@@ -42,6 +42,33 @@ func (r *streamRun) handoff(c *client, stopConnect func() bool, release func(), 
 	return context.AfterFunc(r.runCtx, closer), nil
 }
 
+// openStream writes req on nc and reads the answer's head: the lines of
+// the body of a 200, or an error saying what else came.
+func openStream(nc net.Conn, req []byte) (*LineReader, error) {
+	if _, err := nc.Write(req); err != nil {
+		return nil, err
+	}
+	br := bufio.NewReaderSize(nc, 4096)
+	h, err := ReadHead(br)
+	if err != nil {
+		return nil, err
+	}
+	if h.Status != 200 {
+		body, _ := h.ReadBody(br, nil, 4096)
+		return nil, statusError(h.Status, body)
+	}
+	return NewLineReader(h.Body(br), 4096), nil
+}
+
+// newDialer spreads clients over sources addresses (0: one per 2000
+// clients).
+func newDialer(t *Target, sources, clients int) (*Dialer, error) {
+	if sources == 0 {
+		sources = AutoSources(clients)
+	}
+	return NewDialer(t.Addr, sources)
+}
+
 // streamClient is an NDJSON (wait=stream) or SSE client on the lean HTTP
 // client: one goroutine, one connection, lines read with reused buffers.
 func (r *streamRun) streamClient(c *client, release func()) error {
@@ -62,19 +89,10 @@ func (r *streamRun) streamClient(c *client, release func()) error {
 	defer nc.Close()
 	stopConnect := context.AfterFunc(r.connCtx, func() { nc.Close() })
 	defer stopConnect()
-	if _, err := nc.Write(req); err != nil {
-		return err
-	}
-	br := bufio.NewReaderSize(nc, 4096)
-	h, err := ReadHead(br)
+	lr, err := openStream(nc, req)
 	if err != nil {
 		return err
 	}
-	if h.Status != 200 {
-		body, _ := h.ReadBody(br, nil, 4096)
-		return statusError(h.Status, body)
-	}
-	lr := NewLineReader(h.Body(br), 4096)
 	// The first answer (NDJSON: line 1; SSE: the first data line, the
 	// retrieve answer as an event) means the client is connected.
 	for {

@@ -1,7 +1,6 @@
 package loadgen
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"errors"
@@ -152,11 +151,7 @@ func RunStorm(ctx context.Context, cfg StormConfig) (StormResult, error) {
 	if err := prepareTopic(ctx, hub, StreamConfig{Topic: cfg.Topic, Body: cfg.Body, ItemBytes: cfg.ItemBytes}); err != nil {
 		return res, err
 	}
-	sources := cfg.SourceIPs
-	if sources == 0 {
-		sources = AutoSources(cfg.Clients)
-	}
-	d, err := NewDialer(cfg.Target.Addr, sources)
+	d, err := newDialer(cfg.Target, cfg.SourceIPs, cfg.Clients)
 	if err != nil {
 		return res, err
 	}
@@ -368,19 +363,10 @@ func (r *stormRun) session(c *stormClient, ready func()) error {
 	defer nc.Close()
 	stop := context.AfterFunc(r.ctx, func() { nc.Close() })
 	defer stop()
-	if _, err := nc.Write(req); err != nil {
-		return err
-	}
-	br := bufio.NewReaderSize(nc, 4096)
-	h, err := ReadHead(br)
+	lr, err := openStream(nc, req)
 	if err != nil {
 		return err
 	}
-	if h.Status != 200 {
-		body, _ := h.ReadBody(br, nil, 4096)
-		return statusError(h.Status, body)
-	}
-	lr := NewLineReader(h.Body(br), 4096)
 	for {
 		line, err := lr.Line()
 		if err != nil {

@@ -149,6 +149,10 @@ func (r StreamResult) String() string {
 	}
 	if c := r.CPU.String(); c != "" {
 		s += "\n  cpu during delivery: " + c
+		if d := r.Received + r.Duplicated; d > 0 && r.CPU.Server > 0 {
+			s += fmt.Sprintf("\n  %s CPU per delivery %.2f µs, %.2f write syscalls per delivery",
+				r.CPU.Name, float64(r.CPU.Server.Nanoseconds())/1e3/float64(d), float64(r.CPU.ServerWrites)/float64(d))
+		}
 	}
 	return s
 }
@@ -254,11 +258,7 @@ func RunStream(ctx context.Context, cfg StreamConfig) (StreamResult, error) {
 	if err := prepareTopic(ctx, hub, cfg); err != nil {
 		return res, err
 	}
-	sources := cfg.SourceIPs
-	if sources == 0 {
-		sources = AutoSources(cfg.Clients)
-	}
-	d, err := NewDialer(cfg.Target.Addr, sources)
+	d, err := newDialer(cfg.Target, cfg.SourceIPs, cfg.Clients)
 	if err != nil {
 		return res, err
 	}
