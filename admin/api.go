@@ -29,10 +29,19 @@ type API struct {
 	Ingest store.IngestStore
 	// Deliveries gives the webhook subscriptions; may be nil.
 	Deliveries store.DeliveryStore
+	// Retry makes a webhook delivery due at once; may be nil (then
+	// retrying is refused).
+	Retry Retrier
 	// Live gives this node's live connections; may be nil.
 	Live *live.Hub
 	// Node describes this node.
 	Node NodeInfo
+}
+
+// Retrier makes a callback subscription's delivery due at once, cutting a
+// back-off short (package hub).
+type Retrier interface {
+	RetryNow(ctx context.Context, k store.DeliveryKey) error
 }
 
 // NodeInfo describes a gateway node.
@@ -52,6 +61,7 @@ func (a *API) Register(mux *http.ServeMux) {
 	mux.HandleFunc("POST /admin/api/users/{login}/rotate", a.admin(a.rotateUser))
 	mux.HandleFunc("GET /admin/api/topics", a.admin(a.listTopics))
 	mux.HandleFunc("GET /admin/api/deliveries", a.admin(a.listDeliveries))
+	mux.HandleFunc("POST /admin/api/deliveries/retry", a.admin(a.retryDelivery))
 	mux.HandleFunc("GET /admin/api/connections", a.admin(a.connections))
 	mux.HandleFunc("GET /admin/api/nodes", a.admin(a.nodes))
 	mux.HandleFunc("/admin/api/", a.admin(func(w http.ResponseWriter, r *http.Request) error {
@@ -271,31 +281,123 @@ type DeliveryInfo struct {
 	Progress  store.DeliveryProgress `json:"progress"`
 	// Failing is true while deliveries fail and are being retried.
 	Failing bool `json:"failing"`
+	// Queued counts the topic's items stored after the last one delivered
+	// (the subscription's queue).
+	Queued int64 `json:"queued"`
+	// NextAttempt is when the next attempt is due (for a failing
+	// subscription, the next retry); zero when nothing is to be delivered.
+	// InProgress reports that a node is making an attempt now.
+	NextAttempt time.Time `json:"nextAttempt,omitzero"`
+	InProgress  bool      `json:"inProgress,omitempty"`
 }
 
-func (a *API) listDeliveries(w http.ResponseWriter, r *http.Request) error {
+// deliveries lists every webhook subscription with its health.
+func (a *API) deliveries(ctx context.Context) ([]DeliveryInfo, error) {
 	out := []DeliveryInfo{}
 	if a.Deliveries == nil {
-		return writeJSON(w, http.StatusOK, out)
+		return out, nil
 	}
-	ctx := r.Context()
 	topics, err := a.Deliveries.DeliveryTopics(ctx)
 	if err != nil {
-		return err
+		return nil, err
 	}
+	now := time.Now()
 	for _, t := range topics {
 		ds, err := a.Deliveries.TopicDeliveries(ctx, t)
 		if err != nil {
-			return err
+			return nil, err
+		}
+		if len(ds) == 0 {
+			continue
+		}
+		page, err := a.Store.Read(ctx, t, store.Query{From: store.Newest, Count: 0})
+		if err != nil {
+			return nil, err
 		}
 		for _, d := range ds {
-			out = append(out, DeliveryInfo{
-				Topic: d.Topic, Callback: d.Callback, Login: d.Login, Format: d.Format,
-				CreatedAt: d.CreatedAt, ExpiresAt: d.ExpiresAt, Progress: d.Progress, Failing: d.Progress.Attempts > 0,
-			})
+			info, err := a.deliveryInfo(ctx, d, page.Last, now)
+			if errors.Is(err, store.ErrNotFound) {
+				continue // removed meanwhile
+			}
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, info)
 		}
 	}
+	return out, nil
+}
+
+func (a *API) deliveryInfo(ctx context.Context, d store.Delivery, last feed.Cursor, now time.Time) (DeliveryInfo, error) {
+	info := DeliveryInfo{
+		Topic: d.Topic, Callback: d.Callback, Login: d.Login, Format: d.Format,
+		CreatedAt: d.CreatedAt, ExpiresAt: d.ExpiresAt, Progress: d.Progress, Failing: d.Progress.Attempts > 0,
+	}
+	if last > d.Progress.Delivered {
+		info.Queued = int64(last - d.Progress.Delivered)
+	}
+	job, err := a.Deliveries.DeliveryJob(ctx, d.DeliveryKey, now)
+	if err != nil {
+		return info, err
+	}
+	info.NextAttempt, info.InProgress = job.Due, job.Leased
+	return info, nil
+}
+
+func (a *API) listDeliveries(w http.ResponseWriter, r *http.Request) error {
+	out, err := a.deliveries(r.Context())
+	if err != nil {
+		return err
+	}
 	return writeJSON(w, http.StatusOK, out)
+}
+
+// RetryRequest is the body of POST /admin/api/deliveries/retry: the
+// subscription whose delivery is made due at once.
+type RetryRequest struct {
+	Login    string `json:"login"`
+	Topic    string `json:"topic"`
+	Callback string `json:"callback"`
+}
+
+// retryDelivery makes a subscription's delivery due now, cutting short the
+// back-off of a failing one, and answers 202 with the subscription.
+func (a *API) retryDelivery(w http.ResponseWriter, r *http.Request) error {
+	var req RetryRequest
+	if err := decode(r, &req); err != nil {
+		return err
+	}
+	if req.Login == "" || req.Topic == "" || req.Callback == "" {
+		return api.Invalid("login, topic and callback are required: they name the webhook subscription (see GET /admin/api/deliveries)")
+	}
+	if a.Retry == nil || a.Deliveries == nil {
+		return api.Invalid("this gateway does not deliver to webhooks")
+	}
+	ctx := r.Context()
+	k := store.DeliveryKey{Login: req.Login, Topic: req.Topic, Callback: req.Callback}
+	notFound := api.Errorf(http.StatusNotFound, "no webhook subscription of %q to %s with callback %s (see GET /admin/api/deliveries)", req.Login, req.Topic, req.Callback)
+	if err := a.Retry.RetryNow(ctx, k); errors.Is(err, store.ErrNotFound) {
+		return notFound
+	} else if err != nil {
+		return err
+	}
+	d, err := a.Deliveries.Delivery(ctx, k)
+	if errors.Is(err, store.ErrNotFound) {
+		return notFound
+	} else if err != nil {
+		return err
+	}
+	page, err := a.Store.Read(ctx, d.Topic, store.Query{From: store.Newest, Count: 0})
+	if err != nil {
+		return err
+	}
+	info, err := a.deliveryInfo(ctx, d, page.Last, time.Now())
+	if errors.Is(err, store.ErrNotFound) {
+		return notFound
+	} else if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusAccepted, info)
 }
 
 // Connections is this node's live connections.

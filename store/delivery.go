@@ -134,4 +134,24 @@ type DeliveryStore interface {
 	ReleaseDelivery(ctx context.Context, c DeliveryClaim, p DeliveryProgress, next time.Time) error
 	// DeliveryStats counts records and jobs at now.
 	DeliveryStats(ctx context.Context, now time.Time) (DeliveryStats, error)
+
+	// RetryDelivery makes the subscription's job due at at (adding it when
+	// the record has none), cutting a back-off short: an operator's "retry
+	// now". A claimed job stays claimed: the attempt under way is the
+	// retry, and what it reports on release decides what follows.
+	// ErrNotFound when there is no such record.
+	RetryDelivery(ctx context.Context, k DeliveryKey, at time.Time) error
+	// DeliveryJob says when the subscription's job is due at now: zero
+	// Due when it has none (nothing to deliver until new items arrive).
+	// ErrNotFound when there is no such record.
+	DeliveryJob(ctx context.Context, k DeliveryKey, now time.Time) (DeliveryJob, error)
+}
+
+// DeliveryJob is where a subscription's delivery job stands.
+type DeliveryJob struct {
+	// Due is when the job is due next (the end of a back-off while one
+	// runs); for a leased job, when its lease ends. Zero: no job.
+	Due time.Time `json:"due,omitzero"`
+	// Leased reports that a node is working the job now.
+	Leased bool `json:"leased,omitempty"`
 }

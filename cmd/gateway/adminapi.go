@@ -27,6 +27,7 @@ func (c *ServeCmd) adminHandler(reg *prometheus.Registry, st store.Store, is sto
 		Store:      st,
 		Ingest:     is,
 		Deliveries: dlv,
+		Retry:      hubSvc,
 		Live:       lh,
 		Node:       admin.NodeInfo{Version: version, Role: c.Role, Store: c.describe(), PublicURL: public, Started: started},
 	}).Register(mux)

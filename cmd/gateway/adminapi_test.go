@@ -7,6 +7,7 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -171,4 +172,101 @@ func TestAdminAPI(t *testing.T) {
 	if code != 200 || !strings.Contains(body, `"self":true`) || !strings.Contains(body, `"connections":1`) || !strings.Contains(body, `"store":"embedded"`) {
 		t.Errorf("nodes: %d %s", code, body)
 	}
+}
+
+// TestAdminRetryNow has a webhook subscriber fail with 503 and Retry-After
+// an hour, then recover: the admin API's retry delivers at once, without
+// waiting for the back-off.
+func TestAdminRetryNow(t *testing.T) {
+	t.Parallel()
+	addr, adminAddr := freeAddr(t), freeAddr(t)
+	env := []string{"FEEDGATE_LISTEN=" + addr, "FEEDGATE_ADMIN_LISTEN=" + adminAddr, "FEEDGATE_DATA_DIR=" + t.TempDir(),
+		"FEEDGATE_ALLOW_PRIVATE=true", "FEEDGATE_PUBLIC_URL=http://" + addr}
+	p := start(t, addr, env)
+	root := "root:" + userAdd(t, env, "root", "--rights", "all")
+	ad := "http://" + adminAddr + "/admin/api"
+
+	var healthy atomic.Bool
+	posts := make(chan []byte, 16)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch {
+		case r.URL.Query().Get("hub.challenge") != "":
+			io.WriteString(w, r.URL.Query().Get("hub.challenge"))
+		case r.Method == http.MethodGet:
+			w.Header().Set("Content-Type", "application/rss+xml")
+			io.WriteString(w, feedDoc)
+		case !healthy.Load():
+			w.Header().Set("Retry-After", "3600")
+			http.Error(w, "down for maintenance", http.StatusServiceUnavailable)
+		default:
+			b, _ := io.ReadAll(r.Body)
+			posts <- b
+			w.WriteHeader(http.StatusNoContent)
+		}
+	}))
+	defer srv.Close()
+	topic, hook := srv.URL+"/feed", srv.URL+"/hook"
+	sub := url.Values{"hub.mode": {"subscribe"}, "hub.topic": {topic}, "hub.callback": {hook}, "format": {"json"}}
+	if code, body := form(t, p.url, root, sub); code != 204 {
+		t.Fatalf("subscribe: %d %s", code, body)
+	}
+
+	type delivery struct {
+		Topic, Callback, Login string
+		Failing, InProgress    bool
+		Queued                 int
+		NextAttempt            time.Time
+		Progress               struct {
+			Attempts, Succeeded int
+			LastError           string
+		}
+	}
+	var dl []delivery
+	waitFor(t, 20*time.Second, "the delivery failing and backing off for the hour the callback asked", func() bool {
+		_, body := adminCall(t, "GET", ad+"/deliveries", root, "")
+		dl = nil
+		json.Unmarshal([]byte(body), &dl)
+		return len(dl) == 1 && dl[0].Failing && !dl[0].InProgress && time.Until(dl[0].NextAttempt) > 30*time.Minute
+	})
+	if d := dl[0]; d.Queued != 2 || d.Progress.Attempts != 1 || !strings.Contains(d.Progress.LastError, "503") {
+		t.Fatalf("failing delivery: %+v", d)
+	}
+
+	for _, bad := range []struct {
+		body string
+		code int
+	}{
+		{`{"login":"root","topic":"` + topic + `"}`, 422},
+		{`{"login":"root","topic":"` + topic + `","callback":"` + srv.URL + `/other"}`, 404},
+		{`{"login":"nobody","topic":"` + topic + `","callback":"` + hook + `"}`, 404},
+		{`[]`, 422},
+	} {
+		if code, body := adminCall(t, "POST", ad+"/deliveries/retry", root, bad.body); code != bad.code || !strings.Contains(body, `"message"`) {
+			t.Errorf("retry %s: %d %s, want %d", bad.body, code, body, bad.code)
+		}
+	}
+
+	healthy.Store(true)
+	code, body := adminCall(t, "POST", ad+"/deliveries/retry", root, `{"login":"root","topic":"`+topic+`","callback":"`+hook+`"}`)
+	var retried delivery
+	if code != 202 || json.Unmarshal([]byte(body), &retried) != nil || retried.Callback != hook || time.Until(retried.NextAttempt) > 5*time.Second {
+		t.Fatalf("retry now: %d %s", code, body)
+	}
+	select {
+	case b := <-posts:
+		var n struct {
+			Items []struct{ ID string } `json:"items"`
+		}
+		if err := json.Unmarshal(b, &n); err != nil || len(n.Items) != 2 {
+			t.Fatalf("delivery after retry now: %v %s", err, b)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatalf("no delivery within 15 s of retry now (the back-off had an hour to run)\n%s", p.logs.String())
+	}
+	waitFor(t, 10*time.Second, "the delivery listed as healthy", func() bool {
+		_, body := adminCall(t, "GET", ad+"/deliveries", root, "")
+		dl = nil
+		json.Unmarshal([]byte(body), &dl)
+		return len(dl) == 1 && !dl[0].Failing && dl[0].Queued == 0 && dl[0].Progress.Succeeded == 1
+	})
 }

@@ -41,6 +41,7 @@ func RunDelivery(t *testing.T, open Opener) {
 	t.Run("LeaseExpiry", func(t *testing.T) { t.Parallel(); deliveryLeaseExpiry(t, o(t)) })
 	t.Run("DeleteWhileClaimed", func(t *testing.T) { t.Parallel(); deliveryDeleteWhileClaimed(t, o(t)) })
 	t.Run("Stats", func(t *testing.T) { t.Parallel(); deliveryStats(t, o(t)) })
+	t.Run("RetryNow", func(t *testing.T) { t.Parallel(); deliveryRetryNow(t, o(t)) })
 	t.Run("ConcurrentClaims", func(t *testing.T) { t.Parallel(); deliveryConcurrent(t, o(t), o(t), false) })
 }
 
@@ -355,6 +356,94 @@ func deliveryJobs(t *testing.T, s store.DeliveryStore) {
 	}
 	schedule(retryAt.Add(2 * time.Second))
 	claimOne(retryAt.Add(2*time.Second), "after a success new items make the job due")
+}
+
+// deliveryRetryNow checks RetryDelivery (a retry now cuts a back-off
+// short, where new items do not) and DeliveryJob.
+func deliveryRetryNow(t *testing.T, s store.DeliveryStore) {
+	ctx := testContext(t)
+	topic := "https://r.example/feed"
+	d := newDelivery(topic, "https://cb.example/", "ann")
+	job := func(now time.Time) store.DeliveryJob {
+		t.Helper()
+		j, err := s.DeliveryJob(ctx, d.DeliveryKey, now)
+		if err != nil {
+			t.Fatalf("DeliveryJob: %v", err)
+		}
+		return j
+	}
+	claim := func(at time.Time, want int, what string) []store.DeliveryClaim {
+		t.Helper()
+		cs, err := s.ClaimDeliveries(ctx, at, 10, time.Minute)
+		if err != nil || len(cs) != want {
+			t.Fatalf("%s: claimed %v, %v; want %d", what, claimKeys(cs), err, want)
+		}
+		return cs
+	}
+	unknown := store.DeliveryKey{Login: "ann", Topic: topic, Callback: "https://other.example/"}
+	if err := s.RetryDelivery(ctx, unknown, dlvBase); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("RetryDelivery of an unknown subscription: %v, want ErrNotFound", err)
+	}
+	if _, err := s.DeliveryJob(ctx, unknown, dlvBase); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("DeliveryJob of an unknown subscription: %v, want ErrNotFound", err)
+	}
+	if _, _, err := s.PutDelivery(ctx, d, time.Time{}); err != nil {
+		t.Fatal(err)
+	}
+	if j := job(dlvBase); !j.Due.IsZero() || j.Leased {
+		t.Fatalf("job of a subscription without one: %+v", j)
+	}
+	// A record without a job gets one.
+	if err := s.RetryDelivery(ctx, d.DeliveryKey, dlvBase); err != nil {
+		t.Fatal(err)
+	}
+	if j := job(dlvBase); !j.Due.Equal(dlvBase) || j.Leased {
+		t.Fatalf("job after RetryDelivery: %+v; want due at %v", j, dlvBase)
+	}
+	c := claim(dlvBase, 1, "the job RetryDelivery added")[0]
+	if j := job(dlvBase.Add(time.Second)); !j.Leased || !j.Due.Equal(c.Until) {
+		t.Fatalf("job while claimed: %+v; want leased until %v", j, c.Until)
+	}
+	if j := job(c.Until.Add(time.Millisecond)); j.Leased {
+		t.Fatalf("job after its lease ran out: %+v; want not leased", j)
+	}
+	// A failed attempt backs off for an hour; new items do not cut it short.
+	retryAt := dlvBase.Add(time.Hour)
+	failing := store.DeliveryProgress{Delivered: 7, Attempts: 3, FailingSince: dlvBase, LastError: "503"}
+	if err := s.ReleaseDelivery(ctx, c, failing, retryAt); err != nil {
+		t.Fatal(err)
+	}
+	if j := job(dlvBase.Add(time.Second)); !j.Due.Equal(retryAt) || j.Leased {
+		t.Fatalf("job backing off: %+v; want due at %v", j, retryAt)
+	}
+	if _, err := s.ScheduleDeliveries(ctx, topic, dlvBase.Add(time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	claim(dlvBase.Add(2*time.Second), 0, "new items during a back-off")
+	// A retry now does.
+	now := dlvBase.Add(3 * time.Second)
+	if err := s.RetryDelivery(ctx, d.DeliveryKey, now); err != nil {
+		t.Fatal(err)
+	}
+	if j := job(now); !j.Due.Equal(now) {
+		t.Fatalf("job after a retry now: %+v; want due at %v", j, now)
+	}
+	c = claim(now, 1, "a retry now during a back-off")[0]
+	if c.Delivery.Progress.Attempts != 3 || c.Delivery.Progress.LastError != "503" {
+		t.Fatalf("a retry now changed the progress: %+v", c.Delivery.Progress)
+	}
+	// Asked for while claimed: due once released.
+	later := now.Add(5 * time.Second)
+	if err := s.RetryDelivery(ctx, d.DeliveryKey, later); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.ReleaseDelivery(ctx, c, store.DeliveryProgress{Delivered: 9}, time.Time{}); err != nil {
+		t.Fatal(err)
+	}
+	if j := job(now); !j.Due.Equal(later) || j.Leased {
+		t.Fatalf("job asked for while claimed, after its release: %+v; want due at %v", j, later)
+	}
+	claim(later, 1, "the retry asked for while claimed")
 }
 
 func deliveryLeaseExpiry(t *testing.T, s store.DeliveryStore) {
