@@ -122,6 +122,12 @@ func (s *Service) ServePoll(w http.ResponseWriter, r *http.Request, req retrieve
 			if ctx.Err() != nil {
 				return // the client left
 			}
+			if r := conn.Reason(); r == live.ReasonRevoked || r == live.ReasonExpired {
+				// The credential no longer holds: say so (401), as
+				// streams do, rather than answer for it.
+				api.WriteError(w, want, conn.Err())
+				return
+			}
 			if errors.Is(err, errClosed) {
 				// Dropped (the node shuts down, or notifications came
 				// faster than read), not timed out: answer what the
