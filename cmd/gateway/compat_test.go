@@ -135,8 +135,15 @@ func TestSuperfeedrWebhooks(t *testing.T) {
 		}
 	}
 
-	fatPing(t, p.url, creds, topicA, atomDoc("urn:a:1", "urn:a:2"))
+	fatPing(t, p.url, creds, topicA, strings.Replace(atomDoc("urn:a:1", "urn:a:2"), "<title>urn:a:2</title>", `<title>urn:a:2</title><content type="text">a &lt;b&gt; tag</content>`, 1))
 	d := hooks.next(t, "the delivery of topic A")
+	// Text stays text in a webhook too: content is HTML, so it is escaped.
+	var delivered struct {
+		Items []struct{ ID, Content string } `json:"items"`
+	}
+	if err := json.Unmarshal(d.body, &delivered); err != nil || len(delivered.Items) != 2 || delivered.Items[0].Content != "a &lt;b&gt; tag" {
+		t.Fatalf("delivered items %+v (%v); want urn:a:2 with the content a &lt;b&gt; tag", delivered.Items, err)
+	}
 	if d.path != "/a" || d.header.Get("X-PubSubHubbub-Topic") != topicA || d.header.Get("X-PubSubHubbub-Callback") != cbA {
 		t.Fatalf("delivery to %s with X-PubSubHubbub-Topic %q, X-PubSubHubbub-Callback %q; want %s and %s",
 			d.path, d.header.Get("X-PubSubHubbub-Topic"), d.header.Get("X-PubSubHubbub-Callback"), topicA, cbA)
