@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
-	"runtime"
 	"slices"
 	"time"
 
@@ -36,6 +35,12 @@ type API struct {
 	Live *live.Hub
 	// Node describes this node.
 	Node NodeInfo
+	// Registry lists the nodes sharing the store; may be nil (then the
+	// node list is this node).
+	Registry store.NodeRegistry
+	// Heartbeat is how often RunHeartbeat renews this node's record (its
+	// record expires after three); default DefaultHeartbeat.
+	Heartbeat time.Duration
 }
 
 // Retrier makes a callback subscription's delivery due at once, cutting a
@@ -44,12 +49,16 @@ type Retrier interface {
 	RetryNow(ctx context.Context, k store.DeliveryKey) error
 }
 
-// NodeInfo describes a gateway node.
+// NodeInfo describes a gateway node: what does not change while it runs.
 type NodeInfo struct {
+	// ID names the node in the node list (--node-id).
+	ID        string    `json:"id"`
 	Version   string    `json:"version"`
 	Role      string    `json:"role"`
 	Store     string    `json:"store"`
 	PublicURL string    `json:"publicUrl"`
+	Listen    string    `json:"listen,omitempty"`
+	AdminURL  string    `json:"adminUrl,omitempty"`
 	Started   time.Time `json:"started"`
 }
 
@@ -417,28 +426,6 @@ func (a *API) connections(w http.ResponseWriter, r *http.Request) error {
 		c.ByKind[u.Kind] += u.Count
 	}
 	return writeJSON(w, http.StatusOK, c)
-}
-
-// Node is one gateway node in GET /admin/api/nodes.
-type Node struct {
-	NodeInfo
-	Self        bool `json:"self"`
-	Goroutines  int  `json:"goroutines"`
-	Connections int  `json:"connections"`
-	LiveTopics  int  `json:"liveTopics"`
-}
-
-// nodes lists the nodes this node knows: itself (nodes do not register
-// with each other; each node's admin listener answers for itself).
-func (a *API) nodes(w http.ResponseWriter, r *http.Request) error {
-	n := Node{NodeInfo: a.Node, Self: true, Goroutines: runtime.NumGoroutine()}
-	if a.Live != nil {
-		for _, c := range a.Live.Connections() {
-			n.Connections += c.Count
-		}
-		n.LiveTopics = a.Live.Topics()
-	}
-	return writeJSON(w, http.StatusOK, []Node{n})
 }
 
 func joinComma(s []string) string {

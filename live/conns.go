@@ -399,3 +399,35 @@ func (h *Hub) Connections() []ConnCount {
 	})
 	return out
 }
+
+// TopicConnections returns, for each topic followed by live connections on
+// this node (streams, sockets, held long-polls), how many follow it. Other
+// consumers of a topic (the retrieve cache, webhook scheduling) are not
+// counted.
+func (h *Hub) TopicConnections() map[string]int {
+	h.mu.Lock()
+	ts := make([]*topic, 0, len(h.topics))
+	for _, t := range h.topics {
+		ts = append(ts, t)
+	}
+	h.mu.Unlock()
+	out := make(map[string]int)
+	for _, t := range ts {
+		n := 0
+		t.cmu.RLock()
+		for _, c := range t.cons {
+			if _, ok := c.(interface{ isConn() }); ok {
+				n++
+			}
+		}
+		t.cmu.RUnlock()
+		if n > 0 {
+			out[t.name] = n
+		}
+	}
+	return out
+}
+
+// isConn marks the consumers that are live connections (types embedding
+// *Conn), for TopicConnections.
+func (c *Conn) isConn() {}

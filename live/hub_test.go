@@ -600,3 +600,44 @@ func waitGone(t *testing.T, c *Conn, what string) {
 		t.Fatalf("%s was not dropped within %v", what, waitLimit)
 	}
 }
+
+// connConsumer is a consumer that is a live connection, as stream's and
+// poll's are.
+type connConsumer struct {
+	*Conn
+	*recorder
+}
+
+// TestTopicConnections counts, per topic, the consumers that are live
+// connections, and not the others.
+func TestTopicConnections(t *testing.T) {
+	t.Parallel()
+	h := newHub(t, openEmbedded(t), Options{})
+	ctx := ctxT(t)
+	ann := auth.NewPrincipal("ann", []store.Right{store.RightRetrieve}, nil)
+	conn := func() *connConsumer {
+		c, err := h.Admit(ann, KindSSE)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(c.Release)
+		return &connConsumer{c, newRecorder()}
+	}
+	a, b := conn(), conn()
+	const x, y = "https://x.example/feed", "https://y.example/feed"
+	for _, s := range []struct {
+		c      Consumer
+		topics []string
+	}{{a, []string{x, y}}, {b, []string{x}}, {newRecorder(), []string{x, y}}} {
+		if err := h.Subscribe(ctx, s.c, s.topics...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := fmt.Sprint(h.TopicConnections()); got != fmt.Sprint(map[string]int{x: 2, y: 1}) {
+		t.Fatalf("TopicConnections = %s; want x: 2, y: 1 (the recorder is no connection)", got)
+	}
+	h.Unsubscribe(a, x, y)
+	if got := fmt.Sprint(h.TopicConnections()); got != fmt.Sprint(map[string]int{x: 1}) {
+		t.Fatalf("TopicConnections after an unsubscribe = %s; want x: 1", got)
+	}
+}

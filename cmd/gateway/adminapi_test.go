@@ -3,13 +3,17 @@ package main_test
 import (
 	"encoding/json"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"os"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/feedgate/feedgate/internal/redistest"
 )
 
 // adminCall makes a JSON call to the admin API.
@@ -268,5 +272,118 @@ func TestAdminRetryNow(t *testing.T) {
 		dl = nil
 		json.Unmarshal([]byte(body), &dl)
 		return len(dl) == 1 && !dl[0].Failing && dl[0].Queued == 0 && dl[0].Progress.Succeeded == 1
+	})
+}
+
+// adminNode is a node of GET /admin/api/nodes.
+type adminNode struct {
+	ID, Role, Version, PublicURL, AdminURL, Store string
+	Self                                          bool
+	Started, Seen                                 time.Time
+	Connections                                   int
+	ByKind                                        map[string]int
+	ByUser                                        []struct {
+		Login, Kind string
+		Count       int
+	}
+	TopicConnections map[string]int
+}
+
+func adminNodes(t *testing.T, ad, creds string) []adminNode {
+	t.Helper()
+	code, body := adminCall(t, "GET", ad+"/nodes", creds, "")
+	var ns []adminNode
+	if code != 200 || json.Unmarshal([]byte(body), &ns) != nil {
+		t.Fatalf("nodes: %d %s", code, body)
+	}
+	return ns
+}
+
+func nodeIDs(ns []adminNode) string {
+	ids := make([]string, len(ns))
+	for i, n := range ns {
+		ids[i] = n.ID
+		if n.Self {
+			ids[i] += "*"
+		}
+	}
+	return strings.Join(ids, " ")
+}
+
+// TestAdminNodes runs two gateways on one Redis: each lists both, with
+// the other's live connections as its heartbeat counted them; a node that
+// stops leaves the list at once, one that is killed when its record
+// expires.
+func TestAdminNodes(t *testing.T) {
+	t.Parallel()
+	rs := redistest.Start(t)
+	feedSrv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/rss+xml")
+		io.WriteString(w, feedDoc)
+	}))
+	defer feedSrv.Close()
+	addrA, adminA, addrB, adminB := freeAddr(t), freeAddr(t), freeAddr(t), freeAddr(t)
+	common := []string{"FEEDGATE_REDIS_URL=" + rs.URL(), "FEEDGATE_ALLOW_PRIVATE=true", "FEEDGATE_NODE_HEARTBEAT=300ms"}
+	envA := append([]string{"FEEDGATE_LISTEN=" + addrA, "FEEDGATE_ADMIN_LISTEN=" + adminA, "FEEDGATE_PUBLIC_URL=http://" + addrA,
+		"FEEDGATE_NODE_ID=node-a"}, common...)
+	envB := append([]string{"FEEDGATE_LISTEN=" + addrB, "FEEDGATE_ADMIN_LISTEN=" + adminB, "FEEDGATE_PUBLIC_URL=http://" + addrB,
+		"FEEDGATE_ROLE=api"}, common...)
+	start(t, addrA, envA)
+	b := start(t, addrB, envB)
+	root := "root:" + userAdd(t, nil, "root", "--rights", "all", "--redis-url", rs.URL())
+	adA, adB := "http://"+adminA+"/admin/api", "http://"+adminB+"/admin/api"
+	host, _ := os.Hostname()
+	_, portB, _ := net.SplitHostPort(addrB)
+	idB := host + ":" + portB
+
+	// A stream on node B.
+	topic := feedSrv.URL + "/feed"
+	if code, body := form(t, b.url, root, url.Values{"hub.mode": {"subscribe"}, "hub.topic": {topic}}); code != 204 {
+		t.Fatalf("subscribe: %d %s", code, body)
+	}
+	login, token, _ := strings.Cut(root, ":")
+	req, _ := http.NewRequest("GET", b.url+"/?hub.mode=retrieve&wait=stream&format=json&hub.topic="+url.QueryEscape(topic), nil)
+	req.SetBasicAuth(login, token)
+	stream, err := http.DefaultClient.Do(req)
+	if err != nil || stream.StatusCode != 200 {
+		t.Fatalf("stream: %v %v", err, stream)
+	}
+	defer stream.Body.Close()
+
+	var ns []adminNode
+	waitFor(t, 15*time.Second, "node A listing both nodes, with B's stream", func() bool {
+		ns = adminNodes(t, adA, root)
+		return len(ns) == 2 && ns[0].Connections+ns[1].Connections == 1
+	})
+	if got, want := nodeIDs(ns), "node-a* "+idB; got != want && nodeIDs(ns) != idB+" node-a*" {
+		t.Fatalf("nodes seen by A: %s, want %s", got, want)
+	}
+	var nb adminNode
+	for _, n := range ns {
+		if n.ID == idB {
+			nb = n
+		}
+	}
+	if nb.Role != "api" || nb.PublicURL != "http://"+addrB || nb.AdminURL != "http://"+adminB+"/admin/" || nb.Version == "" ||
+		nb.Started.IsZero() || time.Since(nb.Seen) > time.Minute || !strings.HasPrefix(nb.Store, "redis") ||
+		nb.ByKind["ndjson"] != 1 || len(nb.ByUser) != 1 || nb.ByUser[0].Login != "root" || nb.TopicConnections[topic] != 1 {
+		t.Errorf("node B as A sees it: %+v", nb)
+	}
+	if got := nodeIDs(adminNodes(t, adB, root)); !strings.Contains(got, idB+"*") || !strings.Contains(got, "node-a") {
+		t.Errorf("nodes seen by B: %s", got)
+	}
+
+	// B stops: it leaves the list at once.
+	stream.Body.Close()
+	b.stop(t)
+	waitFor(t, 5*time.Second, "node B gone from the list after its graceful stop", func() bool {
+		return nodeIDs(adminNodes(t, adA, root)) == "node-a*"
+	})
+	// B is killed: it leaves the list when its record expires.
+	b = start(t, addrB, envB)
+	waitFor(t, 15*time.Second, "node B back in the list", func() bool { return len(adminNodes(t, adA, root)) == 2 })
+	b.cmd.Process.Kill()
+	waitFor(t, 15*time.Second, "node B gone from the list after it was killed (three heartbeats)", func() bool {
+		return nodeIDs(adminNodes(t, adA, root)) == "node-a*"
 	})
 }

@@ -72,6 +72,9 @@ type ServeCmd struct {
 	RetryMaxAge         time.Duration `name:"retry-max-age" env:"FEEDGATE_RETRY_MAX_AGE" default:"24h" help:"Age of a failing webhook delivery after which it is given up."`
 	WebhookSignature    string        `name:"webhook-signature" env:"FEEDGATE_WEBHOOK_SIGNATURE" default:"sha256" enum:"sha1,sha256,sha384,sha512" help:"Hash of the X-Hub-Signature HMAC of webhook deliveries to subscribers with a hub.secret: sha1, sha256, sha384 or sha512."`
 
+	NodeID        string        `name:"node-id" env:"FEEDGATE_NODE_ID" help:"This node's name in the admin API's node list. Default: <host name>:<listen port>."`
+	NodeHeartbeat time.Duration `name:"node-heartbeat" env:"FEEDGATE_NODE_HEARTBEAT" default:"5s" help:"How often a node renews its record in the node list; a node that stops answering leaves the list after three."`
+
 	AdminListen       string        `name:"admin-listen" env:"FEEDGATE_ADMIN_LISTEN" help:"Address of the admin listener (e.g. 127.0.0.1:9090): /metrics and /debug/pprof/, then neither on the public port. Empty: /metrics on the public port, no pprof."`
 	RateLimit         float64       `name:"rate-limit" env:"FEEDGATE_RATE_LIMIT" default:"0" help:"Requests per second per user on each node (429 beyond); 0: no limit."`
 	RateBurst         int           `name:"rate-burst" env:"FEEDGATE_RATE_BURST" default:"0" help:"Requests a user may make at once; 0: one second's worth of --rate-limit."`
@@ -278,14 +281,21 @@ func (c *ServeCmd) Run(ctx context.Context) error {
 		ConnState:         conns.ConnState,
 	}
 	var adminSrv *http.Server
+	var aln net.Listener
 	if c.AdminListen != "" {
-		aln, err := net.Listen("tcp", c.AdminListen)
-		if err != nil {
+		if aln, err = net.Listen("tcp", c.AdminListen); err != nil {
 			ln.Close()
 			return fmt.Errorf("--admin-listen: %w", err)
 		}
+	}
+	var adminAddr net.Addr
+	if aln != nil {
+		adminAddr = aln.Addr()
+	}
+	adminAPI := c.adminAPI(st, is, authn, hubSvc, liveHub, public, ln.Addr(), adminAddr)
+	if aln != nil {
 		adminSrv = &http.Server{
-			Handler:           c.adminHandler(reg, st, is, authn, hubSvc, liveHub, public),
+			Handler:           adminHandler(reg, adminAPI),
 			ReadHeaderTimeout: 10 * time.Second,
 			ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 		}
@@ -321,6 +331,8 @@ func (c *ServeCmd) Run(ctx context.Context) error {
 	if jwks != nil {
 		wg.Go(func() { jwks.Run(runCtx) })
 	}
+	// The node list: every node keeps its record in the store.
+	wg.Go(func() { adminAPI.RunHeartbeat(runCtx, log) })
 	if c.RedisURL == "" {
 		sock := filepath.Join(c.DataDir, admin.SocketName)
 		wg.Go(func() {

@@ -9,3 +9,7 @@ import (
 func TestDeliveryConformance(t *testing.T) {
 	storetest.RunDelivery(t, openTemp)
 }
+
+func TestNodesConformance(t *testing.T) {
+	storetest.RunNodes(t, openTemp)
+}

@@ -27,3 +27,13 @@ func TestDeliveryMultiNode(t *testing.T) {
 		return newStore(t, srv.URL(), opts), newStore(t, srv.URL(), opts)
 	})
 }
+
+func TestNodesConformance(t *testing.T) {
+	storetest.RunNodes(t, func(t *testing.T, opts store.Options) store.Store {
+		return newStore(t, redistest.Start(t).URL(), opts)
+	})
+	storetest.RunNodesMultiNode(t, func(t *testing.T, opts store.Options) (store.Store, store.Store) {
+		srv := redistest.Start(t)
+		return newStore(t, srv.URL(), opts), newStore(t, srv.URL(), opts)
+	})
+}
