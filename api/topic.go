@@ -3,6 +3,7 @@ package api
 import (
 	"net/url"
 	"strings"
+	"sync"
 	"unicode"
 	"unicode/utf8"
 )
@@ -13,6 +14,45 @@ const MaxTopicLength = 2048
 // CheckURL validates a topic or callback URL given as parameter name: an
 // absolute http or https URL of at most MaxTopicLength characters.
 func CheckURL(name, raw string) error {
+	if goodURLs.has(raw) {
+		return nil
+	}
+	if err := checkURL(name, raw); err != nil {
+		return err
+	}
+	goodURLs.add(raw)
+	return nil
+}
+
+// goodURLs remembers URLs that passed CheckURL: the topics of a busy
+// gateway are checked once, not at every request.
+var goodURLs urlSet
+
+// urlSet is a bounded set of strings; when full it starts over.
+type urlSet struct {
+	mu  sync.RWMutex
+	set map[string]struct{}
+}
+
+const maxGoodURLs = 8192
+
+func (s *urlSet) has(u string) bool {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	_, ok := s.set[u]
+	return ok
+}
+
+func (s *urlSet) add(u string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.set == nil || len(s.set) >= maxGoodURLs {
+		s.set = make(map[string]struct{})
+	}
+	s.set[u] = struct{}{}
+}
+
+func checkURL(name, raw string) error {
 	switch {
 	case raw == "":
 		return Invalid("%s is required: give the feed's http(s) URL", name)

@@ -53,13 +53,17 @@ type Authenticator struct {
 	jwt   *verifier // nil: signed tokens are refused
 
 	mu    sync.Mutex
-	cache map[string]cachedUser
+	cache map[string]*cachedUser
 	loads singleflight.Group
 }
 
+// cachedUser is a user's record as read at at, and the principals of its
+// tokens checked since (by token hash), so that a busy credential is
+// hashed once per request and nothing else is redone.
 type cachedUser struct {
-	u  store.User
-	at time.Time
+	u          store.User
+	at         time.Time
+	principals map[string]*Principal
 }
 
 // New returns an Authenticator.
@@ -67,7 +71,7 @@ func New(users store.Users, o Options) (*Authenticator, error) {
 	if o.CacheTTL < 0 || o.CacheTTL > MaxCacheTTL {
 		return nil, fmt.Errorf("the credential cache must be from 0 to %s (got %s), or removed tokens would work longer than %s", MaxCacheTTL, o.CacheTTL, RevocationDelay)
 	}
-	a := &Authenticator{users: users, o: o, cache: map[string]cachedUser{}}
+	a := &Authenticator{users: users, o: o, cache: map[string]*cachedUser{}}
 	if o.JWT.Enabled() {
 		v, err := newVerifier(o.JWT)
 		if err != nil {
@@ -220,31 +224,74 @@ func (a *Authenticator) Verify(ctx context.Context, token string) (*Principal, e
 
 // Check verifies a login and stored token.
 func (a *Authenticator) Check(ctx context.Context, login, token string) (*Principal, error) {
-	wrong := credentialErr(ErrWrongCredentials, "wrong login or token: check both, or ask an admin for a new token")
-	u, err := a.user(ctx, login)
-	if errors.Is(err, store.ErrNotFound) {
-		HashToken(token) // same work as a known login, so timing does not tell logins apart
-		return nil, wrong
-	}
-	if err != nil {
-		return nil, err
-	}
-	want := []byte(HashToken(token))
-	var match *store.Token
-	for i := range u.Tokens {
-		if subtle.ConstantTimeCompare(want, []byte(u.Tokens[i].Hash)) == 1 {
-			match = &u.Tokens[i]
+	hash := HashToken(token)
+	p := a.cachedPrincipal(login, hash)
+	if p == nil {
+		u, err := a.user(ctx, login)
+		if errors.Is(err, store.ErrNotFound) {
+			return nil, errWrongLogin()
 		}
+		if err != nil {
+			return nil, err
+		}
+		want := []byte(hash)
+		var match *store.Token
+		for i := range u.Tokens {
+			if subtle.ConstantTimeCompare(want, []byte(u.Tokens[i].Hash)) == 1 {
+				match = &u.Tokens[i]
+			}
+		}
+		if match == nil {
+			return nil, errWrongLogin()
+		}
+		p = tokenPrincipal(u.Login, *match)
+		a.keepPrincipal(login, hash, p)
 	}
-	if match == nil {
-		return nil, wrong
-	}
-	p := tokenPrincipal(u.Login, *match)
 	if p.Expired(time.Now()) {
-		return nil, credentialErr(ErrExpired, fmt.Sprintf("the token expired at %s: ask an admin for a new one (gateway user rotate %s)", p.Expires.UTC().Format(time.RFC3339), u.Login))
+		return nil, credentialErr(ErrExpired, fmt.Sprintf("the token expired at %s: ask an admin for a new one (gateway user rotate %s)", p.Expires.UTC().Format(time.RFC3339), p.Login))
 	}
 	return p, nil
 }
+
+func errWrongLogin() error {
+	return credentialErr(ErrWrongCredentials, "wrong login or token: check both, or ask an admin for a new token")
+}
+
+// cachedPrincipal returns the principal of a token (by its hash) checked
+// against login's cached record while it is fresh; nil otherwise.
+func (a *Authenticator) cachedPrincipal(login, hash string) *Principal {
+	if a.o.CacheTTL <= 0 {
+		return nil
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	c, ok := a.cache[login]
+	if !ok || time.Since(c.at) >= a.o.CacheTTL {
+		return nil
+	}
+	return c.principals[hash]
+}
+
+// keepPrincipal remembers p with login's cached record, if it is cached.
+func (a *Authenticator) keepPrincipal(login, hash string, p *Principal) {
+	if a.o.CacheTTL <= 0 {
+		return
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	c, ok := a.cache[login]
+	if !ok || len(c.principals) >= maxPrincipalsPerUser {
+		return
+	}
+	if c.principals == nil {
+		c.principals = make(map[string]*Principal, 1)
+	}
+	c.principals[hash] = p
+}
+
+// maxPrincipalsPerUser bounds the principals kept per cached user (its
+// tokens, and hashes of wrong ones are never kept).
+const maxPrincipalsPerUser = 16
 
 // user returns a user's record, from the cache when it is fresh enough.
 // Concurrent misses for one login share one store read.
@@ -268,7 +315,7 @@ func (a *Authenticator) user(ctx context.Context, login string) (store.User, err
 			if len(a.cache) >= maxCached {
 				clear(a.cache)
 			}
-			a.cache[login] = cachedUser{u: u, at: at}
+			a.cache[login] = &cachedUser{u: u, at: at}
 			a.mu.Unlock()
 		}
 		return u, nil

@@ -48,21 +48,29 @@ func Render(w http.ResponseWriter, req Request, n *feed.Notification, hubURL str
 	w.Write(*bp)
 }
 
+// Header values of cached answers, shared (net/http only reads them).
+var (
+	noCache  = []string{"no-cache"}
+	jsonType = []string{ContentTypeJSON}
+	atomType = []string{ContentTypeAtom}
+)
+
 // writeAnswer writes an encoded answer (the JSON with its newline, or the
 // Atom document), shared and never modified, as req asks.
 func writeAnswer(w http.ResponseWriter, req Request, body []byte) {
 	h := w.Header()
-	h.Set("Cache-Control", "no-cache")
-	switch {
-	case req.Format == Atom:
-		h.Set("Content-Type", ContentTypeAtom)
-	case req.Callback != "":
+	if req.Callback != "" && req.Format != Atom {
+		h["Cache-Control"] = noCache
 		api.WriteJSONP(w, req.Callback, body[:len(body)-1])
 		return
-	default:
-		h.Set("Content-Type", ContentTypeJSON)
 	}
-	h.Set("Content-Length", strconv.Itoa(len(body)))
+	h["Cache-Control"] = noCache
+	if req.Format == Atom {
+		h["Content-Type"] = atomType
+	} else {
+		h["Content-Type"] = jsonType
+	}
+	h["Content-Length"] = []string{strconv.Itoa(len(body))}
 	w.WriteHeader(http.StatusOK)
 	_, _ = w.Write(body)
 }

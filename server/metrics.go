@@ -3,6 +3,7 @@ package server
 import (
 	"net/http"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -13,6 +14,19 @@ type httpMetrics struct {
 	requests    *prometheus.CounterVec
 	latency     *prometheus.HistogramVec
 	unavailable prometheus.Counter
+	// children keeps the series of each (route, mode, code) met, so that
+	// a request does not look its labels up again.
+	children sync.Map // seriesKey -> *series
+}
+
+type seriesKey struct {
+	route, mode string
+	code        int
+}
+
+type series struct {
+	requests prometheus.Counter
+	latency  prometheus.Observer
 }
 
 func newHTTPMetrics(reg prometheus.Registerer) *httpMetrics {
@@ -49,7 +63,23 @@ func (m *httpMetrics) middleware() gin.HandlerFunc {
 		if c.Writer.Status() == http.StatusServiceUnavailable {
 			m.unavailable.Inc()
 		}
-		m.requests.WithLabelValues(route, mode, strconv.Itoa(c.Writer.Status())).Inc()
-		m.latency.WithLabelValues(route, mode).Observe(time.Since(start).Seconds())
+		m.series(route, mode, c.Writer.Status()).observe(time.Since(start))
 	}
+}
+
+func (m *httpMetrics) series(route, mode string, code int) *series {
+	k := seriesKey{route: route, mode: mode, code: code}
+	if v, ok := m.children.Load(k); ok {
+		return v.(*series)
+	}
+	v, _ := m.children.LoadOrStore(k, &series{
+		requests: m.requests.WithLabelValues(route, mode, strconv.Itoa(code)),
+		latency:  m.latency.WithLabelValues(route, mode),
+	})
+	return v.(*series)
+}
+
+func (s *series) observe(d time.Duration) {
+	s.requests.Inc()
+	s.latency.Observe(d.Seconds())
 }
