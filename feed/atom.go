@@ -74,7 +74,7 @@ func AppendAtomOpen(dst []byte, n *Notification, selfURL, hubURL string) []byte 
 		dst = appendDerivedFeedID(dst, topic)
 	}
 	dst = append(dst, "</id>"...)
-	dst = appendXMLDate(dst, "updated", FeedUpdated(n))
+	dst = appendXMLDate(dst, "updated", feedUpdated(n))
 
 	dst = append(dst, "<author><name>"...)
 	dst = appendXMLText(dst, title, false)
@@ -124,10 +124,10 @@ func appendDerivedFeedID(dst []byte, topic string) []byte {
 	return appendShortHash(dst, topic, "")
 }
 
-// FeedUpdated is the date (Unix seconds) both encodings give the feed of n:
+// feedUpdated is the date (Unix seconds) both encodings give the feed of n:
 // the newest of the feed's own updated date and its items' dates in n, else
 // the topic's last parse or fetch, else now (Atom requires a date).
-func FeedUpdated(n *Notification) int64 {
+func feedUpdated(n *Notification) int64 {
 	updated := latest(0, n.Meta.Updated)
 	for i := range n.Items {
 		updated = latest(updated, n.Items[i].Updated, n.Items[i].Published)

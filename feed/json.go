@@ -24,7 +24,7 @@ func AppendJSON(dst []byte, n *Notification) []byte {
 	dst = append(dst, `,"subtitle":`...)
 	dst = appendJSONString(dst, n.Meta.Subtitle)
 	// id and updated are those of the Atom rendering (see feedID and
-	// FeedUpdated), so that both encodings name and date the feed alike.
+	// feedUpdated), so that both encodings name and date the feed alike.
 	dst = append(dst, `,"id":`...)
 	if id := feedID(n); id != "" {
 		dst = appendJSONString(dst, id)
@@ -34,7 +34,7 @@ func AppendJSON(dst []byte, n *Notification) []byte {
 		dst = append(dst, '"')
 	}
 	dst = append(dst, `,"updated":`...)
-	dst = strconv.AppendInt(dst, FeedUpdated(n), 10)
+	dst = strconv.AppendInt(dst, feedUpdated(n), 10)
 	dst = append(dst, `,"permalinkUrl":`...)
 	dst = appendJSONString(dst, n.Meta.PermalinkURL)
 	dst = append(dst, `,"standardLinks":`...)
