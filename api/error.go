@@ -34,6 +34,16 @@ func Invalid(format string, args ...any) *Error {
 // Unavailable is the 503 answered when the store cannot be reached.
 var Unavailable = &Error{Code: http.StatusServiceUnavailable, Message: "the store is unavailable; nothing was changed, retry in a few seconds"}
 
+// NotReplicated is the 503 answered when a write was made on the Redis
+// master but not confirmed by as many replicas as --redis-wait-replicas
+// asks within its timeout: it could still be lost in a failover.
+var NotReplicated = &Error{
+	Code: http.StatusServiceUnavailable,
+	Message: "the write is not yet confirmed by enough Redis replicas (--redis-wait-replicas), so a failover could still lose it; " +
+		"retry the same request in a moment: it is idempotent and stores nothing twice",
+	Header: http.Header{"Retry-After": {"1"}},
+}
+
 // AsError returns err as an *Error when it is one (or wraps one).
 func AsError(err error) (*Error, bool) {
 	var e *Error

@@ -72,6 +72,9 @@ func ErrorOf(err error) *Error {
 	if e, ok := AsError(err); ok {
 		return e
 	}
+	if errors.Is(err, store.ErrNotReplicated) {
+		return NotReplicated
+	}
 	if errors.Is(err, store.ErrUnavailable) {
 		return Unavailable
 	}

@@ -21,6 +21,12 @@ var (
 	// ErrUnavailable wraps failures to reach the backing store; callers
 	// answer 503 and the client may retry.
 	ErrUnavailable = errors.New("store unavailable")
+	// ErrNotReplicated wraps a write that the store made but could not
+	// confirm on as many replicas as configured in time (Redis WAIT): it may
+	// be lost if the master fails now. Callers answer 503; a retry is safe
+	// (appends are idempotent by entry id and content hash) and is
+	// acknowledged once the replicas have caught up.
+	ErrNotReplicated = errors.New("write not confirmed by enough replicas")
 )
 
 // DefaultRetention is how many items a topic keeps unless configured.

@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -33,9 +35,60 @@ type CLI struct {
 
 // StoreConfig selects and tunes the store.
 type StoreConfig struct {
-	RedisURL  string `name:"redis-url" env:"FEEDGATE_REDIS_URL" help:"Redis URL (redis://[:password@]host:port/db). Empty: the embedded store in --data-dir."`
+	RedisURL      string   `name:"redis-url" env:"FEEDGATE_REDIS_URL" help:"Redis URL of one server (redis://[:password@]host:port/db, rediss:// for TLS). Empty, with no --redis-cluster or --redis-sentinel: the embedded store in --data-dir."`
+	RedisCluster  []string `name:"redis-cluster" env:"FEEDGATE_REDIS_CLUSTER" sep:"," placeholder:"HOST:PORT,..." help:"Redis Cluster seed nodes (Redis 7 or later; sharded pub/sub)."`
+	RedisSentinel []string `name:"redis-sentinel" env:"FEEDGATE_REDIS_SENTINEL" sep:"," placeholder:"HOST:PORT,..." help:"Redis Sentinel addresses; with --redis-master."`
+	RedisMaster   string   `name:"redis-master" env:"FEEDGATE_REDIS_MASTER" placeholder:"NAME" help:"The name the sentinels know the Redis master by."`
+
+	RedisUsername         string `name:"redis-username" env:"FEEDGATE_REDIS_USERNAME" help:"Redis ACL user (all modes; a --redis-url naming one wins)."`
+	RedisPassword         string `name:"redis-password" env:"FEEDGATE_REDIS_PASSWORD" help:"Redis password (all modes; a --redis-url naming one wins)."`
+	RedisSentinelPassword string `name:"redis-sentinel-password" env:"FEEDGATE_REDIS_SENTINEL_PASSWORD" help:"Password of the sentinels themselves."`
+	RedisTLS              bool   `name:"redis-tls" env:"FEEDGATE_REDIS_TLS" help:"Connect to Redis with TLS (all modes; rediss:// does it for --redis-url)."`
+	RedisTLSCA            string `name:"redis-tls-ca" env:"FEEDGATE_REDIS_TLS_CA" placeholder:"FILE" help:"PEM file of the CA that signed the Redis servers' certificates (default: the system's)."`
+
+	RedisWaitReplicas int           `name:"redis-wait-replicas" env:"FEEDGATE_REDIS_WAIT_REPLICAS" default:"0" help:"Acknowledge an append (fat ping, pushed or polled items, subscription) only once this many Redis replicas have it (WAIT); else answer 503 and the client retries."`
+	RedisWaitTimeout  time.Duration `name:"redis-wait-timeout" env:"FEEDGATE_REDIS_WAIT_TIMEOUT" default:"1s" help:"How long an append waits for --redis-wait-replicas."`
+
 	DataDir   string `name:"data-dir" env:"FEEDGATE_DATA_DIR" default:"./data" help:"Directory of the embedded store."`
 	Retention int    `env:"FEEDGATE_RETENTION" default:"1000" help:"Items kept per topic; older ones are trimmed."`
+}
+
+// usesRedis reports whether a Redis deployment is configured.
+func (c StoreConfig) usesRedis() bool {
+	return c.RedisURL != "" || len(c.RedisCluster) > 0 || len(c.RedisSentinel) > 0
+}
+
+// redisConfig is the store's view of the Redis flags.
+func (c StoreConfig) redisConfig() (redisstore.Config, error) {
+	cfg := redisstore.Config{
+		URL:              c.RedisURL,
+		Cluster:          splitList(c.RedisCluster),
+		Sentinel:         splitList(c.RedisSentinel),
+		Master:           c.RedisMaster,
+		Username:         c.RedisUsername,
+		Password:         c.RedisPassword,
+		SentinelPassword: c.RedisSentinelPassword,
+		WaitReplicas:     c.RedisWaitReplicas,
+		WaitTimeout:      c.RedisWaitTimeout,
+	}
+	if c.RedisWaitReplicas < 0 {
+		return cfg, fmt.Errorf("--redis-wait-replicas must be 0 or more (got %d)", c.RedisWaitReplicas)
+	}
+	if c.RedisTLS || c.RedisTLSCA != "" {
+		cfg.TLS = &tls.Config{MinVersion: tls.VersionTLS12}
+		if c.RedisTLSCA != "" {
+			pem, err := os.ReadFile(c.RedisTLSCA)
+			if err != nil {
+				return cfg, fmt.Errorf("--redis-tls-ca: %w", err)
+			}
+			pool := x509.NewCertPool()
+			if !pool.AppendCertsFromPEM(pem) {
+				return cfg, fmt.Errorf("--redis-tls-ca: %s holds no PEM certificate", c.RedisTLSCA)
+			}
+			cfg.TLS.RootCAs = pool
+		}
+	}
+	return cfg, nil
 }
 
 // open opens the configured store; changes (may be nil) hears of the
@@ -45,14 +98,23 @@ func (c StoreConfig) open(ctx context.Context, changes *store.ChangeHook) (store
 		return nil, fmt.Errorf("--retention must be at least 1 (got %d)", c.Retention)
 	}
 	opts := store.Options{Retention: c.Retention, Changes: changes}
-	if c.RedisURL != "" {
-		return redisstore.New(ctx, c.RedisURL, opts)
+	if c.usesRedis() {
+		cfg, err := c.redisConfig()
+		if err != nil {
+			return nil, err
+		}
+		return redisstore.Open(ctx, cfg, opts)
 	}
 	return embedded.Open(c.DataDir, opts)
 }
 
 func (c StoreConfig) describe() string {
-	if c.RedisURL != "" {
+	switch {
+	case len(c.RedisCluster) > 0:
+		return "redis-cluster"
+	case len(c.RedisSentinel) > 0:
+		return "redis-sentinel"
+	case c.RedisURL != "":
 		return "redis"
 	}
 	return "embedded"

@@ -333,7 +333,7 @@ func (c *ServeCmd) Run(ctx context.Context) error {
 	}
 	// The node list: every node keeps its record in the store.
 	wg.Go(func() { adminAPI.RunHeartbeat(runCtx, log) })
-	if c.RedisURL == "" {
+	if !c.usesRedis() {
 		sock := filepath.Join(c.DataDir, admin.SocketName)
 		wg.Go(func() {
 			if err := admin.Serve(runCtx, sock, admin.Direct{Store: st, Subscriptions: hubSvc, Forget: authn.Forget}); err != nil {

@@ -65,7 +65,7 @@ func (c StoreConfig) users(ctx context.Context) (admin.Users, func(), error) {
 	if err == nil {
 		return admin.Direct{Store: st, Subscriptions: subscriptionRemover(st)}, func() { st.Close() }, nil
 	}
-	if c.RedisURL == "" && isLocked(err) {
+	if !c.usesRedis() && isLocked(err) {
 		sock := filepath.Join(c.DataDir, admin.SocketName)
 		if _, serr := os.Stat(sock); serr == nil {
 			return admin.Dial(sock), func() {}, nil

@@ -312,3 +312,20 @@ func (s *Sentinel) Logs() string {
 
 // sentinelID is the run id of the bed's sentinel i (40 hex digits).
 func sentinelID(i int) string { return fmt.Sprintf("%040x", i+1) }
+
+// State describes each data node (role, master, pub/sub clients), for
+// failure messages.
+func (s *Sentinel) State() string {
+	var b strings.Builder
+	for _, p := range s.data {
+		if !p.running() {
+			fmt.Fprintf(&b, "%s: stopped\n", p.addr())
+			continue
+		}
+		clients, _ := p.do("CLIENT", "LIST", "TYPE", "pubsub")
+		fmt.Fprintf(&b, "%s: role %s, master port %s, link %s\n  pub/sub clients: %v\n", p.addr(),
+			p.info("replication", "role"), p.info("replication", "master_port"),
+			p.info("replication", "master_link_status"), clients)
+	}
+	return b.String()
+}

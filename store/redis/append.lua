@@ -10,8 +10,12 @@
 -- KEYS[3]  fg:{t}:seq    the topic's newest cursor
 -- KEYS[4]  fg:{t}:meta   the topic's state (JSON), sent with the announcement
 -- ARGV[1]  retention (items kept), ARGV[2] dedup memory (in stored items),
--- ARGV[3]  live channel, ARGV[4] live payload header (topic),
--- ARGV[5..] per item: dedup field, id field, encoded item.
+-- ARGV[3]  live channel, ARGV[4] PUBLISH, or SPUBLISH on Redis Cluster,
+-- ARGV[5]  "1" when a WAIT follows: an append that stores nothing still
+--          writes (the counter, unchanged), so that WAIT covers the
+--          earlier append that stored these items,
+-- ARGV[6]  live payload header (topic),
+-- ARGV[7..] per item: dedup field, id field, encoded item.
 --
 -- Returns {} when nothing was stored, else {first cursor, i1, i2, ...}: the
 -- 1-based positions of the stored items among those given, which got the
@@ -24,7 +28,9 @@
 local retention = tonumber(ARGV[1])
 local keep = tonumber(ARGV[2])
 local nargs = #ARGV
-if not retention or retention < 1 or not keep or keep < 1 or (nargs - 4) % 3 ~= 0 then
+local publish = ARGV[4]
+if not retention or retention < 1 or not keep or keep < 1 or (nargs - 6) % 3 ~= 0 or
+   (publish ~= 'PUBLISH' and publish ~= 'SPUBLISH') then
   return redis.error_reply('ERR feedgate append: bad arguments')
 end
 local kind = redis.call('TYPE', KEYS[1]).ok
@@ -58,24 +64,27 @@ local stored = {first}
 -- The topic's state as it is now, so that the announcement carries the
 -- state of this very append: a consumer reads nothing else.
 local meta = redis.call('GET', KEYS[4]) or ''
-local frames = {ARGV[4], string.len(meta), ':', meta}
-for i = 5, nargs, 3 do
+local frames = {ARGV[6], string.len(meta), ':', meta}
+for i = 7, nargs, 3 do
   if redis.call('HEXISTS', KEYS[2], ARGV[i]) == 0 then
     seq = seq + 1
     local cursor = string.format('%d', seq)
     redis.call('XADD', KEYS[1], cursor .. '-0', 'd', ARGV[i + 2])
     redis.call('HSET', KEYS[2], ARGV[i], cursor, ARGV[i + 1], cursor)
-    stored[#stored + 1] = (i - 2) / 3
+    stored[#stored + 1] = (i - 4) / 3
     frames[#frames + 1] = cursor .. ':' .. string.len(ARGV[i + 2]) .. ':' .. ARGV[i + 2]
   end
 end
 if #stored == 1 then
+  if ARGV[5] == '1' and redis.call('EXISTS', KEYS[3]) == 1 then
+    redis.call('SET', KEYS[3], string.format('%d', seq))
+  end
   return {}
 end
 
 redis.call('SET', KEYS[3], string.format('%d', seq))
 redis.call('XTRIM', KEYS[1], 'MAXLEN', retention)
-redis.call('PUBLISH', ARGV[3], table.concat(frames))
+redis.call(publish, ARGV[3], table.concat(frames))
 
 -- Dedup memory is bounded: once the hash holds well over what the last
 -- `keep` items need (two fields each), every append sweeps a slice of it

@@ -90,7 +90,7 @@ func BenchmarkReadNewest10(b *testing.B) {
 func BenchmarkRawXRevRange10(b *testing.B) {
 	_, s := readSetup(b)
 	rdb := s.Client()
-	key := redisstore.ItemsKey(topic)
+	key := redisstore.ItemsKey(s, topic)
 	ctx := context.Background()
 	var bad atomic.Int64
 	b.ReportAllocs()
@@ -114,7 +114,7 @@ func BenchmarkRawXRevRange10(b *testing.B) {
 func BenchmarkReadVsRaw(b *testing.B) {
 	_, s := readSetup(b)
 	rdb := s.Client()
-	key := redisstore.ItemsKey(topic)
+	key := redisstore.ItemsKey(s, topic)
 	ctx := context.Background()
 	var readNs, rawNs, bad atomic.Int64
 	b.SetParallelism(25)

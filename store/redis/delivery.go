@@ -181,7 +181,8 @@ func (s *Store) PutDelivery(ctx context.Context, d store.Delivery, due time.Time
 		return d, false, fmt.Errorf("redis: cannot encode delivery progress: %w", err)
 	}
 	dueArg := nextArg(due)
-	res, err := dlvPutScript.Run(ctx, s.rdb, s.dlvKeys(d.Topic),
+	keys := s.dlvKeys(d.Topic)
+	res, err := s.durable(ctx, keys[0], dlvPutScript, keys,
 		dlvID(d.DeliveryKey), rv, pv, timeText(d.CreatedAt), d.Topic, dueArg).Slice()
 	if err != nil {
 		return d, false, s.wrap("put delivery", err)

@@ -37,14 +37,14 @@ func DecodeLive(payload string) (topic, state string, items []feed.Item, err err
 }
 
 // ItemsKey is the stream key of a topic.
-func ItemsKey(topic string) string { return keysOf(topic).items }
+func ItemsKey(s *Store, topic string) string { return s.keysOf(topic).items }
 
 // SetDedupMemory changes how many stored items the dedup memory of s
 // reaches back.
 func SetDedupMemory(s *Store, n int) { s.keep = n }
 
 // IDsKey is the dedup hash key of a topic.
-func IDsKey(topic string) string { return keysOf(topic).ids }
+func IDsKey(s *Store, topic string) string { return s.keysOf(topic).ids }
 
 // Received is how many announcements the listener has read from its link.
 func Received(l store.Listener) int64 { return l.(*listener).received.Load() }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -72,33 +73,64 @@ func next(t *testing.T, l store.Listener, within time.Duration) store.Batch {
 	return store.Batch{}
 }
 
-// follower consumes a listener the way the gateway's broker does: it keeps
-// the newest cursor seen and, on Resync, reads what followed it from the
-// store. It reports every cursor it learnt of, in order.
+// follower consumes a listener the way the gateway's node hub does: it
+// keeps the newest cursor seen and, on Resync, reads what followed it from
+// the store. It reports every cursor it learnt of, in order.
 type follower struct {
 	t      *testing.T
 	s      store.Store
 	l      store.Listener
+	topic  string // the package's topic when empty
 	last   feed.Cursor
 	seen   []feed.Cursor
 	resync int
 }
 
+func (f *follower) topicName() string {
+	if f.topic == "" {
+		return topic
+	}
+	return f.topic
+}
+
 func (f *follower) take(b store.Batch) {
 	f.t.Helper()
+	if err := f.takeErr(ctxT(f.t), b); err != nil {
+		f.t.Fatal(err)
+	}
+}
+
+// takeErr takes one batch; it may run on another goroutine than the test.
+func (f *follower) takeErr(ctx context.Context, b store.Batch) error {
 	if b.Resync {
+		if len(b.Topics) > 0 && !slices.Contains(b.Topics, f.topicName()) {
+			return nil
+		}
 		f.resync++
 		for {
-			p, err := f.s.Read(ctxT(f.t), topic, store.Query{From: store.After, Cursor: f.last, Count: 50})
+			p, err := f.s.Read(ctx, f.topicName(), store.Query{From: store.After, Cursor: f.last, Count: 50})
 			if err != nil {
-				f.t.Fatalf("re-read after Resync: %v", err)
+				return fmt.Errorf("re-read after Resync: %w", err)
+			}
+			if p.Gap {
+				return fmt.Errorf("re-read after Resync from %d: items were trimmed before they could be read", f.last)
 			}
 			if len(p.Items) == 0 {
-				return
+				return nil
 			}
 			for i := len(p.Items) - 1; i >= 0; i-- {
 				f.add(p.Items[i].Cursor)
 			}
+		}
+	}
+	if b.Topic != f.topicName() {
+		return fmt.Errorf("batch of topic %q, want %q", b.Topic, f.topicName())
+	}
+	if len(b.Items) > 0 && b.Items[0].Cursor > f.last+1 {
+		// A hole: announcements made while the link was being
+		// re-established come before its Resync. Read what is missing.
+		if err := f.fill(ctx, b.Items[0].Cursor-1); err != nil {
+			return err
 		}
 	}
 	for _, it := range b.Items {
@@ -106,6 +138,27 @@ func (f *follower) take(b store.Batch) {
 			f.add(it.Cursor)
 		}
 	}
+	return nil
+}
+
+// fill reads the items after the last cursor seen up to upto.
+func (f *follower) fill(ctx context.Context, upto feed.Cursor) error {
+	for f.last < upto {
+		p, err := f.s.Read(ctx, f.topicName(), store.Query{From: store.After, Cursor: f.last, Count: 50})
+		if err != nil {
+			return fmt.Errorf("read a hole: %w", err)
+		}
+		if p.Gap {
+			return fmt.Errorf("read a hole from %d: items were trimmed before they could be read", f.last)
+		}
+		if len(p.Items) == 0 {
+			return fmt.Errorf("hole %d..%d: the store has nothing after %d", f.last+1, upto, f.last)
+		}
+		for i := len(p.Items) - 1; i >= 0 && p.Items[i].Cursor <= upto; i-- {
+			f.add(p.Items[i].Cursor)
+		}
+	}
+	return nil
 }
 
 func (f *follower) add(c feed.Cursor) {
@@ -125,6 +178,17 @@ func (f *follower) until(want feed.Cursor, within time.Duration) {
 			f.t.Fatalf("follower saw cursors %v, want 1..%d in order", f.seen, want)
 		}
 	}
+}
+
+// drain takes batches until the follower has reached the topic's newest
+// cursor, as an open stream catches up.
+func (f *follower) drain(t *testing.T) {
+	t.Helper()
+	p, err := f.s.Read(ctxT(t), f.topicName(), store.Query{From: store.Newest, Count: 1})
+	if err != nil {
+		t.Fatalf("Read: %v", err)
+	}
+	f.until(p.Last, 10*time.Second)
 }
 
 // TestListenerSurvivesClientKill cuts the pub/sub connection: the listener

@@ -2,49 +2,38 @@ package redisstore
 
 import (
 	"context"
-	"crypto/sha1"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
-	"strings"
 
 	"github.com/redis/go-redis/v9"
 
 	"github.com/feedgate/feedgate/store"
 )
 
-// Ingest's keys (see store.IngestStore). The per-topic ingest state sits
-// with the topic's other keys; the upstream subscriptions carry the hash
-// tag {fg-ingest}, and the jobs are in the timetable "ingest" (see
+// Ingest's keys (see store.IngestStore). The per-topic ingest state and
+// the index of the topic's upstream subscriptions sit with the topic's
+// other keys; each upstream subscription is a key of its own (spread over
+// Cluster slots by its id); the jobs are in the timetable "ingest" (see
 // timetable.go).
 //
-//	fg:{t}:ingest                    the topic's store.IngestState as JSON
-//	fg:{fg-ingest}:up:<id>           store.Upstream as JSON
-//	fg:{fg-ingest}:upt:<topic hash>  set: the topic's upstream ids
-const (
-	keyUpstreamPfx = "fg:{fg-ingest}:up:"
-	keyUpTopicPfx  = "fg:{fg-ingest}:upt:"
-)
+//	fg:{t}:ingest     the topic's store.IngestState as JSON
+//	fg:{t}:upstreams  set: the topic's upstream ids
+//	fg:up:<id>        store.Upstream as JSON
+//
+// An upstream's record and its topic's index are written one after the
+// other (index first, record last; removed in the reverse order), so a
+// reader may meet an index entry without its record, which it skips.
 
 var _ store.IngestStore = (*Store)(nil)
 
-func ingestKey(topic string) string {
-	return strings.TrimSuffix(keysOf(topic).meta, "meta") + "ingest"
-}
-
-func upstreamKey(id string) string { return keyUpstreamPfx + id }
-
-func upTopicKey(topic string) string {
-	sum := sha1.Sum([]byte(topic))
-	return keyUpTopicPfx + hex.EncodeToString(sum[:16])
-}
+func (s *Store) upstreamKey(id string) string { return s.key("up", id) }
 
 // IngestState implements store.IngestStore.
 func (s *Store) IngestState(ctx context.Context, topic string) (store.IngestState, error) {
 	st := store.IngestState{Topic: topic}
-	v, err := s.rdb.Get(ctx, ingestKey(topic)).Result()
+	v, err := s.rdb.Get(ctx, s.keysOf(topic).ingest).Result()
 	if errors.Is(err, redis.Nil) {
 		return st, nil
 	}
@@ -60,7 +49,7 @@ func (s *Store) IngestState(ctx context.Context, topic string) (store.IngestStat
 
 // UpdateIngestState implements store.IngestStore.
 func (s *Store) UpdateIngestState(ctx context.Context, topic string, fn func(*store.IngestState) error) error {
-	key := ingestKey(topic)
+	key := s.keysOf(topic).ingest
 	return s.update(ctx, "update ingest state", key, func(tx *redis.Tx) (string, error) {
 		st := store.IngestState{Topic: topic}
 		v, err := tx.Get(ctx, key).Result()
@@ -87,7 +76,7 @@ func (s *Store) UpdateIngestState(ctx context.Context, topic string, fn func(*st
 
 // DeleteIngestState implements store.IngestStore.
 func (s *Store) DeleteIngestState(ctx context.Context, topic string) error {
-	return s.wrap("delete ingest state", s.rdb.Del(ctx, ingestKey(topic)).Err())
+	return s.wrap("delete ingest state", s.rdb.Del(ctx, s.keysOf(topic).ingest).Err())
 }
 
 // PutUpstream implements store.IngestStore.
@@ -99,17 +88,15 @@ func (s *Store) PutUpstream(ctx context.Context, u store.Upstream) error {
 	if err != nil {
 		return fmt.Errorf("encode upstream subscription: %w", err)
 	}
-	_, err = s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
-		p.Set(ctx, upstreamKey(u.ID), b, 0)
-		p.SAdd(ctx, upTopicKey(u.Topic), u.ID)
-		return nil
-	})
-	return s.wrap("put upstream", err)
+	if err := s.rdb.SAdd(ctx, s.keysOf(u.Topic).upstreams, u.ID).Err(); err != nil {
+		return s.wrap("put upstream", err)
+	}
+	return s.wrap("put upstream", s.rdb.Set(ctx, s.upstreamKey(u.ID), b, 0).Err())
 }
 
 // Upstream implements store.IngestStore.
 func (s *Store) Upstream(ctx context.Context, id string) (store.Upstream, error) {
-	v, err := s.rdb.Get(ctx, upstreamKey(id)).Result()
+	v, err := s.rdb.Get(ctx, s.upstreamKey(id)).Result()
 	if errors.Is(err, redis.Nil) {
 		return store.Upstream{}, fmt.Errorf("upstream subscription %q: %w", id, store.ErrNotFound)
 	}
@@ -125,7 +112,7 @@ func (s *Store) Upstream(ctx context.Context, id string) (store.Upstream, error)
 
 // UpdateUpstream implements store.IngestStore.
 func (s *Store) UpdateUpstream(ctx context.Context, id string, fn func(*store.Upstream) error) error {
-	key := upstreamKey(id)
+	key := s.upstreamKey(id)
 	return s.update(ctx, "update upstream", key, func(tx *redis.Tx) (string, error) {
 		v, err := tx.Get(ctx, key).Result()
 		if errors.Is(err, redis.Nil) {
@@ -160,17 +147,15 @@ func (s *Store) DeleteUpstream(ctx context.Context, id string) error {
 	if err != nil {
 		return err
 	}
-	_, err = s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
-		p.Del(ctx, upstreamKey(id))
-		p.SRem(ctx, upTopicKey(u.Topic), id)
-		return nil
-	})
-	return s.wrap("delete upstream", err)
+	if err := s.rdb.Del(ctx, s.upstreamKey(id)).Err(); err != nil {
+		return s.wrap("delete upstream", err)
+	}
+	return s.wrap("delete upstream", s.rdb.SRem(ctx, s.keysOf(u.Topic).upstreams, id).Err())
 }
 
 // TopicUpstreams implements store.IngestStore.
 func (s *Store) TopicUpstreams(ctx context.Context, topic string) ([]store.Upstream, error) {
-	ids, err := s.rdb.SMembers(ctx, upTopicKey(topic)).Result()
+	ids, err := s.rdb.SMembers(ctx, s.keysOf(topic).upstreams).Result()
 	if err != nil {
 		return nil, s.wrap("topic upstreams", err)
 	}
@@ -178,13 +163,20 @@ func (s *Store) TopicUpstreams(ctx context.Context, topic string) ([]store.Upstr
 		return nil, nil
 	}
 	slices.Sort(ids)
-	keys := make([]string, len(ids))
+	// The records are spread over slots: one GET each, pipelined.
+	pipe := s.rdb.Pipeline()
+	cmds := make([]*redis.StringCmd, len(ids))
 	for i, id := range ids {
-		keys[i] = upstreamKey(id)
+		cmds[i] = pipe.Get(ctx, s.upstreamKey(id))
 	}
-	vals, err := s.rdb.MGet(ctx, keys...).Result()
-	if err != nil {
+	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
 		return nil, s.wrap("topic upstreams", err)
+	}
+	vals := make([]any, len(ids))
+	for i, c := range cmds {
+		if v, err := c.Result(); err == nil {
+			vals[i] = v
+		}
 	}
 	var out []store.Upstream
 	for i, v := range vals {

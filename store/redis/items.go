@@ -23,15 +23,28 @@ var appendLua string
 // forgot it.
 var appendScript = redis.NewScript(appendLua)
 
+// publishCommand announces appends: sharded pub/sub on Cluster, so that an
+// announcement costs only the shard that owns the topic.
+func (s *Store) publishCommand() string {
+	if s.mode == modeCluster {
+		return "SPUBLISH"
+	}
+	return "PUBLISH"
+}
+
 // Append implements store.Items.
 func (s *Store) Append(ctx context.Context, topic string, items []feed.Item) ([]feed.Item, error) {
 	if len(items) == 0 {
 		return nil, nil
 	}
-	k := keysOf(topic)
+	k := s.keysOf(topic)
 	header := liveHeader(topic)
-	args := make([]any, 0, 4+3*len(items))
-	args = append(args, s.retention, s.keep, k.live, header)
+	args := make([]any, 0, 6+3*len(items))
+	touch := "0"
+	if s.waitReplicas > 0 {
+		touch = "1"
+	}
+	args = append(args, s.retention, s.keep, k.live, s.publishCommand(), touch, header)
 	// One buffer holds every encoded item; the arguments are slices of it.
 	size := 0
 	for i := range items {
@@ -47,9 +60,18 @@ func (s *Store) Append(ctx context.Context, topic string, items []feed.Item) ([]
 		}
 		args = append(args, dedupField(it.ID, it.Hash), "i"+it.ID, buf[start:len(buf):len(buf)])
 	}
-	res, err := appendScript.Run(ctx, s.rdb, []string{k.items, k.ids, k.seq, k.meta}, args...).Int64Slice()
-	if err != nil {
+	cmd := s.durable(ctx, k.items, appendScript, []string{k.items, k.ids, k.seq, k.meta}, args...)
+	res, ok := int64s(cmd.Val())
+	if err := cmd.Err(); err != nil {
+		if errors.Is(err, store.ErrNotReplicated) && len(res) > 0 {
+			// Stored on the master, announced, but not yet on the
+			// replicas: this node's caches hear of it like of any append.
+			s.changes.Changed(topic)
+		}
 		return nil, s.wrap("append", err)
+	}
+	if !ok {
+		return nil, fmt.Errorf("redis append: script answered %v, not a list of numbers", cmd.Val())
 	}
 	if len(res) == 0 {
 		return nil, nil
@@ -68,6 +90,23 @@ func (s *Store) Append(ctx context.Context, topic string, items []feed.Item) ([]
 		s.changes.Changed(topic)
 	}
 	return out, nil
+}
+
+// int64s reads a script's array of integers; false for anything else.
+func int64s(v any) ([]int64, bool) {
+	vs, ok := v.([]any)
+	if !ok {
+		return nil, false
+	}
+	out := make([]int64, 0, len(vs))
+	for _, x := range vs {
+		n, ok := x.(int64)
+		if !ok {
+			return nil, false
+		}
+		out = append(out, n)
+	}
+	return out, true
 }
 
 // dedupField names the (id, hash) pair in the ids hash: "p" and 16 bytes of
@@ -98,7 +137,7 @@ func (s *Store) Read(ctx context.Context, topic string, q store.Query) (store.Pa
 }
 
 func (s *Store) read(ctx context.Context, topic string, q store.Query, again bool) (store.Page, error) {
-	k := keysOf(topic)
+	k := s.keysOf(topic)
 	count := int64(q.Count)
 	if count > int64(s.retention) {
 		count = int64(s.retention)
@@ -226,7 +265,7 @@ func parseStreamID(id string) (feed.Cursor, error) {
 
 // CursorOf implements store.Items.
 func (s *Store) CursorOf(ctx context.Context, topic, id string) (feed.Cursor, error) {
-	v, err := s.rdb.HGet(ctx, keysOf(topic).ids, "i"+id).Result()
+	v, err := s.rdb.HGet(ctx, s.keysOf(topic).ids, "i"+id).Result()
 	if errors.Is(err, redis.Nil) {
 		return 0, fmt.Errorf("entry %q of topic %q: %w", id, topic, store.ErrNotFound)
 	}

@@ -80,7 +80,7 @@ func bucketOf(name string) int {
 
 // tag is the hash tag of bucket b.
 func (t *timetable) tag(b int) string {
-	return "fg:{" + t.name + ":" + strconv.Itoa(b) + "}:"
+	return t.s.prefix + ":{" + t.name + ":" + strconv.Itoa(b) + "}:"
 }
 
 // keys are the four timetable keys of bucket b, the KEYS every timetable

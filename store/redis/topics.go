@@ -18,7 +18,7 @@ const maxTxAttempts = 100
 
 // Topic implements store.Topics.
 func (s *Store) Topic(ctx context.Context, topic string) (store.TopicState, error) {
-	v, err := s.rdb.Get(ctx, keysOf(topic).meta).Result()
+	v, err := s.rdb.Get(ctx, s.keysOf(topic).meta).Result()
 	if errors.Is(err, redis.Nil) {
 		return store.TopicState{Topic: topic}, nil
 	}
@@ -32,7 +32,7 @@ func (s *Store) Topic(ctx context.Context, topic string) (store.TopicState, erro
 // WATCH the state, apply fn, write it in MULTI; retried when another writer
 // changed the state in between.
 func (s *Store) UpdateTopic(ctx context.Context, topic string, fn func(*store.TopicState) error) error {
-	key := keysOf(topic).meta
+	key := s.keysOf(topic).meta
 	err := s.update(ctx, "update topic", key, func(tx *redis.Tx) (string, error) {
 		ts := store.TopicState{Topic: topic}
 		v, err := tx.Get(ctx, key).Result()

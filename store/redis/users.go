@@ -12,10 +12,11 @@ import (
 	"github.com/feedgate/feedgate/store"
 )
 
-// usersKey is one hash of every user, login -> JSON: users are few, a
-// single key makes AddUser's check-and-create atomic (HSETNX) and keeps the
-// whole set in one Cluster slot.
-const usersKey = "fg:users"
+// usersKey is one hash of every user, login -> JSON: users are few (and
+// every read of one is cached by the nodes), a single key makes AddUser's
+// check-and-create atomic (HSETNX) and keeps the whole set in one Cluster
+// slot.
+func (s *Store) usersKey() string { return s.key("users") }
 
 func encodeUser(u store.User) (string, error) {
 	b, err := json.Marshal(u)
@@ -39,7 +40,7 @@ func (s *Store) AddUser(ctx context.Context, u store.User) error {
 	if err != nil {
 		return err
 	}
-	ok, err := s.rdb.HSetNX(ctx, usersKey, u.Login, v).Result()
+	ok, err := s.rdb.HSetNX(ctx, s.usersKey(), u.Login, v).Result()
 	if err != nil {
 		return s.wrap("add user", err)
 	}
@@ -55,12 +56,12 @@ func (s *Store) PutUser(ctx context.Context, u store.User) error {
 	if err != nil {
 		return err
 	}
-	return s.wrap("put user", s.rdb.HSet(ctx, usersKey, u.Login, v).Err())
+	return s.wrap("put user", s.rdb.HSet(ctx, s.usersKey(), u.Login, v).Err())
 }
 
 // User implements store.Users.
 func (s *Store) User(ctx context.Context, login string) (store.User, error) {
-	v, err := s.rdb.HGet(ctx, usersKey, login).Result()
+	v, err := s.rdb.HGet(ctx, s.usersKey(), login).Result()
 	if errors.Is(err, redis.Nil) {
 		return store.User{}, fmt.Errorf("user %q: %w", login, store.ErrNotFound)
 	}
@@ -72,7 +73,7 @@ func (s *Store) User(ctx context.Context, login string) (store.User, error) {
 
 // ListUsers implements store.Users.
 func (s *Store) ListUsers(ctx context.Context) ([]store.User, error) {
-	all, err := s.rdb.HGetAll(ctx, usersKey).Result()
+	all, err := s.rdb.HGetAll(ctx, s.usersKey()).Result()
 	if err != nil {
 		return nil, s.wrap("list users", err)
 	}
@@ -90,7 +91,7 @@ func (s *Store) ListUsers(ctx context.Context) ([]store.User, error) {
 
 // DeleteUser implements store.Users.
 func (s *Store) DeleteUser(ctx context.Context, login string) error {
-	n, err := s.rdb.HDel(ctx, usersKey, login).Result()
+	n, err := s.rdb.HDel(ctx, s.usersKey(), login).Result()
 	if err != nil {
 		return s.wrap("delete user", err)
 	}

@@ -213,6 +213,35 @@ func recvItems(t *testing.T, l store.Listener, topic string, n int) []feed.Item 
 	return got
 }
 
+// recvTopics gathers batches until want[topic] items of each topic
+// arrived, in whatever order the topics come; it fails on a batch of
+// another topic, a Resync, or more items than wanted.
+func recvTopics(t *testing.T, l store.Listener, want map[string]int) map[string][]feed.Item {
+	t.Helper()
+	got := make(map[string][]feed.Item)
+	missing := 0
+	for _, n := range want {
+		missing += n
+	}
+	for missing > 0 {
+		b := recv(t, l)
+		n, ok := want[b.Topic]
+		switch {
+		case b.Resync:
+			t.Fatalf("unexpected Resync batch; still waiting for %d items", missing)
+		case !ok:
+			t.Fatalf("batch for topic %q (%v), want one of %v", b.Topic, nums(cursors(b.Items)), want)
+		case b.State == nil || b.State.Topic != b.Topic:
+			t.Fatalf("batch for topic %q carries state %s, want the topic's state", b.Topic, stateJSON(b.State))
+		case len(got[b.Topic])+len(b.Items) > n:
+			t.Fatalf("topic %q: %d items announced, want %d", b.Topic, len(got[b.Topic])+len(b.Items), n)
+		}
+		got[b.Topic] = append(got[b.Topic], b.Items...)
+		missing -= len(b.Items)
+	}
+	return got
+}
+
 // expectQuiet fails if a batch arrives within quietWait.
 func expectQuiet(t *testing.T, l store.Listener) {
 	t.Helper()

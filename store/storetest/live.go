@@ -87,8 +87,11 @@ func runLive(t *testing.T, open Opener) {
 		appendItems(t, s, topicA, items("a", 2)...)
 		appendItems(t, s, topicB, items("b", 1)...)
 		checkCursors(t, "listener 1", recvItems(t, l1, topicA, 2), span(1, 2))
-		checkCursors(t, "listener 2 A", recvItems(t, l2, topicA, 2), span(1, 2))
-		checkCursors(t, "listener 2 B", recvItems(t, l2, topicB, 1), span(1, 1))
+		// Batches of different topics may come in any order (on Redis
+		// Cluster they come from different shards).
+		got := recvTopics(t, l2, map[string]int{topicA: 2, topicB: 1})
+		checkCursors(t, "listener 2 A", got[topicA], span(1, 2))
+		checkCursors(t, "listener 2 B", got[topicB], span(1, 1))
 		expectQuiet(t, l1)
 	})
 
