@@ -15,7 +15,7 @@ import (
 
 // The node registry (store.NodeRegistry) is one hash, a one-slot key:
 // node id -> "<expiry Unix ms>|<info>". Listing removes expired records.
-const nodesKey = "fg:{nodes}"
+func (s *Store) nodesKey() string { return s.key("{nodes}") }
 
 var _ store.NodeRegistry = (*Store)(nil)
 
@@ -43,12 +43,12 @@ func (s *Store) PutNode(ctx context.Context, n store.NodeRecord) error {
 		return fmt.Errorf("redis: a node record needs an id")
 	}
 	v := strconv.FormatInt(msOf(n.Expires), 10) + "|" + string(n.Info)
-	return s.wrap("put node", s.rdb.HSet(ctx, nodesKey, n.ID, v).Err())
+	return s.wrap("put node", s.rdb.HSet(ctx, s.nodesKey(), n.ID, v).Err())
 }
 
 // Nodes implements store.NodeRegistry.
 func (s *Store) Nodes(ctx context.Context, now time.Time) ([]store.NodeRecord, error) {
-	res, err := nodesListScript.Run(ctx, s.rdb, []string{nodesKey}, msOf(now)).StringSlice()
+	res, err := nodesListScript.Run(ctx, s.rdb, []string{s.nodesKey()}, msOf(now)).StringSlice()
 	if err != nil {
 		return nil, s.wrap("list nodes", err)
 	}
@@ -64,5 +64,5 @@ func (s *Store) Nodes(ctx context.Context, now time.Time) ([]store.NodeRecord, e
 
 // RemoveNode implements store.NodeRegistry.
 func (s *Store) RemoveNode(ctx context.Context, id string) error {
-	return s.wrap("remove node", s.rdb.HDel(ctx, nodesKey, id).Err())
+	return s.wrap("remove node", s.rdb.HDel(ctx, s.nodesKey(), id).Err())
 }
