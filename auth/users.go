@@ -115,7 +115,7 @@ func AddUser(ctx context.Context, users store.Users, nu NewUser) (string, error)
 	}
 	if err := users.AddUser(ctx, u); err != nil {
 		if errors.Is(err, store.ErrExists) {
-			return "", fmt.Errorf("user %q already exists: remove it first or choose another login", nu.Login)
+			return "", fmt.Errorf("user %q %w: remove it first or choose another login", nu.Login, store.ErrExists)
 		}
 		return "", err
 	}

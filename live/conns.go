@@ -227,7 +227,11 @@ func (h *Hub) Admit(p *auth.Principal, k Kind) (*Conn, error) {
 	}
 	if limit := h.opts.MaxConnsPerUser; limit > 0 && cs.perUser[login] >= limit {
 		h.m.rejected.WithLabelValues("user_limit").Inc()
-		return nil, api.Errorf(http.StatusTooManyRequests, "you have %d live connections open on this node, the most allowed per user; close one, or merge topics into one stream (hub.topic may repeat)", limit)
+		e := api.Errorf(http.StatusTooManyRequests, "you have %d live connections open on this node, the most allowed per user; close one, or merge topics into one stream (hub.topic may repeat)", limit)
+		// Every 429 says when to retry; when one of the user's connections
+		// ends cannot be known, so this is a short hint.
+		e.Header = http.Header{"Retry-After": {"5"}}
+		return nil, e
 	}
 	cs.perUser[login]++
 	c := &Conn{h: h, p: p, login: login, kind: k, gone: make(chan struct{})}

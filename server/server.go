@@ -140,6 +140,7 @@ func New(cfg Config) http.Handler {
 
 	e.GET("/healthz", func(c *gin.Context) { c.String(http.StatusOK, "ok\n") })
 	e.GET("/readyz", h.ready)
+	e.GET("/openapi.yaml", gin.WrapF(api.ServeOpenAPI))
 	if !cfg.MetricsOnAdmin {
 		e.GET("/metrics", gin.WrapH(promhttp.HandlerFor(cfg.Registry, promhttp.HandlerOpts{Registry: cfg.Registry})))
 	}
