@@ -62,8 +62,13 @@ type NodeInfo struct {
 	Started   time.Time `json:"started"`
 }
 
+// Mux is where Register adds the routes (an *http.ServeMux).
+type Mux interface {
+	HandleFunc(pattern string, handler func(http.ResponseWriter, *http.Request))
+}
+
 // Register adds the API's routes to mux.
-func (a *API) Register(mux *http.ServeMux) {
+func (a *API) Register(mux Mux) {
 	mux.HandleFunc("GET /admin/api/users", a.admin(a.listUsers))
 	mux.HandleFunc("POST /admin/api/users", a.admin(a.addUser))
 	mux.HandleFunc("DELETE /admin/api/users/{login}", a.admin(a.removeUser))

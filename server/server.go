@@ -107,6 +107,13 @@ const DefaultMaxBody = 10 << 20
 
 // New returns the HTTP handler of a gateway node.
 func New(cfg Config) http.Handler {
+	e, cfg := engine(cfg)
+	return guardBody(e, cfg.Limits.BodyTimeout)
+}
+
+// engine returns the gin engine of New (its routes are listed by the
+// description test) and the config with its defaults filled in.
+func engine(cfg Config) (*gin.Engine, Config) {
 	if cfg.MaxBody <= 0 {
 		cfg.MaxBody = DefaultMaxBody
 	}
@@ -154,7 +161,7 @@ func New(cfg Config) http.Handler {
 		e.POST("/callback/:id", callback)
 	}
 	if cfg.Role == RoleIngest {
-		return guardBody(e, cfg.Limits.BodyTimeout)
+		return e, cfg
 	}
 
 	chain := []gin.HandlerFunc{h.limitBody}
@@ -169,7 +176,7 @@ func New(cfg Config) http.Handler {
 	}
 	ws := append(append([]gin.HandlerFunc{}, chain...), h.authenticate, h.websocket)
 	e.GET("/ws", ws...)
-	return guardBody(e, cfg.Limits.BodyTimeout)
+	return e, cfg
 }
 
 func corsMiddleware(origins []string) gin.HandlerFunc {

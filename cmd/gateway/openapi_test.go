@@ -447,7 +447,7 @@ func rss(title string, guids ...string) string {
 	return b.String()
 }
 
-// hooks is a subscriber's callback: it echoes challenges and records
+// recordingHook is a subscriber's callback: it echoes challenges and records
 // every request.
 type hookRequest struct {
 	r    *http.Request
@@ -460,7 +460,7 @@ type hooks struct {
 	more chan struct{}
 }
 
-func hookServer(t *testing.T) (*httptest.Server, *hooks) {
+func recordingHook(t *testing.T) (*httptest.Server, *hooks) {
 	h := &hooks{more: make(chan struct{}, 1)}
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body, _ := io.ReadAll(r.Body)
@@ -556,7 +556,7 @@ func TestOpenAPI(t *testing.T) {
 		io.WriteString(w, rss("Feed", "seed-1"))
 	}))
 	defer feeds.Close()
-	hook, hooks := hookServer(t)
+	hook, hooks := recordingHook(t)
 	topic, other, hubbed := feeds.URL+"/a", feeds.URL+"/b", feeds.URL+"/hubbed"
 
 	basic := func(login, token string) func(*http.Request) {
@@ -927,6 +927,12 @@ func TestOpenAPI(t *testing.T) {
 	want(jsonReq("DELETE", ad+"/users/dora", root, ""), 404, "admin remove twice")
 	want(jsonReq("DELETE", ad+"/users/dora", none, ""), 401, "admin remove without credentials")
 	want(jsonReq("DELETE", ad+"/users/dora", reader, ""), 403, "admin remove without the right")
+	sub := `{"login":"root","topic":"` + topic + `","callback":"` + hook.URL + `/cb"}`
+	want(jsonReq("POST", ad+"/deliveries/retry", root, sub), 202, "admin retry a delivery now")
+	want(jsonReq("POST", ad+"/deliveries/retry", root, `{"login":"root","topic":"`+topic+`","callback":"http://nobody.example/"}`), 404, "admin retry an unknown subscription")
+	want(jsonReq("POST", ad+"/deliveries/retry", root, `{"login":"root"}`), 422, "admin retry without topic and callback")
+	want(jsonReq("POST", ad+"/deliveries/retry", none, sub), 401, "admin retry without credentials")
+	want(jsonReq("POST", ad+"/deliveries/retry", reader, sub), 403, "admin retry without the right")
 	want(jsonReq("GET", ad+"/users", func(r *http.Request) {
 		r.Header.Set("Authorization", "Bearer "+mint("root", []string{"admin"}, time.Hour))
 	}, ""), 200, "admin with a JWT")
@@ -942,7 +948,7 @@ func TestOpenAPI(t *testing.T) {
 		base + "/callback/x", base + "/feedgate.js", base + "/demo", base + "/static/site.css", base + "/nope", base + "/admin/api/users",
 		admin + "/", admin + "/metrics", admin + "/openapi.yaml", admin + "/debug/pprof/", admin + "/debug/pprof/cmdline",
 		admin + "/admin/api/users", admin + "/admin/api/users/x", admin + "/admin/api/users/x/rotate", admin + "/admin/api/topics",
-		admin + "/admin/api/deliveries", admin + "/admin/api/connections", admin + "/admin/api/nodes", admin + "/admin/api/nope", admin + "/admin/nope"}
+		admin + "/admin/api/deliveries", admin + "/admin/api/deliveries/retry", admin + "/admin/api/connections", admin + "/admin/api/nodes", admin + "/admin/api/nope", admin + "/admin/nope"}
 	for _, u := range paths {
 		for _, m := range methods {
 			if m == "GET" && strings.Contains(u, "/debug/pprof/") {
@@ -984,6 +990,8 @@ func TestOpenAPI(t *testing.T) {
 		"POST /admin/api/users/{login}/rotate 503": "the store unreachable",
 		"GET /admin/api/topics 503":                "the store unreachable",
 		"GET /admin/api/deliveries 503":            "the store unreachable",
+		"POST /admin/api/deliveries/retry 503":     "the store unreachable",
+		"GET /admin/api/nodes 503":                 "the store unreachable",
 	})
 }
 
