@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"net"
 	"net/http"
 	"time"
 
@@ -156,6 +157,11 @@ func (s *Service) hijack(w http.ResponseWriter, r *http.Request) *rawOut {
 	h.Set("Connection", "close")
 	h.Set("Date", time.Now().UTC().Format(http.TimeFormat))
 	conn, _, err := http.NewResponseController(w).Hijack()
+	if u, ok := conn.(interface{ Uncorked() net.Conn }); ok {
+		// The socket itself, under the server's write-holding wrapper
+		// (server.Corked): vectored writes and its descriptor.
+		conn = u.Uncorked()
+	}
 	if err != nil {
 		h.Del("Transfer-Encoding")
 		h.Del("Connection")

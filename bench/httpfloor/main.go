@@ -12,10 +12,12 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -23,14 +25,15 @@ func main() {
 	listen := flag.String("listen", "127.0.0.1:9001", "address to serve on (loopback)")
 	from := flag.String("from", "", "URL whose answer is served (a gateway retrieve)")
 	creds := flag.String("auth", "", "login:token for --from")
+	coalesce := flag.Bool("coalesce", false, "hold each response's writes and send them in one write(2) when it is complete")
 	flag.Parse()
-	if err := run(*listen, *from, *creds); err != nil {
+	if err := run(*listen, *from, *creds, *coalesce); err != nil {
 		fmt.Fprintln(os.Stderr, "httpfloor:", err)
 		os.Exit(1)
 	}
 }
 
-func run(listen, from, creds string) error {
+func run(listen, from, creds string, coalesce bool) error {
 	if from == "" {
 		return fmt.Errorf("--from is required")
 	}
@@ -68,5 +71,82 @@ func run(listen, from, creds string) error {
 			_, _ = w.Write(body)
 		}),
 	}
-	return srv.ListenAndServe()
+	ln, err := net.Listen("tcp", listen)
+	if err != nil {
+		return err
+	}
+	if coalesce {
+		ln = corkListener{ln}
+		srv.ConnState = func(c net.Conn, st http.ConnState) {
+			if cc, ok := c.(*corkConn); ok {
+				switch st {
+				case http.StateActive:
+					cc.cork()
+				case http.StateIdle, http.StateHijacked:
+					cc.uncork()
+				}
+			}
+		}
+	}
+	return srv.Serve(ln)
+}
+
+type corkListener struct{ net.Listener }
+
+func (l corkListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return &corkConn{Conn: c}, nil
+}
+
+// corkConn holds writes while corked and sends them at once when uncorked.
+type corkConn struct {
+	net.Conn
+	mu     sync.Mutex
+	corked bool
+	buf    []byte
+}
+
+func (c *corkConn) Write(p []byte) (int, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.corked || len(c.buf)+len(p) > 64<<10 {
+		if err := c.flushLocked(); err != nil {
+			return 0, err
+		}
+		return c.Conn.Write(p)
+	}
+	c.buf = append(c.buf, p...)
+	return len(p), nil
+}
+
+func (c *corkConn) flushLocked() error {
+	if len(c.buf) == 0 {
+		return nil
+	}
+	_, err := c.Conn.Write(c.buf)
+	c.buf = c.buf[:0]
+	return err
+}
+
+func (c *corkConn) cork() {
+	c.mu.Lock()
+	c.corked = true
+	c.mu.Unlock()
+}
+
+func (c *corkConn) uncork() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.corked = false
+	if err := c.flushLocked(); err != nil {
+		_ = c.Conn.Close()
+	}
+}
+
+func (c *corkConn) Close() error {
+	c.uncork()
+	return c.Conn.Close()
 }

@@ -280,6 +280,11 @@ func (c *ServeCmd) Run(ctx context.Context) error {
 		ConnContext:       conns.ConnContext,
 		ConnState:         conns.ConnState,
 	}
+	if tlsCfg == nil {
+		// Each answer in one write (see server.Corked).
+		ln = server.Corked(ln)
+		srv.ConnState = server.CorkState(conns.ConnState)
+	}
 	var adminSrv *http.Server
 	var aln net.Listener
 	if c.AdminListen != "" {
