@@ -2,6 +2,7 @@
 // loopback port with a temporary embedded store, and driven over HTTP like any client.
 import { spawn, execFile } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
+import { request as httpsRequest } from 'node:https';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -35,13 +36,38 @@ export async function buildGateway(dir) {
   return bin;
 }
 
+// fetchTrusting is a minimal fetch over HTTPS (HTTP/1.1) that trusts the PEM certificate ca.
+function fetchTrusting(ca) {
+  return (url, { method = 'GET', headers = {}, body } = {}) => new Promise((ok, fail) => {
+    const req = httpsRequest(url, { method, headers, ca }, res => {
+      const chunks = [];
+      res.on('data', c => chunks.push(c));
+      res.on('end', () => {
+        const text = Buffer.concat(chunks).toString();
+        ok({ status: res.statusCode, ok: res.statusCode < 300, text: async () => text });
+      });
+      res.on('error', fail);
+    });
+    req.on('error', fail);
+    if (body) req.write(body);
+    req.end();
+  });
+}
+
 export class Gateway {
-  constructor(bin, { port, origins = [] }) {
+  // tls: {cert, key, ca}: serve HTTPS (--tls-cert, --tls-key) from the PEM files cert and key,
+  // and trust ca (PEM text, the issuing CA) when calling the gateway. allowPrivate lets topics
+  // live on loopback addresses (--allow-private).
+  constructor(bin, { port, origins = [], tls, allowPrivate = false }) {
     this.bin = bin;
     this.port = port;
     this.origins = origins;
-    this.url = `http://127.0.0.1:${port}/`;
-    this.origin = `http://127.0.0.1:${port}`;
+    this.tls = tls;
+    this.allowPrivate = allowPrivate;
+    const scheme = tls ? 'https' : 'http';
+    this.url = `${scheme}://127.0.0.1:${port}/`;
+    this.origin = `${scheme}://127.0.0.1:${port}`;
+    this.fetch = tls ? fetchTrusting(tls.ca) : fetch;
     this.log = '';
   }
 
@@ -50,6 +76,8 @@ export class Gateway {
     const args = ['serve', '--listen', `127.0.0.1:${this.port}`, '--data-dir', this.dataDir,
       '--public-url', this.origin];
     if (this.origins.length) args.push('--allowed-origins', this.origins.join(','));
+    if (this.tls) args.push('--tls-cert', this.tls.cert, '--tls-key', this.tls.key);
+    if (this.allowPrivate) args.push('--allow-private');
     const proc = this.proc = spawn(this.bin, args, { env: cleanEnv(), stdio: ['ignore', 'pipe', 'pipe'] });
     const keep = d => { this.log = (this.log + d).slice(-20000); };
     proc.stdout.on('data', keep);
@@ -59,7 +87,7 @@ export class Gateway {
     for (;;) {
       if (proc.exitCode !== null) throw new Error(`the gateway exited (${proc.exitCode}) at start:\n${this.log}`);
       try {
-        const r = await fetch(this.origin + '/healthz');
+        const r = await this.fetch(this.origin + '/healthz');
         if (r.ok) return this;
       } catch { /* not listening yet */ }
       if (Date.now() > deadline) throw new Error(`the gateway did not answer /healthz within 20 s:\n${this.log}`);
@@ -110,7 +138,7 @@ export class Gateway {
       for (const [k, v] of Object.entries(params)) u.searchParams.append(k, v);
     }
     if (type) headers['Content-Type'] = type;
-    const r = await fetch(u, { method, headers, body });
+    const r = await this.fetch(u, { method, headers, body });
     const text = await r.text();
     return { status: r.status, text, json: () => JSON.parse(text) };
   }
