@@ -36,7 +36,9 @@ Commands:
   redis-raw  go-redis XREVRANGE <topic's items key> + - COUNT n with --conns connections
   stream     open --clients live clients (--kind ndjson|sse|ws|poll), publish --items
              by fat ping and report deliveries/s, latency, lost, duplicated, drops
-             and the gateway's memory per connection
+             and the gateway's memory per connection; with an https --url (and
+             --ca) SSE and NDJSON clients share HTTP/2 connections over TLS,
+             --h2-streams per connection
   storm      a reconnect storm: --clients SSE clients, --before items, the gateway
              restarted by --restart-cmd, --during items; every client resumes by
              Last-Event-ID; reports the time to the last client caught up
@@ -91,7 +93,7 @@ func main() {
 
 // gatewayFlags are the flags every command talking to the gateway has.
 type gatewayFlags struct {
-	url, login, token, topic string
+	url, login, token, topic, ca string
 }
 
 func (g *gatewayFlags) register(fs *flag.FlagSet) {
@@ -99,6 +101,7 @@ func (g *gatewayFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&g.login, "login", "bench", "login of the user")
 	fs.StringVar(&g.token, "token", os.Getenv("LOADGEN_TOKEN"), "the user's token (default $LOADGEN_TOKEN); the user needs rights subscribe, retrieve and publish")
 	fs.StringVar(&g.topic, "topic", "http://127.0.0.1:9/loadgen/feed", "topic URL (only a name: loadgen never fetches it)")
+	fs.StringVar(&g.ca, "ca", "", "for an https --url: PEM file of the certificate the gateway serves (or its CA), the one trusted")
 }
 
 func (g *gatewayFlags) target() (*loadgen.Target, loadgen.Auth, error) {
@@ -108,6 +111,14 @@ func (g *gatewayFlags) target() (*loadgen.Target, loadgen.Auth, error) {
 	}
 	if g.token == "" {
 		return nil, loadgen.Auth{}, errors.New("--token is required (or $LOADGEN_TOKEN): create one with `gateway user add bench --rights all`")
+	}
+	if t.HTTPS {
+		if g.ca == "" {
+			return nil, loadgen.Auth{}, errors.New("an https --url needs --ca: the certificate the gateway serves (or its CA)")
+		}
+		if t.TLS, err = loadgen.TrustCA(g.ca); err != nil {
+			return nil, loadgen.Auth{}, err
+		}
 	}
 	return t, loadgen.Auth{Login: g.login, Token: g.token}, nil
 }
@@ -228,6 +239,9 @@ func retrieve(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
+	if err := t.PlainHTTP("retrieve"); err != nil {
+		return err
+	}
 	if *compare && rf.url == "" {
 		return errors.New("--compare-redis needs --redis-url")
 	}
@@ -338,6 +352,7 @@ func stream(ctx context.Context, args []string) (int, error) {
 	wsPath := fs.String("ws-path", "", "WebSocket path (default: the hub endpoint, as in --url)")
 	pollTimeout := fs.Int("poll-timeout", 30, "timeout parameter of long-polls, seconds")
 	count := fs.Int("count", 1, "count parameter of the clients' requests (items in each first answer)")
+	h2Streams := fs.Int("h2-streams", loadgen.DefaultH2Streams, "with an https --url: clients sharing one HTTP/2 connection (ndjson and sse only)")
 	body := fs.String("body", "atom", "fat ping document: atom or json (JSON Feed)")
 	size := fs.Int("item-bytes", 200, "text content of each item, in bytes")
 	timeout := fs.Duration("timeout", 0, "hard limit of the whole run (default: computed from the other flags)")
@@ -372,7 +387,7 @@ func stream(ctx context.Context, args []string) (int, error) {
 		Batch: *batch, PublishConns: *publishers, Body: bf, ItemBytes: *size, Count: *count,
 		Hold: *hold, Settle: *settle, ConnectTimeout: *connTimeout, Drain: *drain,
 		ConnectConcurrency: *connConc, GatewayPID: *pid, SourceIPs: *sources,
-		WSPath: *wsPath, PollTimeout: *pollTimeout, Progress: progress,
+		WSPath: *wsPath, PollTimeout: *pollTimeout, H2Streams: *h2Streams, Progress: progress,
 	})
 	if res.Connected > 0 || err == nil {
 		fmt.Println(res)
@@ -409,6 +424,9 @@ func storm(ctx context.Context, args []string) (int, error) {
 	}
 	t, auth, err := g.target()
 	if err != nil {
+		return 0, err
+	}
+	if err := t.PlainHTTP("storm"); err != nil {
 		return 0, err
 	}
 	bf, err := bodyFormat(*body)

@@ -31,6 +31,7 @@ func NewHub(t *Target, auth Auth, conns int) *Hub {
 		MaxConnsPerHost:     max(conns, 1),
 		IdleConnTimeout:     time.Minute,
 		DisableCompression:  true,
+		TLSClientConfig:     t.TLS, // https targets; fat pings go over HTTP/1.1
 	}
 	return &Hub{T: t, Auth: auth, hc: &http.Client{
 		Transport: tr,

@@ -69,6 +69,9 @@ type StreamConfig struct {
 	WSPath string
 	// PollTimeout is the timeout parameter of long-polls, in seconds.
 	PollTimeout int
+	// H2Streams is how many clients share one HTTP/2 connection when the
+	// target is https (default DefaultH2Streams).
+	H2Streams int
 	// Progress, if set, receives progress lines.
 	Progress io.Writer
 }
@@ -80,6 +83,9 @@ type StreamResult struct {
 	Connected       int           `json:"connected"`
 	ConnectFailures Counts        `json:"connect_failures"`
 	ConnectTime     time.Duration `json:"connect_time_ns"`
+	// H2Conns is the HTTP/2 connections the clients shared (https runs;
+	// 0: one HTTP/1.1 connection per client).
+	H2Conns int `json:"h2_conns,omitempty"`
 
 	Items         int     `json:"items"`
 	Rate          float64 `json:"rate"`
@@ -116,6 +122,9 @@ func (r StreamResult) OK() bool {
 
 func (r StreamResult) String() string {
 	s := fmt.Sprintf("%s: %d/%d clients connected in %s", r.Kind, r.Connected, r.Clients, r.ConnectTime.Round(time.Millisecond))
+	if r.H2Conns > 0 {
+		s += fmt.Sprintf(", over TLS and HTTP/2 on %d connections", r.H2Conns)
+	}
 	if len(r.ConnectFailures) > 0 {
 		s += fmt.Sprintf(" (failures: %s)", r.ConnectFailures)
 	}
@@ -177,6 +186,7 @@ type streamRun struct {
 	cfg    StreamConfig
 	marker Marker
 	dialer *Dialer
+	h2     *h2Pool // https targets: the shared HTTP/2 connections
 
 	clients []client
 	sem     chan struct{}
@@ -267,8 +277,13 @@ func RunStream(ctx context.Context, cfg StreamConfig) (StreamResult, error) {
 	defer cancelRun()
 	connCtx, cancelConn := context.WithCancel(runCtx)
 	defer cancelConn()
+	var h2 *h2Pool
+	if cfg.Target.HTTPS {
+		h2 = newH2Pool(cfg.Target, d, cfg.H2Streams)
+		defer h2.close()
+	}
 	r := &streamRun{
-		cfg: cfg, marker: NewMarker(NewRunID()), dialer: d,
+		cfg: cfg, marker: NewMarker(NewRunID()), dialer: d, h2: h2,
 		clients:  make([]client, cfg.Clients),
 		sem:      make(chan struct{}, cfg.ConnectConcurrency),
 		failures: Counts{}, allDone: make(chan struct{}),
@@ -304,6 +319,9 @@ func RunStream(ctx context.Context, cfg StreamConfig) (StreamResult, error) {
 	cancelConn()
 	res.ConnectTime = time.Since(start)
 	res.Connected = int(r.readyN.Load())
+	if h2 != nil {
+		res.H2Conns = h2.Conns()
+	}
 	if missing := cfg.Clients - res.Connected - res.ConnectFailures.Total(); missing > 0 {
 		res.ConnectFailures["not connected within --connect-timeout"] += missing
 	}
@@ -426,6 +444,14 @@ func (cfg *StreamConfig) defaults() error {
 	if cfg.Body == "" {
 		cfg.Body = BodyAtom
 	}
+	if cfg.Target.HTTPS {
+		if cfg.Kind != KindSSE && cfg.Kind != KindNDJSON {
+			return fmt.Errorf("--kind %s over https is not supported: SSE and NDJSON streams run over TLS and HTTP/2", cfg.Kind)
+		}
+		if cfg.Target.TLS == nil {
+			return fmt.Errorf("an https --url needs --ca (the certificate the gateway serves, or its CA)")
+		}
+	}
 	if cfg.Items == 0 && cfg.Hold <= 0 {
 		return fmt.Errorf("an idle run (--items 0) needs --hold, e.g. --hold 20s")
 	}
@@ -492,6 +518,10 @@ func (r *streamRun) runClient(c *client) {
 	var err error
 	switch r.cfg.Kind {
 	case KindNDJSON, KindSSE:
+		if r.h2 != nil {
+			err = r.h2StreamClient(c, release)
+			break
+		}
 		err = r.streamClient(c, release)
 	case KindWS:
 		err = r.wsClient(c, release)

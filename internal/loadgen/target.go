@@ -9,6 +9,7 @@
 package loadgen
 
 import (
+	"crypto/tls"
 	"fmt"
 	"net"
 	"net/url"
@@ -26,22 +27,26 @@ type Target struct {
 	Host string
 	// Path is the hub endpoint path ("/" unless the URL says otherwise).
 	Path string
+	// HTTPS is true for an https:// URL; TLS is then the client's TLS
+	// configuration (which certificates it trusts), set by the caller.
+	HTTPS bool
+	TLS   *tls.Config
 }
 
-// ParseTarget checks that raw is an http URL on a loopback host
+// ParseTarget checks that raw is an http or https URL on a loopback host
 // (127.0.0.0/8, ::1 or localhost) and returns it as a Target.
 func ParseTarget(raw string) (*Target, error) {
 	u, err := url.Parse(raw)
 	if err != nil {
 		return nil, fmt.Errorf("--url %q is not a URL: %w", raw, err)
 	}
-	if u.Scheme != "http" {
-		return nil, fmt.Errorf("--url %q: only http:// is supported (the gateway on loopback), not %q", raw, u.Scheme)
+	if u.Scheme != "http" && u.Scheme != "https" {
+		return nil, fmt.Errorf("--url %q: only http:// and https:// are supported (the gateway on loopback), not %q", raw, u.Scheme)
 	}
 	host := u.Hostname()
 	port := u.Port()
 	if port == "" {
-		port = "80"
+		port = map[string]string{"http": "80", "https": "443"}[u.Scheme]
 	}
 	ip, err := loopbackIP(host)
 	if err != nil {
@@ -52,15 +57,33 @@ func ParseTarget(raw string) (*Target, error) {
 		path = "/"
 	}
 	return &Target{
-		Base: "http://" + u.Host,
-		Addr: net.JoinHostPort(ip.String(), port),
-		Host: u.Host,
-		Path: path,
+		Base:  u.Scheme + "://" + u.Host,
+		Addr:  net.JoinHostPort(ip.String(), port),
+		Host:  u.Host,
+		Path:  path,
+		HTTPS: u.Scheme == "https",
 	}, nil
 }
 
 // Endpoint is the hub endpoint's URL.
 func (t *Target) Endpoint() string { return t.Base + t.Path }
+
+// Hostname is the target's host without the port (the TLS server name).
+func (t *Target) Hostname() string {
+	if h, _, err := net.SplitHostPort(t.Host); err == nil {
+		return h
+	}
+	return t.Host
+}
+
+// PlainHTTP refuses an https target for what only speaks plain HTTP/1.1
+// (the lean client).
+func (t *Target) PlainHTTP(what string) error {
+	if t.HTTPS {
+		return fmt.Errorf("%s speaks plain HTTP/1.1: give an http:// --url (over https only SSE and NDJSON streams run, on HTTP/2)", what)
+	}
+	return nil
+}
 
 // CheckLoopbackAddr checks that addr (host:port) is a loopback address and
 // returns it with localhost replaced by 127.0.0.1.
