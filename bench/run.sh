@@ -12,7 +12,9 @@
 #
 # Environment:
 #   STORES     "redis embedded" (default) or one of them
-#   RUNS       any of: retrieve ndjson sse ws poll idle storm (default: all but ws, poll, storm)
+#   RUNS       any of: retrieve floor ndjson sse ws poll idle storm (default: all but ws
+#              and poll); floor is bench/floor with the NDJSON sizes, the machine's own
+#              limit to compare the NDJSON run with (it runs once, with the first store)
 #   SMALL=1    small clients/items/durations
 #   NDJSON_CLIENTS, NDJSON_ITEMS, NDJSON_RATE, SSE_CLIENTS, SSE_ITEMS, IDLE_CLIENTS,
 #   IDLE_HOLD, WS_CLIENTS, WS_ITEMS, POLL_CLIENTS, POLL_ITEMS, STORM_CLIENTS
@@ -24,7 +26,7 @@ set -euo pipefail
 
 cd "$(dirname "$0")/.."
 STORES=${STORES:-"redis embedded"}
-RUNS=${RUNS:-"retrieve ndjson sse idle"}
+RUNS=${RUNS:-"retrieve floor ndjson sse idle storm"}
 DURATION=${DURATION:-10s}
 ROUNDS=${ROUNDS:-3}
 OUT=${OUT:-$(mktemp -d /tmp/feedgate-bench.XXXXXX)}
@@ -45,7 +47,7 @@ else
 	# environment instead.
 	NDJSON_CLIENTS=${NDJSON_CLIENTS:-10000} NDJSON_ITEMS=${NDJSON_ITEMS:-100} NDJSON_RATE=${NDJSON_RATE:-10}
 	SSE_CLIENTS=${SSE_CLIENTS:-5000} SSE_ITEMS=${SSE_ITEMS:-20}
-	IDLE_CLIENTS=${IDLE_CLIENTS:-10000} IDLE_HOLD=${IDLE_HOLD:-20s}
+	IDLE_CLIENTS=${IDLE_CLIENTS:-19000} IDLE_HOLD=${IDLE_HOLD:-20s}
 	WS_CLIENTS=${WS_CLIENTS:-5000} WS_ITEMS=${WS_ITEMS:-20}
 	POLL_CLIENTS=${POLL_CLIENTS:-2000} POLL_ITEMS=${POLL_ITEMS:-20}
 	STORM_CLIENTS=${STORM_CLIENTS:-10000}
@@ -76,7 +78,9 @@ log() { printf '\n=== %s\n' "$*" | tee -a "$OUT/summary.txt" >&2; }
 echo "building into $BIN" >&2
 go build -o "$BIN/gateway" ./cmd/gateway
 go build -o "$BIN/loadgen" ./cmd/loadgen
+go build -o "$BIN/floor" ./bench/floor
 LG=$BIN/loadgen
+FLOOR_DONE=
 
 # stop_pid PID: SIGTERM, wait up to 15 s, then SIGKILL.
 stop_pid() {
@@ -171,6 +175,13 @@ for store in $STORES; do
 					--gateway-pid "$GW_PID"
 			fi
 			;;
+		floor)
+			[[ -z $FLOOR_DONE ]] || continue
+			FLOOR_DONE=1
+			log "floor: $NDJSON_CLIENTS loopback connections, $NDJSON_ITEMS messages at $NDJSON_RATE/s (no gateway)"
+			timeout 600 "$BIN/floor" --conns "$NDJSON_CLIENTS" --items "$NDJSON_ITEMS" --rate "$NDJSON_RATE" --size 600 \
+				2>&1 | tee "$OUT/floor.txt" | tee -a "$OUT/summary.txt"
+			;;
 		ndjson)
 			restart_gateway "$store"
 			log "$store: $NDJSON_CLIENTS NDJSON clients, $NDJSON_ITEMS items at $NDJSON_RATE/s"
@@ -197,9 +208,9 @@ for store in $STORES; do
 			;;
 		idle)
 			restart_gateway "$store"
-			log "$store: $IDLE_CLIENTS idle NDJSON connections held $IDLE_HOLD"
-			lg "$store-idle" stream --kind ndjson --clients "$IDLE_CLIENTS" --items 0 --hold "$IDLE_HOLD" \
-				--gateway-pid "$GW_PID"
+			log "$store: $IDLE_CLIENTS idle NDJSON connections held $IDLE_HOLD, then one item to all"
+			lg "$store-idle" stream --kind ndjson --clients "$IDLE_CLIENTS" --items 1 --hold "$IDLE_HOLD" \
+				--connect-concurrency 400 --gateway-pid "$GW_PID"
 			;;
 		storm)
 			restart_gateway "$store"
@@ -211,7 +222,7 @@ for store in $STORES; do
 			PIDS+=("$GW_PID")
 			;;
 		*)
-			echo "unknown run $run (use retrieve ndjson sse ws poll idle storm)" >&2
+			echo "unknown run $run (use retrieve floor ndjson sse ws poll idle storm)" >&2
 			exit 2
 			;;
 		esac
