@@ -30,7 +30,10 @@ func TestParseTargetOnlyLoopback(t *testing.T) {
 		{"http://10.0.0.1:8080", "", false},
 		{"http://example.com", "", false},
 		{"http://localhost.example.com:80", "", false},
-		{"https://127.0.0.1", "", false},
+		{"https://127.0.0.1", "127.0.0.1:443", true},
+		{"https://localhost:8443", "127.0.0.1:8443", true},
+		{"https://10.0.0.1:8443", "", false},
+		{"ftp://127.0.0.1", "", false},
 		{"http://0.0.0.0:8080", "", false},
 		{"::", "", false},
 	} {

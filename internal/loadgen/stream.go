@@ -444,7 +444,7 @@ func (cfg *StreamConfig) defaults() error {
 	if cfg.Body == "" {
 		cfg.Body = BodyAtom
 	}
-	if cfg.Target.HTTPS {
+	if cfg.Target != nil && cfg.Target.HTTPS {
 		if cfg.Kind != KindSSE && cfg.Kind != KindNDJSON {
 			return fmt.Errorf("--kind %s over https is not supported: SSE and NDJSON streams run over TLS and HTTP/2", cfg.Kind)
 		}
