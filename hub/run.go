@@ -420,12 +420,3 @@ func (s *Service) removeOrphanSubscriptions(ctx context.Context) error {
 	}
 	return nil
 }
-
-func sleep(ctx context.Context, d time.Duration) {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-	case <-t.C:
-	}
-}
