@@ -41,6 +41,11 @@ type API struct {
 	// Heartbeat is how often RunHeartbeat renews this node's record (its
 	// record expires after three); default DefaultHeartbeat.
 	Heartbeat time.Duration
+	// Refresh is how often the console's live view is recomputed while a
+	// console follows it; default DefaultRefresh.
+	Refresh time.Duration
+
+	feed broadcast
 }
 
 // Retrier makes a callback subscription's delivery due at once, cutting a
@@ -78,6 +83,9 @@ func (a *API) Register(mux Mux) {
 	mux.HandleFunc("POST /admin/api/deliveries/retry", a.admin(a.retryDelivery))
 	mux.HandleFunc("GET /admin/api/connections", a.admin(a.connections))
 	mux.HandleFunc("GET /admin/api/nodes", a.admin(a.nodes))
+	mux.HandleFunc("GET /admin/api/overview", a.admin(a.getOverview))
+	mux.HandleFunc("GET /admin/api/events", a.admin(a.serveEvents))
+	a.registerConsole(mux)
 	mux.HandleFunc("/admin/api/", a.admin(func(w http.ResponseWriter, r *http.Request) error {
 		return api.Errorf(http.StatusNotFound, "no admin route %s %s: see the OpenAPI description of the admin API", r.Method, r.URL.Path)
 	}))
@@ -85,12 +93,24 @@ func (a *API) Register(mux Mux) {
 
 var jsonWant = api.Want{JSON: true}
 
+// crossOrigin refuses state-changing requests a browser makes for a page
+// of another origin (Sec-Fetch-Site, Origin): a page elsewhere cannot use
+// the admin API through an operator's browser.
+var crossOrigin = http.NewCrossOriginProtection()
+
 // admin authenticates the request (admin right required) and renders
 // the handler's error the way the public API does.
 func (a *API) admin(h func(http.ResponseWriter, *http.Request) error) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
+		if err := crossOrigin.Check(r); err != nil {
+			api.WriteError(w, jsonWant, api.Errorf(http.StatusForbidden, "cross-origin request refused: the admin API answers its own console and clients that are not browsers"))
+			return
+		}
 		p, err := a.Auth.Authenticate(r.Context(), r, nil)
 		if err != nil {
+			if r.Header.Get(consoleHeader) != "" {
+				err = withoutChallenge(err)
+			}
 			api.WriteError(w, jsonWant, err)
 			return
 		}
@@ -236,49 +256,126 @@ type TopicInfo struct {
 	// Status is the retrieve answer's status block (last fetch, its HTTP
 	// outcome, next fetch, newest cursor).
 	Status feed.Status `json:"status"`
+	// FetchError is the outcome of the last fetch when it failed.
+	FetchError string `json:"fetchError,omitempty"`
 	// Failures counts consecutive failed fetches; Hubs are the upstream
-	// WebSub hubs the feed advertises.
-	Failures int       `json:"failures"`
-	Hubs     []string  `json:"hubs,omitempty"`
-	Period   int       `json:"periodSeconds"`
-	Changed  time.Time `json:"lastChange,omitzero"`
+	// WebSub hubs the feed advertises, Upstreams the subscriptions held
+	// there (state and lease).
+	Failures  int            `json:"failures"`
+	Hubs      []string       `json:"hubs,omitempty"`
+	Upstreams []UpstreamInfo `json:"upstreams,omitempty"`
+	Period    int            `json:"periodSeconds"`
+	Changed   time.Time      `json:"lastChange,omitzero"`
 	// Subscribers counts subscriptions (with or without a callback),
 	// Callbacks those with one.
 	Subscribers int `json:"subscribers"`
 	Callbacks   int `json:"callbacks"`
+	// Connections counts the live connections following the topic on
+	// every node (as their last heartbeats counted them; this node now).
+	Connections int `json:"connections"`
+	// Items counts the items the topic holds.
+	Items int64 `json:"items"`
+}
+
+// UpstreamInfo is a subscription the gateway holds at an upstream WebSub
+// hub for a topic (never its secret).
+type UpstreamInfo struct {
+	Hub       string              `json:"hub"`
+	State     store.UpstreamState `json:"state"`
+	ExpiresAt time.Time           `json:"expiresAt,omitzero"`
+	Reason    string              `json:"reason,omitempty"`
+}
+
+// topics describes the tracked topics, at most limit of them (0: all),
+// and says how many there are; conns are the live connections per topic.
+func (a *API) topics(ctx context.Context, limit int, conns map[string]int) ([]TopicInfo, int, error) {
+	names, err := a.Store.TrackedTopics(ctx)
+	if err != nil {
+		return nil, 0, err
+	}
+	total := len(names)
+	if limit > 0 && len(names) > limit {
+		names = names[:limit]
+	}
+	out := make([]TopicInfo, 0, len(names))
+	for _, name := range names {
+		ti, err := a.topic(ctx, name)
+		if err != nil {
+			return nil, 0, err
+		}
+		ti.Connections = conns[name]
+		out = append(out, ti)
+	}
+	return out, total, nil
+}
+
+func (a *API) topic(ctx context.Context, name string) (TopicInfo, error) {
+	ti := TopicInfo{Topic: name}
+	if st, err := a.Store.Topic(ctx, name); err == nil {
+		ti.Title, ti.Status = st.Meta.Title, st.Status
+	} else if !errors.Is(err, store.ErrNotFound) {
+		return ti, err
+	}
+	if a.Ingest != nil {
+		is, err := a.Ingest.IngestState(ctx, name)
+		if err != nil {
+			return ti, err
+		}
+		ti.Failures, ti.Hubs, ti.Changed = is.Failures, is.Hubs, is.LastChange
+		ti.Period = int(is.Period / time.Second)
+		ups, err := a.Ingest.TopicUpstreams(ctx, name)
+		if err != nil {
+			return ti, err
+		}
+		for _, u := range ups {
+			ti.Upstreams = append(ti.Upstreams, UpstreamInfo{Hub: u.Hub, State: u.State, ExpiresAt: u.ExpiresAt, Reason: u.Reason})
+		}
+	}
+	if c := ti.Status.Code; ti.Failures > 0 || c >= 400 || (c == 0 && ti.Status.LastFetch > 0) {
+		ti.FetchError = ti.Status.HTTP
+	}
+	subs, err := a.Store.TopicSubscriptions(ctx, name)
+	if err != nil {
+		return ti, err
+	}
+	ti.Subscribers = len(subs)
+	for _, s := range subs {
+		if s.Callback != "" {
+			ti.Callbacks++
+		}
+	}
+	// Cursors of a topic are contiguous: the items held run from the
+	// oldest to the newest.
+	oldest, err := a.Store.Read(ctx, name, store.Query{From: store.After, Cursor: 0, Count: 1})
+	if err != nil {
+		return ti, err
+	}
+	if n := len(oldest.Items); n > 0 && oldest.Last >= oldest.Items[n-1].Cursor {
+		ti.Items = int64(oldest.Last-oldest.Items[n-1].Cursor) + 1
+	}
+	return ti, nil
+}
+
+// topicConnections sums the live connections per topic over the nodes.
+func topicConnections(nodes []Node) map[string]int {
+	out := map[string]int{}
+	for _, n := range nodes {
+		for t, c := range n.TopicConnections {
+			out[t] += c
+		}
+	}
+	return out
 }
 
 func (a *API) listTopics(w http.ResponseWriter, r *http.Request) error {
 	ctx := r.Context()
-	names, err := a.Store.TrackedTopics(ctx)
+	nodes, err := a.nodeList(ctx)
 	if err != nil {
 		return err
 	}
-	out := make([]TopicInfo, 0, len(names))
-	for _, name := range names {
-		ti := TopicInfo{Topic: name}
-		if st, err := a.Store.Topic(ctx, name); err == nil {
-			ti.Title, ti.Status = st.Meta.Title, st.Status
-		} else if !errors.Is(err, store.ErrNotFound) {
-			return err
-		}
-		if a.Ingest != nil {
-			if is, err := a.Ingest.IngestState(ctx, name); err == nil {
-				ti.Failures, ti.Hubs, ti.Changed = is.Failures, is.Hubs, is.LastChange
-				ti.Period = int(is.Period / time.Second)
-			}
-		}
-		subs, err := a.Store.TopicSubscriptions(ctx, name)
-		if err != nil {
-			return err
-		}
-		ti.Subscribers = len(subs)
-		for _, s := range subs {
-			if s.Callback != "" {
-				ti.Callbacks++
-			}
-		}
-		out = append(out, ti)
+	out, _, err := a.topics(ctx, 0, topicConnections(nodes))
+	if err != nil {
+		return err
 	}
 	return writeJSON(w, http.StatusOK, out)
 }

@@ -1,6 +1,7 @@
 package main_test
 
 import (
+	"bufio"
 	"encoding/json"
 	"io"
 	"net"
@@ -386,4 +387,134 @@ func TestAdminNodes(t *testing.T) {
 	waitFor(t, 15*time.Second, "node B gone from the list after it was killed (three heartbeats)", func() bool {
 		return nodeIDs(adminNodes(t, adA, root)) == "node-a*"
 	})
+}
+
+// TestAdminConsoleAndEvents: the console's page and assets on the admin
+// listener, the overview, its event stream (an event at once, more as
+// things change, an end when the token is rotated), and the guards of the
+// admin API against browsers (no Basic prompt for the console, no
+// cross-origin writes).
+func TestAdminConsoleAndEvents(t *testing.T) {
+	t.Parallel()
+	addr, adminAddr := freeAddr(t), freeAddr(t)
+	env := []string{"FEEDGATE_LISTEN=" + addr, "FEEDGATE_ADMIN_LISTEN=" + adminAddr, "FEEDGATE_DATA_DIR=" + t.TempDir(),
+		"FEEDGATE_PUBLIC_URL=http://" + addr, "FEEDGATE_NODE_ID=solo", "FEEDGATE_AUTH_CACHE=1s"}
+	start(t, addr, env)
+	root := "root:" + userAdd(t, env, "root", "--rights", "all")
+	base := "http://" + adminAddr
+
+	for _, c := range []struct{ path, ctype string }{{"/admin/", "text/html"}, {"/admin/console.js", "text/javascript"}, {"/admin/console.css", "text/css"}} {
+		resp, err := http.Get(base + c.path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || !strings.HasPrefix(resp.Header.Get("Content-Type"), c.ctype) ||
+			!strings.Contains(resp.Header.Get("Content-Security-Policy"), "default-src 'none'") || len(b) == 0 {
+			t.Errorf("GET %s: %d %v", c.path, resp.StatusCode, resp.Header)
+		}
+	}
+	if code, body := adminCall(t, "GET", base+"/admin/nope.js", "", ""); code != 404 {
+		t.Errorf("GET /admin/nope.js: %d %s", code, body)
+	}
+
+	// The console's calls get no Basic challenge; other clients do.
+	for _, console := range []bool{false, true} {
+		req, _ := http.NewRequest("GET", base+"/admin/api/users", nil)
+		if console {
+			req.Header.Set("X-Feedgate-Console", "1")
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if challenge := resp.Header.Get("WWW-Authenticate") != ""; resp.StatusCode != 401 || challenge == console {
+			t.Errorf("no credentials (console %v): %d, WWW-Authenticate %q", console, resp.StatusCode, resp.Header.Get("WWW-Authenticate"))
+		}
+	}
+	// A page of another origin cannot make the operator's browser write.
+	login, token, _ := strings.Cut(root, ":")
+	req, _ := http.NewRequest("POST", base+"/admin/api/users/root/rotate", nil)
+	req.SetBasicAuth(login, token)
+	req.Header.Set("Sec-Fetch-Site", "cross-site")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 403 {
+		t.Errorf("cross-site rotate: %d, want 403", resp.StatusCode)
+	}
+
+	code, body := adminCall(t, "GET", base+"/admin/api/overview", root, "")
+	var o struct {
+		Node        string
+		Nodes       []adminNode
+		Users       []struct{ Login string }
+		TopicsTotal int
+		Error       string
+	}
+	if code != 200 || json.Unmarshal([]byte(body), &o) != nil || o.Node != "solo" || len(o.Nodes) != 1 || !o.Nodes[0].Self || len(o.Users) != 2 || o.Error != "" {
+		t.Fatalf("overview: %d %s", code, body)
+	}
+
+	// The event stream: an overview at once, then one with the new user.
+	req, _ = http.NewRequest("GET", base+"/admin/api/events", nil)
+	req.SetBasicAuth(login, token)
+	events, err := http.DefaultClient.Do(req)
+	if err != nil || events.StatusCode != 200 || events.Header.Get("Content-Type") != "text/event-stream" {
+		t.Fatalf("events: %v %v", err, events)
+	}
+	defer events.Body.Close()
+	type event struct{ name, data string }
+	evs := make(chan event, 64)
+	go func() {
+		defer close(evs)
+		sc := bufio.NewScanner(events.Body)
+		sc.Buffer(nil, 1<<20)
+		var ev event
+		for sc.Scan() {
+			switch line := sc.Text(); {
+			case strings.HasPrefix(line, "event: "):
+				ev.name = line[len("event: "):]
+			case strings.HasPrefix(line, "data: "):
+				ev.data = line[len("data: "):]
+			case line == "" && ev.name != "":
+				evs <- ev
+				ev = event{}
+			}
+		}
+	}()
+	next := func(what string, match func(event) bool) event {
+		t.Helper()
+		deadline := time.After(15 * time.Second)
+		for {
+			select {
+			case ev, ok := <-evs:
+				if !ok {
+					t.Fatalf("the event stream ended before %s", what)
+				}
+				if match(ev) {
+					return ev
+				}
+			case <-deadline:
+				t.Fatalf("no event within 15 s: %s", what)
+			}
+		}
+	}
+	next("a first overview", func(ev event) bool { return ev.name == "overview" && strings.Contains(ev.data, `"login":"root"`) })
+	if code, body := adminCall(t, "POST", base+"/admin/api/users", root, `{"login":"dora","rights":["retrieve"]}`); code != 201 {
+		t.Fatalf("add dora: %d %s", code, body)
+	}
+	next("an overview with the new user", func(ev event) bool { return ev.name == "overview" && strings.Contains(ev.data, `"login":"dora"`) })
+	// Rotating the stream's own token ends it.
+	if code, body := adminCall(t, "POST", base+"/admin/api/users/root/rotate", root, ""); code != 200 {
+		t.Fatalf("rotate root: %d %s", code, body)
+	}
+	ev := next("an end event after the token was rotated", func(ev event) bool { return ev.name == "end" })
+	if !strings.Contains(ev.data, "rotated") {
+		t.Errorf("end event: %s", ev.data)
+	}
 }
