@@ -57,13 +57,21 @@ function fetchTrusting(ca) {
 export class Gateway {
   // tls: {cert, key, ca}: serve HTTPS (--tls-cert, --tls-key) from the PEM files cert and key,
   // and trust ca (PEM text, the issuing CA) when calling the gateway. allowPrivate lets topics
-  // live on loopback addresses (--allow-private).
-  constructor(bin, { port, origins = [], tls, allowPrivate = false }) {
+  // live on loopback addresses (--allow-private). args are more `serve` flags; with adminPort the
+  // gateway serves its admin listener (the admin API and console) on it; env adds to the
+  // gateway's environment (FEEDGATE_JWT_SECRET...).
+  constructor(bin, { port, origins = [], tls, allowPrivate = false, args = [], adminPort, env = {} }) {
     this.bin = bin;
     this.port = port;
     this.origins = origins;
     this.tls = tls;
     this.allowPrivate = allowPrivate;
+    this.args = args;
+    this.env = env;
+    if (adminPort) {
+      this.adminPort = adminPort;
+      this.adminOrigin = `http://127.0.0.1:${adminPort}`;
+    }
     const scheme = tls ? 'https' : 'http';
     this.url = `${scheme}://127.0.0.1:${port}/`;
     this.origin = `${scheme}://127.0.0.1:${port}`;
@@ -78,7 +86,9 @@ export class Gateway {
     if (this.origins.length) args.push('--allowed-origins', this.origins.join(','));
     if (this.tls) args.push('--tls-cert', this.tls.cert, '--tls-key', this.tls.key);
     if (this.allowPrivate) args.push('--allow-private');
-    const proc = this.proc = spawn(this.bin, args, { env: cleanEnv(), stdio: ['ignore', 'pipe', 'pipe'] });
+    if (this.adminPort) args.push('--admin-listen', `127.0.0.1:${this.adminPort}`);
+    args.push(...this.args);
+    const proc = this.proc = spawn(this.bin, args, { env: { ...cleanEnv(), ...this.env }, stdio: ['ignore', 'pipe', 'pipe'] });
     const keep = d => { this.log = (this.log + d).slice(-20000); };
     proc.stdout.on('data', keep);
     proc.stderr.on('data', keep);
@@ -126,6 +136,17 @@ export class Gateway {
     const token = stdout.trim().split('\n').pop().trim();
     if (!token) throw new Error(`gateway user add ${login} printed no token`);
     return { login, token, basic: 'Basic ' + Buffer.from(`${login}:${token}`).toString('base64') };
+  }
+
+  // mint runs `gateway token mint` with the gateway's environment (its --jwt-secret) and returns
+  // the signed token.
+  async mint({ sub, rights, topics, ttl = '10m' }) {
+    const args = ['token', 'mint', '--sub', sub, '--rights', rights, '--ttl', ttl];
+    if (topics) args.push('--topics', [].concat(topics).join(','));
+    const { stdout } = await run(this.bin, args, { env: { ...cleanEnv(), ...this.env } });
+    const jwt = stdout.trim().split('\n').pop().trim();
+    if (!jwt) throw new Error('gateway token mint printed no token');
+    return jwt;
   }
 
   async call(user, params, { method = 'GET', body, type } = {}) {
