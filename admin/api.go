@@ -85,7 +85,6 @@ func (a *API) Register(mux Mux) {
 	mux.HandleFunc("GET /admin/api/nodes", a.admin(a.nodes))
 	mux.HandleFunc("GET /admin/api/overview", a.admin(a.getOverview))
 	mux.HandleFunc("GET /admin/api/events", a.admin(a.serveEvents))
-	a.registerConsole(mux)
 	mux.HandleFunc("/admin/api/", a.admin(func(w http.ResponseWriter, r *http.Request) error {
 		return api.Errorf(http.StatusNotFound, "no admin route %s %s: see the OpenAPI description of the admin API", r.Method, r.URL.Path)
 	}))

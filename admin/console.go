@@ -25,7 +25,8 @@ const consoleHeader = "X-Feedgate-Console"
 const consolePolicy = "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self' data:; " +
 	"base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
 
-func (a *API) registerConsole(mux *http.ServeMux) {
+// RegisterConsole adds the console's page (/admin/) and files to mux.
+func (a *API) RegisterConsole(mux Mux) {
 	sub, err := fs.Sub(consoleFiles, "console")
 	if err != nil {
 		panic(err) // the embedded directory is part of the binary

@@ -56,10 +56,11 @@ func (c *ServeCmd) adminAPI(st store.Store, is store.IngestStore, authn *auth.Au
 	}
 }
 
-// adminHandler is the admin listener's handler: /metrics, pprof and the
-// admin API.
+// adminHandler is the admin listener's handler: /metrics, pprof, the
+// admin API and the admin console.
 func adminHandler(reg *prometheus.Registry, a *admin.API) http.Handler {
 	mux := server.NewAdmin(reg)
 	a.Register(mux)
+	a.RegisterConsole(mux)
 	return mux
 }

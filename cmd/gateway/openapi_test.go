@@ -906,7 +906,7 @@ func TestOpenAPI(t *testing.T) {
 		}
 		return s.call(t, req, b)
 	}
-	for _, path := range []string{"/users", "/topics", "/deliveries", "/connections", "/nodes"} {
+	for _, path := range []string{"/users", "/topics", "/deliveries", "/connections", "/nodes", "/overview"} {
 		want(jsonReq("GET", ad+path, root, ""), 200, "admin "+path)
 		want(jsonReq("GET", ad+path, none, ""), 401, "admin "+path+" without credentials")
 		want(jsonReq("GET", ad+path, reader, ""), 403, "admin "+path+" without the admin right")
@@ -936,6 +936,16 @@ func TestOpenAPI(t *testing.T) {
 	want(jsonReq("GET", ad+"/users", func(r *http.Request) {
 		r.Header.Set("Authorization", "Bearer "+mint("root", []string{"admin"}, time.Hour))
 	}, ""), 200, "admin with a JWT")
+	x = s.send(t, newReq("GET", ad+"/events", root), nil, readUntil(t, "the admin event stream's first overview", func(b []byte) bool {
+		return bytes.Contains(b, []byte("event: overview")) && bytes.HasSuffix(b, []byte("\n\n"))
+	}), false)
+	want(x, 200, "admin events")
+	want(jsonReq("GET", ad+"/events", none, ""), 401, "admin events without credentials")
+	want(jsonReq("GET", ad+"/events", reader, ""), 403, "admin events without the admin right")
+	want(s.call(t, newReq("GET", admin+"/admin", none), nil), 301, "the admin console without its slash")
+	want(s.call(t, newReq("GET", admin+"/admin/", none), nil), 200, "the admin console")
+	want(s.call(t, newReq("GET", admin+"/admin/console.js", none), nil), 200, "the admin console's script")
+	want(s.call(t, newReq("GET", admin+"/admin/index.html", none), nil), 301, "the admin console by file name")
 
 	for _, c := range held {
 		c.Close()
@@ -985,6 +995,7 @@ func TestOpenAPI(t *testing.T) {
 		"POST /callback/{id} 503":                  "the store unreachable",
 		"GET /callback/{id} 503":                   "the store unreachable",
 		"GET /admin/api/users 503":                 "the store unreachable",
+		"GET /admin/api/overview 503":              "the store unreachable",
 		"POST /admin/api/users 503":                "the store unreachable",
 		"DELETE /admin/api/users/{login} 503":      "the store unreachable",
 		"POST /admin/api/users/{login}/rotate 503": "the store unreachable",
