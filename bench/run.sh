@@ -12,9 +12,11 @@
 #
 # Environment:
 #   STORES     "redis embedded" (default) or one of them
-#   RUNS       any of: retrieve floor ndjson sse ws poll idle storm (default: all but ws
-#              and poll); floor is bench/floor with the NDJSON sizes, the machine's own
-#              limit to compare the NDJSON run with (it runs once, with the first store)
+#   RUNS       any of: retrieve floor ndjson sse sse-h2 ws poll idle storm (default: all but
+#              sse-h2, ws and poll); floor is bench/floor with the NDJSON sizes, the machine's
+#              own limit to compare the NDJSON run with (it runs once, with the first store);
+#              sse-h2 is the sse run over TLS and HTTP/2 (a self-signed certificate made with
+#              openssl, H2_STREAMS clients per connection, default 100)
 #   SMALL=1    small clients/items/durations
 #   NDJSON_CLIENTS, NDJSON_ITEMS, NDJSON_RATE, SSE_CLIENTS, SSE_ITEMS, IDLE_CLIENTS,
 #   IDLE_HOLD, WS_CLIENTS, WS_ITEMS, POLL_CLIENTS, POLL_ITEMS, STORM_CLIENTS
@@ -106,12 +108,27 @@ start_redis() {
 	REDIS_URL=redis://127.0.0.1:$REDIS_PORT/0
 }
 
+# make_cert: a self-signed certificate for 127.0.0.1 in $OUT/tls (once).
+make_cert() {
+	[[ -s $OUT/tls/cert.pem ]] && return 0
+	mkdir -p "$OUT/tls"
+	openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj /CN=127.0.0.1 \
+		-addext subjectAltName=IP:127.0.0.1 -keyout "$OUT/tls/key.pem" -out "$OUT/tls/cert.pem" 2>/dev/null
+}
+
 # start_gateway STORE [fresh]: serve on a free port (a fresh data directory for
-# the embedded store when "fresh"); sets GW_URL, GW_PID, STORE_FLAGS.
+# the embedded store when "fresh"; HTTPS with $OUT/tls's certificate when
+# GW_TLS is set); sets GW_URL, GW_PID, STORE_FLAGS.
 start_gateway() {
 	local store=$1 fresh=${2:-}
+	local tls_flags=() curl_flags=()
 	GW_PORT=$("$LG" free-port)
 	GW_URL=http://127.0.0.1:$GW_PORT
+	if [[ -n ${GW_TLS:-} ]]; then
+		GW_URL=https://127.0.0.1:$GW_PORT
+		tls_flags=(--tls-cert "$OUT/tls/cert.pem" --tls-key "$OUT/tls/key.pem")
+		curl_flags=(--cacert "$OUT/tls/cert.pem")
+	fi
 	if [[ $store == redis ]]; then
 		STORE_FLAGS=(--redis-url "$REDIS_URL")
 	else
@@ -119,16 +136,16 @@ start_gateway() {
 		STORE_FLAGS=(--data-dir "$OUT/data")
 	fi
 	GW_CMD=("$BIN/gateway" serve --listen "127.0.0.1:$GW_PORT" "${STORE_FLAGS[@]}" --allow-private
-		--log-level warn ${GATEWAY_FLAGS:-})
+		--log-level warn "${tls_flags[@]}" ${GATEWAY_FLAGS:-})
 	GW_LOG=$OUT/gateway-$store.log
 	"${GW_CMD[@]}" >>"$GW_LOG" 2>&1 &
 	GW_PID=$!
 	PIDS+=("$GW_PID")
 	for _ in $(seq 100); do
-		curl -fsS "$GW_URL/healthz" >/dev/null 2>&1 && break
+		curl "${curl_flags[@]}" -fsS "$GW_URL/healthz" >/dev/null 2>&1 && break
 		sleep 0.1
 	done
-	curl -fsS "$GW_URL/healthz" >/dev/null
+	curl "${curl_flags[@]}" -fsS "$GW_URL/healthz" >/dev/null
 }
 
 # restart_gateway STORE: a new gateway process on the same store, so that
@@ -194,6 +211,14 @@ for store in $STORES; do
 			lg "$store-sse" stream --kind sse --clients "$SSE_CLIENTS" --items "$SSE_ITEMS" --rate 0 \
 				--gateway-pid "$GW_PID"
 			;;
+		sse-h2)
+			make_cert
+			GW_TLS=1 restart_gateway "$store"
+			log "$store: $SSE_CLIENTS SSE clients over TLS and HTTP/2 (${H2_STREAMS:-100} per connection), $SSE_ITEMS items back-to-back"
+			lg "$store-sse-h2" stream --kind sse --clients "$SSE_CLIENTS" --items "$SSE_ITEMS" --rate 0 \
+				--gateway-pid "$GW_PID" --ca "$OUT/tls/cert.pem" --h2-streams "${H2_STREAMS:-100}"
+			restart_gateway "$store" # plain HTTP again for the runs after this one
+			;;
 		ws)
 			restart_gateway "$store"
 			log "$store: $WS_CLIENTS WebSocket clients, $WS_ITEMS items back-to-back"
@@ -222,7 +247,7 @@ for store in $STORES; do
 			PIDS+=("$GW_PID")
 			;;
 		*)
-			echo "unknown run $run (use retrieve floor ndjson sse ws poll idle storm)" >&2
+			echo "unknown run $run (use retrieve floor ndjson sse sse-h2 ws poll idle storm)" >&2
 			exit 2
 			;;
 		esac
