@@ -68,15 +68,15 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		}),
 		queueDepth: prometheus.NewGauge(prometheus.GaugeOpts{
 			Namespace: ns, Subsystem: sub, Name: "delivery_queue_depth",
-			Help: "Delivery jobs due and not yet taken by a node (all nodes).",
+			Help: "Delivery jobs due and not yet taken by a node, over all nodes (reported by one node, 0 on the others: sum or max over nodes).",
 		}),
 		leased: prometheus.NewGauge(prometheus.GaugeOpts{
 			Namespace: ns, Subsystem: sub, Name: "delivery_jobs_leased",
-			Help: "Delivery jobs held by a node (all nodes).",
+			Help: "Delivery jobs held by a node, over all nodes (reported by one node, 0 on the others).",
 		}),
 		subscriptions: prometheus.NewGauge(prometheus.GaugeOpts{
 			Namespace: ns, Subsystem: sub, Name: "callback_subscriptions",
-			Help: "Subscriptions with a callback (all nodes).",
+			Help: "Subscriptions with a callback, over all nodes (reported by one node, 0 on the others).",
 		}),
 		verifications: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: ns, Subsystem: sub, Name: "verifications_total",

@@ -302,7 +302,27 @@ func (s *Service) sweepLoop(ctx context.Context) {
 	}
 }
 
+// gaugesLease is how long the node reporting the cluster-wide gauges
+// holds that role without renewing it (every 5 s).
+const gaugesLease = 15 * time.Second
+
+// updateStats sets the gauges of the whole deployment (queue depth, leased
+// jobs, subscriptions). With several nodes on one store, one node reports
+// them and the others report 0 (store.Leases), so that summing them over
+// the nodes counts them once.
 func (s *Service) updateStats(ctx context.Context) {
+	if l, ok := s.store.(store.Leases); ok {
+		held, err := l.Lease(ctx, "delivery-gauges", s.holder, gaugesLease)
+		if err != nil {
+			return
+		}
+		if !held {
+			s.m.queueDepth.Set(0)
+			s.m.leased.Set(0)
+			s.m.subscriptions.Set(0)
+			return
+		}
+	}
 	st, err := s.dlv.DeliveryStats(ctx, time.Now())
 	if err != nil {
 		return

@@ -5,6 +5,7 @@ package hub
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"log/slog"
 	"net/http"
@@ -57,6 +58,8 @@ type Service struct {
 	cbMu    sync.Mutex
 	cbBusy  map[string]int
 	pages   pageCache
+	// holder names this node when it takes store leases.
+	holder string
 }
 
 // New returns a Service. Without Options.PublicHubURL and Fetcher and a
@@ -78,6 +81,7 @@ func New(st store.Store, tracker Tracker, o Options) *Service {
 		replayQ:  make(chan replayJob, o.AsyncQueue),
 		sweepReq: make(chan struct{}, 1),
 		cbBusy:   make(map[string]int),
+		holder:   rand.Text(),
 	}
 	if s.dlv == nil {
 		s.dlv, _ = st.(store.DeliveryStore)

@@ -87,3 +87,15 @@ type TimetableStats struct {
 	// Leased is the number of jobs held under a lease still running.
 	Leased int
 }
+
+// Leases grants named leases, one holder at a time, for work that one node
+// of many does alone and without a due time: reporting the cluster-wide
+// gauges (queue depths, subscriptions), so that summing a metric over the
+// nodes does not count it once per node. Its conformance suite is
+// storetest.RunLeases.
+type Leases interface {
+	// Lease takes the named lease for holder, or renews it when holder has
+	// it, for ttl; it reports whether holder has it now. A lease not
+	// renewed within its ttl can be taken by another holder.
+	Lease(ctx context.Context, name, holder string, ttl time.Duration) (bool, error)
+}

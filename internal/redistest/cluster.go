@@ -50,7 +50,7 @@ func StartCluster(tb testing.TB) *Cluster {
 	return c
 }
 
-func startCluster(dir string) (*Cluster, error) {
+func startClusterOnce(dir string) (*Cluster, error) {
 	if _, err := binary(); err != nil {
 		return nil, err
 	}
@@ -441,4 +441,19 @@ func (c *Cluster) Logs() string {
 		fmt.Fprintf(&b, "--- %s\n%s\n", p.addr(), tail(p.log(), 30))
 	}
 	return b.String()
+}
+
+// startCluster starts the bed in dir, again on other ports when one it chose
+// was taken meanwhile (free ports are probed, then bound by redis-server).
+func startCluster(dir string) (*Cluster, error) {
+	for attempt := 1; ; attempt++ {
+		sub := filepath.Join(dir, "try"+strconv.Itoa(attempt))
+		b, err := startClusterOnce(sub)
+		if err == nil || attempt == 3 || !strings.Contains(err.Error(), "Address already in use") {
+			return b, err
+		}
+		if b != nil {
+			b.teardown()
+		}
+	}
 }

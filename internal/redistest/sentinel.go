@@ -45,7 +45,7 @@ func StartSentinel(tb testing.TB) *Sentinel {
 	return s
 }
 
-func startSentinel(dir string) (*Sentinel, error) {
+func startSentinelOnce(dir string) (*Sentinel, error) {
 	if _, err := binary(); err != nil {
 		return nil, err
 	}
@@ -328,4 +328,19 @@ func (s *Sentinel) State() string {
 			p.info("replication", "master_link_status"), clients)
 	}
 	return b.String()
+}
+
+// startSentinel starts the bed in dir, again on other ports when one it chose
+// was taken meanwhile (free ports are probed, then bound by redis-server).
+func startSentinel(dir string) (*Sentinel, error) {
+	for attempt := 1; ; attempt++ {
+		sub := filepath.Join(dir, "try"+strconv.Itoa(attempt))
+		b, err := startSentinelOnce(sub)
+		if err == nil || attempt == 3 || !strings.Contains(err.Error(), "Address already in use") {
+			return b, err
+		}
+		if b != nil {
+			b.teardown()
+		}
+	}
 }

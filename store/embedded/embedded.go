@@ -87,6 +87,7 @@ type Store struct {
 	closeOnce sync.Once
 
 	live   live
+	leases leases
 	cache  itemCache
 	states stateCache
 	// changes hears of appends and topic updates.

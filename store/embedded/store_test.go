@@ -1,7 +1,9 @@
 package embedded
 
 import (
+	"context"
 	"testing"
+	"time"
 
 	"github.com/feedgate/feedgate/store"
 	"github.com/feedgate/feedgate/store/storetest"
@@ -29,4 +31,21 @@ func TestReopen(t *testing.T) {
 		}
 		return s
 	})
+}
+
+func TestLeases(t *testing.T) {
+	storetest.RunLeases(t, func(t *testing.T, opts store.Options) (store.Store, store.Store) {
+		s := openTemp(t, opts)
+		return s, nopClose{s}
+	})
+}
+
+// nopClose is the same store again, closed once by its first copy.
+type nopClose struct{ store.Store }
+
+func (nopClose) Close() error { return nil }
+
+// Lease implements store.Leases for the copy.
+func (n nopClose) Lease(ctx context.Context, name, holder string, ttl time.Duration) (bool, error) {
+	return n.Store.(store.Leases).Lease(ctx, name, holder, ttl)
 }

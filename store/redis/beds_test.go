@@ -114,6 +114,10 @@ func TestDeliveryOnBeds(t *testing.T) {
 				cfg := bed.config(t, newPrefix())
 				return openConfig(t, cfg, opts), openConfig(t, cfg, opts)
 			})
+			storetest.RunLeases(t, func(t *testing.T, opts store.Options) (store.Store, store.Store) {
+				cfg := bed.config(t, newPrefix())
+				return openConfig(t, cfg, opts), openConfig(t, cfg, opts)
+			})
 			storetest.RunNodes(t, func(t *testing.T, opts store.Options) store.Store {
 				return openConfig(t, bed.config(t, newPrefix()), opts)
 			})

@@ -146,6 +146,8 @@ func (p *publisher) check(t *testing.T, f *follower) {
 		}
 		if seen[c] != 1 {
 			t.Errorf("acknowledged item %s (cursor %d) reached the listener %d times, want once", id, c, seen[c])
+		} else if f.ids[c] != id {
+			t.Errorf("acknowledged item %s is at cursor %d, where the listener learnt of item %s (a cursor used twice)", id, c, f.ids[c])
 		}
 	}
 	for c, n := range seen {

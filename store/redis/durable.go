@@ -26,8 +26,15 @@ import (
 // append stores nothing twice and is acknowledged once they have caught
 // up.
 func (s *Store) durable(ctx context.Context, key string, script *redis.Script, keys []string, args ...any) *redis.Cmd {
+	cmd, _ := s.durableOn(ctx, key, script, keys, args...)
+	return cmd
+}
+
+// durableOn is durable that also returns the client of the node that ran
+// the script (with WaitReplicas), for what must follow on that node.
+func (s *Store) durableOn(ctx context.Context, key string, script *redis.Script, keys []string, args ...any) (*redis.Cmd, redis.Cmdable) {
 	if s.waitReplicas <= 0 {
-		return script.Run(ctx, s.rdb, keys, args...)
+		return script.Run(ctx, s.rdb, keys, args...), s.rdb
 	}
 	if s.mode == modeCluster {
 		return s.durableCluster(ctx, key, script, keys, args)
@@ -38,9 +45,9 @@ func (s *Store) durable(ctx context.Context, key string, script *redis.Script, k
 	if !ok {
 		cmd := redis.NewCmd(ctx)
 		cmd.SetErr(fmt.Errorf("redis: client %T cannot wait for replicas", s.rdb))
-		return cmd
+		return cmd, s.rdb
 	}
-	return s.evalWait(ctx, c, false, script, keys, args)
+	return s.evalWait(ctx, c, false, script, keys, args), c
 }
 
 // evalWait runs script then WAIT in one pipeline of c (ASKING first when
@@ -86,7 +93,7 @@ const (
 
 // durableCluster runs evalWait on the master of key's slot, following
 // MOVED and ASK redirections and riding out a failover.
-func (s *Store) durableCluster(ctx context.Context, key string, script *redis.Script, keys []string, args []any) *redis.Cmd {
+func (s *Store) durableCluster(ctx context.Context, key string, script *redis.Script, keys []string, args []any) (*redis.Cmd, redis.Cmdable) {
 	slot := clusterslot.Of(key)
 	ctx, cancel := context.WithTimeout(ctx, failoverBudget)
 	defer cancel()
@@ -94,7 +101,8 @@ func (s *Store) durableCluster(ctx context.Context, key string, script *redis.Sc
 		target string
 		asking bool
 		cmd    *redis.Cmd
-		pauses = newBackOff(50*time.Millisecond, time.Second)
+		client redis.Cmdable = s.rdb
+		pauses               = newBackOff(50*time.Millisecond, time.Second)
 	)
 	for attempt := 0; attempt < durableAttempts; attempt++ {
 		addr := target
@@ -110,11 +118,13 @@ func (s *Store) durableCluster(ctx context.Context, key string, script *redis.Sc
 				continue
 			}
 		}
-		cmd = s.evalWait(ctx, s.topo.client(addr), asking, script, keys, args)
+		c := s.topo.client(addr)
+		client = c
+		cmd = s.evalWait(ctx, c, asking, script, keys, args)
 		target, asking = "", false
 		err := cmd.Err()
 		if err == nil {
-			return cmd
+			return cmd, client
 		}
 		if a, ok := redis.IsMovedError(err); ok {
 			target = a
@@ -126,7 +136,7 @@ func (s *Store) durableCluster(ctx context.Context, key string, script *redis.Sc
 			continue
 		}
 		if !unavailable(err) || ctx.Err() != nil {
-			return cmd
+			return cmd, client
 		}
 		// The master is gone or the cluster is failing over: look again.
 		if !sleep(ctx, pauses.NextBackOff()) {
@@ -134,7 +144,7 @@ func (s *Store) durableCluster(ctx context.Context, key string, script *redis.Sc
 		}
 		_ = s.topo.refresh(ctx)
 	}
-	return cmd
+	return cmd, client
 }
 
 // newBackOff is the pause schedule of the store's retries: first, doubling

@@ -83,6 +83,7 @@ type follower struct {
 	topic  string // the package's topic when empty
 	last   feed.Cursor
 	seen   []feed.Cursor
+	ids    map[feed.Cursor]string // the item id learnt at each cursor
 	resync int
 }
 
@@ -119,7 +120,7 @@ func (f *follower) takeErr(ctx context.Context, b store.Batch) error {
 				return nil
 			}
 			for i := len(p.Items) - 1; i >= 0; i-- {
-				f.add(p.Items[i].Cursor)
+				f.add(p.Items[i].Cursor, p.Items[i].ID)
 			}
 		}
 	}
@@ -135,7 +136,7 @@ func (f *follower) takeErr(ctx context.Context, b store.Batch) error {
 	}
 	for _, it := range b.Items {
 		if it.Cursor > f.last {
-			f.add(it.Cursor)
+			f.add(it.Cursor, it.ID)
 		}
 	}
 	return nil
@@ -155,15 +156,19 @@ func (f *follower) fill(ctx context.Context, upto feed.Cursor) error {
 			return fmt.Errorf("hole %d..%d: the store has nothing after %d", f.last+1, upto, f.last)
 		}
 		for i := len(p.Items) - 1; i >= 0 && p.Items[i].Cursor <= upto; i-- {
-			f.add(p.Items[i].Cursor)
+			f.add(p.Items[i].Cursor, p.Items[i].ID)
 		}
 	}
 	return nil
 }
 
-func (f *follower) add(c feed.Cursor) {
+func (f *follower) add(c feed.Cursor, id string) {
 	f.last = c
 	f.seen = append(f.seen, c)
+	if f.ids == nil {
+		f.ids = make(map[feed.Cursor]string)
+	}
+	f.ids[c] = id
 }
 
 // until takes batches until the cursor `want` was seen.

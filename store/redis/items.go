@@ -39,12 +39,14 @@ func (s *Store) Append(ctx context.Context, topic string, items []feed.Item) ([]
 	}
 	k := s.keysOf(topic)
 	header := liveHeader(topic)
-	args := make([]any, 0, 6+3*len(items))
-	touch := "0"
-	if s.waitReplicas > 0 {
-		touch = "1"
+	// With WAIT the announcement waits for the replicas (see append.lua).
+	defer_ := s.waitReplicas > 0
+	mode := s.publishCommand()
+	if defer_ {
+		mode = "DEFER"
 	}
-	args = append(args, s.retention, s.keep, k.live, s.publishCommand(), touch, header)
+	args := make([]any, 0, 5+3*len(items))
+	args = append(args, s.retention, s.keep, k.live, mode, header)
 	// One buffer holds every encoded item; the arguments are slices of it.
 	size := 0
 	for i := range items {
@@ -60,18 +62,46 @@ func (s *Store) Append(ctx context.Context, topic string, items []feed.Item) ([]
 		}
 		args = append(args, dedupField(it.ID, it.Hash), "i"+it.ID, buf[start:len(buf):len(buf)])
 	}
-	cmd := s.durable(ctx, k.items, appendScript, []string{k.items, k.ids, k.seq, k.meta}, args...)
-	res, ok := int64s(cmd.Val())
+	cmd, node := s.durableOn(ctx, k.items, appendScript, []string{k.items, k.ids, k.seq, k.meta, k.ann}, args...)
+	vals, _ := cmd.Val().([]any)
+	var announce string
+	var announced int64
+	if defer_ && len(vals) >= 2 {
+		announced, _ = vals[0].(int64)
+		announce, _ = vals[1].(string)
+		vals = vals[2:]
+	}
+	res, ok := int64s(vals)
+	if len(res) == 1 {
+		res = nil // the first cursor alone: nothing stored (DEFER)
+	}
 	if err := cmd.Err(); err != nil {
 		if errors.Is(err, store.ErrNotReplicated) && len(res) > 0 {
-			// Stored on the master, announced, but not yet on the
-			// replicas: this node's caches hear of it like of any append.
+			// Stored on the master, not yet on the replicas (nor
+			// announced): this node's caches hear of it like of any
+			// append.
 			s.changes.Changed(topic)
 		}
 		return nil, s.wrap("append", err)
 	}
 	if !ok {
 		return nil, fmt.Errorf("redis append: script answered %v, not a list of numbers", cmd.Val())
+	}
+	if announce != "" {
+		// Confirmed on the replicas: announce, on the node that ran the
+		// append (the shard of the topic's slot). A failure here loses no
+		// announcement for good: the next append of the topic makes it.
+		// The caller going away does not stop it: the items are kept.
+		actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.opTimeout)
+		defer cancel()
+		pipe := node.Pipeline()
+		if s.mode == modeCluster {
+			pipe.SPublish(actx, k.live, announce)
+		} else {
+			pipe.Publish(actx, k.live, announce)
+		}
+		annScript.Eval(actx, pipe, []string{k.ann}, announced)
+		_, _ = pipe.Exec(actx)
 	}
 	if len(res) == 0 {
 		return nil, nil
@@ -91,6 +121,13 @@ func (s *Store) Append(ctx context.Context, topic string, items []feed.Item) ([]
 	}
 	return out, nil
 }
+
+// annScript records the newest cursor announced (never lower).
+var annScript = redis.NewScript(`
+local cur = tonumber(redis.call('GET', KEYS[1]) or '0') or 0
+if tonumber(ARGV[1]) > cur then redis.call('SET', KEYS[1], ARGV[1]) end
+return 1
+`)
 
 // int64s reads a script's array of integers; false for anything else.
 func int64s(v any) ([]int64, bool) {

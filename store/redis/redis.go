@@ -11,6 +11,7 @@
 //	fg:{t}:seq        the newest cursor (the topic's item counter)
 //	fg:{t}:meta       the topic's state (store.TopicState as JSON)
 //	fg:{t}:live       channel announcing appended items (sharded on Cluster)
+//	fg:{t}:ann        with WAIT: the newest cursor announced
 //	fg:{t}:ingest     ingest's state of the topic
 //	fg:{t}:upstreams  set: ids of the topic's upstream hub subscriptions
 //
@@ -343,7 +344,7 @@ func (s *Store) Prefix() string { return s.prefix }
 
 // topicKeys are the keys of one topic.
 type topicKeys struct {
-	items, ids, seq, meta, live, ingest, upstreams string
+	items, ids, seq, meta, live, ann, ingest, upstreams string
 }
 
 // keysOf derives a topic's keys. The hash tag is the first 128 bits of the
@@ -352,7 +353,7 @@ func (s *Store) keysOf(topic string) topicKeys {
 	sum := sha1.Sum([]byte(topic))
 	p := s.prefix + ":{" + hex.EncodeToString(sum[:16]) + "}:"
 	return topicKeys{items: p + "items", ids: p + "ids", seq: p + "seq", meta: p + "meta", live: p + "live",
-		ingest: p + "ingest", upstreams: p + "upstreams"}
+		ann: p + "ann", ingest: p + "ingest", upstreams: p + "upstreams"}
 }
 
 // key names a key of the store.

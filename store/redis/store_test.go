@@ -57,3 +57,10 @@ func TestReopenAfterRedisRestart(t *testing.T) {
 		return newStore(t, srv.URL(), store.Options{})
 	})
 }
+
+func TestLeases(t *testing.T) {
+	storetest.RunLeases(t, func(t *testing.T, opts store.Options) (store.Store, store.Store) {
+		srv := redistest.Start(t)
+		return newStore(t, srv.URL(), opts), newStore(t, srv.URL(), opts)
+	})
+}
