@@ -60,8 +60,9 @@ func TestThroughServer(t *testing.T) {
 	}
 	authz := base64.StdEncoding.EncodeToString([]byte("bob:" + token))
 
+	probe := &http.Client{Timeout: waitFor}
 	eventually(t, "/readyz", func() bool {
-		resp, err := http.Get(srv.URL + "/readyz")
+		resp, err := probe.Get(srv.URL + "/readyz")
 		if err != nil {
 			return false
 		}
