@@ -122,6 +122,10 @@
     });
   }
 
+  // loaded resolves once the page has loaded (at once outside a page).
+  const loaded = () => !doc || doc.readyState === 'complete' ? Promise.resolve()
+    : new Promise(r => root.addEventListener('load', r, { once: true }));
+
   // request answers a retrieve: by fetch (same origin, or CORS), else by JSONP.
   async function request(hub, params, auth, signal, ms) {
     const origin = new URL(hub).origin;
@@ -323,6 +327,8 @@
       const c = ctl = new AbortController();
       opened('poll');
       topics.forEach(async t => {
+        // A held long-poll (a <script> under JSONP) must not hold the page's load event.
+        await loaded();
         while (g === gen && !closed) {
           try {
             const n = await request(hub, base(t).concat([['wait', 'poll'], ['timeout', POLL_TIMEOUT], ['count', count], ['after', last.get(t)]]),
