@@ -12,7 +12,9 @@ import (
 	"hash"
 	"log/slog"
 	"math/rand/v2"
+	"net"
 	"net/http"
+	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -164,7 +166,7 @@ func classify(resp *fetch.Response, err error, now time.Time) outcome {
 		switch {
 		case errors.As(err, &refused):
 			reason = "refused"
-		case errors.Is(err, context.DeadlineExceeded) || strings.Contains(err.Error(), "timed out"):
+		case isTimeout(err):
 			reason = "timeout"
 		}
 		return outcome{reason: reason, err: err.Error()}
@@ -359,4 +361,11 @@ func btoi(b bool) int {
 		return 1
 	}
 	return 0
+}
+
+// isTimeout reports whether err is a time limit running out: the POST's
+// deadline, or a network time-out (connecting, waiting for the answer).
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.Is(err, context.DeadlineExceeded) || errors.Is(err, os.ErrDeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout())
 }

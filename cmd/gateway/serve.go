@@ -385,7 +385,7 @@ func seedDemoUser(ctx context.Context, st store.Store, w io.Writer) error {
 	}
 	token, err := auth.AddUser(ctx, st, auth.NewUser{Login: "demo", Rights: store.AllRights})
 	if err != nil {
-		if errors.Is(err, store.ErrExists) || strings.Contains(err.Error(), "already exists") {
+		if errors.Is(err, store.ErrExists) {
 			return nil
 		}
 		return err
