@@ -8,6 +8,7 @@ import (
 	"bufio"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
@@ -448,5 +449,52 @@ func TestDashboardJSON(t *testing.T) {
 		if len(p.Targets) == 0 {
 			t.Errorf("panel %q has no query", p.Title)
 		}
+	}
+}
+
+// TestComposeCluster checks deploy/compose/cluster.yml: the load balancer
+// publishes the only public port, two gateways use the Redis Cluster (its
+// seeds, WAIT 1) once it is created, and six Redis nodes in cluster mode
+// announce their names.
+func TestComposeCluster(t *testing.T) {
+	c := docs(t, "compose/cluster.yml")[0]
+	services, _ := c["services"].(map[string]any)
+	for _, s := range []string{"lb", "gateway-1", "gateway-2", "redis-init"} {
+		if services[s] == nil {
+			t.Fatalf("no service %q in compose/cluster.yml", s)
+		}
+	}
+	if got := str(get(services, "lb", "ports", 0)); got != "8080:8080" {
+		t.Errorf("lb publishes %q, want 8080:8080", got)
+	}
+	for _, g := range []string{"gateway-1", "gateway-2"} {
+		s := services[g]
+		if get(s, "ports") != nil {
+			t.Errorf("%s publishes ports; only the load balancer should", g)
+		}
+		if got := str(get(s, "environment", "FEEDGATE_REDIS_CLUSTER")); got != "redis-1:6379,redis-2:6379,redis-3:6379" {
+			t.Errorf("%s FEEDGATE_REDIS_CLUSTER = %q", g, got)
+		}
+		if got := str(get(s, "environment", "FEEDGATE_REDIS_WAIT_REPLICAS")); got != "1" {
+			t.Errorf("%s FEEDGATE_REDIS_WAIT_REPLICAS = %q, want 1", g, got)
+		}
+		if got := str(get(s, "depends_on", "redis-init", "condition")); got != "service_completed_successfully" {
+			t.Errorf("%s starts %q redis-init, want once it completed", g, got)
+		}
+	}
+	for i := 1; i <= 6; i++ {
+		name := fmt.Sprintf("redis-%d", i)
+		cmd := str(get(services, name, "command"))
+		for _, want := range []string{"--cluster-enabled yes", "--appendonly yes", "--cluster-announce-hostname " + name} {
+			if !strings.Contains(cmd, want) {
+				t.Errorf("%s command %q lacks %q", name, cmd, want)
+			}
+		}
+		if get(services, "redis-init", "depends_on", name) == nil {
+			t.Errorf("redis-init does not wait for %s", name)
+		}
+	}
+	if init := fmt.Sprint(get(services, "redis-init", "command")); !strings.Contains(init, "--cluster create") || !strings.Contains(init, "--cluster-replicas 1") {
+		t.Errorf("redis-init does not create the cluster with one replica per master: %s", init)
 	}
 }
