@@ -7,12 +7,10 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -22,6 +20,7 @@ import (
 	"github.com/feedgate/feedgate/api"
 	"github.com/feedgate/feedgate/auth"
 	"github.com/feedgate/feedgate/feed"
+	"github.com/feedgate/feedgate/internal/memnet"
 	"github.com/feedgate/feedgate/internal/redistest"
 	"github.com/feedgate/feedgate/live"
 	"github.com/feedgate/feedgate/poll"
@@ -158,19 +157,9 @@ func newNode(t *testing.T, st store.Store, cfg config) *node {
 	n := &node{t: t, st: st, hub: lh, authn: authn, reg: reg, patience: waitFor}
 	if cfg.mem {
 		n.patience = time.Hour
-		mn := newMemNet()
-		srv := &http.Server{Handler: h}
-		served := make(chan struct{})
-		go func() {
-			defer close(served)
-			_ = srv.Serve(mn)
-		}()
-		n.url = "http://feedgate.test"
-		n.client = &http.Client{Transport: &http.Transport{DialContext: mn.DialContext, DisableKeepAlives: true}}
-		t.Cleanup(func() {
-			_ = srv.Close()
-			<-served
-		})
+		nw := memnet.New()
+		n.url = nw.Serve(t, h)
+		n.client = &http.Client{Transport: &http.Transport{DialContext: nw.Dial, DisableKeepAlives: true}}
 	} else {
 		srv := httptest.NewServer(h)
 		n.url = srv.URL
@@ -407,46 +396,6 @@ func eventually(t *testing.T, what string, cond func() bool) {
 			t.Fatalf("timed out after %v waiting for %s", waitFor, what)
 		}
 		time.Sleep(5 * time.Millisecond)
-	}
-}
-
-// memNet is an in-memory network: a listener whose connections are
-// net.Pipe ends, which a synctest bubble can wait on.
-type memNet struct {
-	conns chan net.Conn
-	done  chan struct{}
-	once  sync.Once
-}
-
-func newMemNet() *memNet {
-	return &memNet{conns: make(chan net.Conn), done: make(chan struct{})}
-}
-
-func (m *memNet) Accept() (net.Conn, error) {
-	select {
-	case c := <-m.conns:
-		return c, nil
-	case <-m.done:
-		return nil, net.ErrClosed
-	}
-}
-
-func (m *memNet) Close() error {
-	m.once.Do(func() { close(m.done) })
-	return nil
-}
-
-func (m *memNet) Addr() net.Addr { return &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 80} }
-
-func (m *memNet) DialContext(ctx context.Context, _, _ string) (net.Conn, error) {
-	c, s := net.Pipe()
-	select {
-	case m.conns <- s:
-		return c, nil
-	case <-m.done:
-		return nil, net.ErrClosed
-	case <-ctx.Done():
-		return nil, ctx.Err()
 	}
 }
 

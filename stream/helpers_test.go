@@ -23,6 +23,7 @@ import (
 	"github.com/feedgate/feedgate/api"
 	"github.com/feedgate/feedgate/auth"
 	"github.com/feedgate/feedgate/feed"
+	"github.com/feedgate/feedgate/internal/memnet"
 	"github.com/feedgate/feedgate/internal/redistest"
 	"github.com/feedgate/feedgate/live"
 	"github.com/feedgate/feedgate/poll"
@@ -207,19 +208,9 @@ func startNode(t *testing.T, st store.Store, cfg nodeConfig) *node {
 	n := &node{t: t, st: st, hub: lh, svc: b, rs: rs, authn: authn, reg: reg}
 	switch {
 	case cfg.mem:
-		mn := newMemNet()
-		srv := &http.Server{Handler: mux}
-		served := make(chan struct{})
-		go func() {
-			defer close(served)
-			_ = srv.Serve(mn)
-		}()
-		n.url, n.dial = "http://feedgate.test", mn.DialContext
-		n.client = &http.Client{Transport: &http.Transport{DialContext: mn.DialContext, DisableKeepAlives: true}}
-		t.Cleanup(func() {
-			_ = srv.Close()
-			<-served
-		})
+		nw := memnet.New()
+		n.url, n.dial = nw.Serve(t, mux), nw.Dial
+		n.client = &http.Client{Transport: &http.Transport{DialContext: nw.Dial, DisableKeepAlives: true}}
 	default:
 		srv := httptest.NewUnstartedServer(mux)
 		if cfg.h2 {
@@ -249,46 +240,6 @@ func startNode(t *testing.T, st store.Store, cfg nodeConfig) *node {
 		n.follow("ann", topic)
 	}
 	return n
-}
-
-// memNet is an in-memory network: a listener whose connections are
-// net.Pipe ends, which a synctest bubble can wait on.
-type memNet struct {
-	conns chan net.Conn
-	done  chan struct{}
-	once  sync.Once
-}
-
-func newMemNet() *memNet {
-	return &memNet{conns: make(chan net.Conn), done: make(chan struct{})}
-}
-
-func (m *memNet) Accept() (net.Conn, error) {
-	select {
-	case c := <-m.conns:
-		return c, nil
-	case <-m.done:
-		return nil, net.ErrClosed
-	}
-}
-
-func (m *memNet) Close() error {
-	m.once.Do(func() { close(m.done) })
-	return nil
-}
-
-func (m *memNet) Addr() net.Addr { return &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 80} }
-
-func (m *memNet) DialContext(ctx context.Context, _, _ string) (net.Conn, error) {
-	c, s := net.Pipe()
-	select {
-	case m.conns <- s:
-		return c, nil
-	case <-m.done:
-		return nil, net.ErrClosed
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	}
 }
 
 func (n *node) close() {

@@ -17,8 +17,9 @@ import (
 	"os"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
+
+	"github.com/feedgate/feedgate/server"
 )
 
 func main() {
@@ -76,77 +77,7 @@ func run(listen, from, creds string, coalesce bool) error {
 		return err
 	}
 	if coalesce {
-		ln = corkListener{ln}
-		srv.ConnState = func(c net.Conn, st http.ConnState) {
-			if cc, ok := c.(*corkConn); ok {
-				switch st {
-				case http.StateActive:
-					cc.cork()
-				case http.StateIdle, http.StateHijacked:
-					cc.uncork()
-				}
-			}
-		}
+		ln, srv.ConnState = server.Corked(ln), server.CorkState(nil)
 	}
 	return srv.Serve(ln)
-}
-
-type corkListener struct{ net.Listener }
-
-func (l corkListener) Accept() (net.Conn, error) {
-	c, err := l.Listener.Accept()
-	if err != nil {
-		return nil, err
-	}
-	return &corkConn{Conn: c}, nil
-}
-
-// corkConn holds writes while corked and sends them at once when uncorked.
-type corkConn struct {
-	net.Conn
-	mu     sync.Mutex
-	corked bool
-	buf    []byte
-}
-
-func (c *corkConn) Write(p []byte) (int, error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if !c.corked || len(c.buf)+len(p) > 64<<10 {
-		if err := c.flushLocked(); err != nil {
-			return 0, err
-		}
-		return c.Conn.Write(p)
-	}
-	c.buf = append(c.buf, p...)
-	return len(p), nil
-}
-
-func (c *corkConn) flushLocked() error {
-	if len(c.buf) == 0 {
-		return nil
-	}
-	_, err := c.Conn.Write(c.buf)
-	c.buf = c.buf[:0]
-	return err
-}
-
-func (c *corkConn) cork() {
-	c.mu.Lock()
-	c.corked = true
-	c.mu.Unlock()
-}
-
-func (c *corkConn) uncork() {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.corked = false
-	if err := c.flushLocked(); err != nil {
-		_ = c.Conn.Close()
-	}
-}
-
-func (c *corkConn) Close() error {
-	c.uncork()
-	return c.Conn.Close()
 }
