@@ -111,7 +111,11 @@ func runBlocks(t *testing.T, bin, root string, blocks []string) {
 		cmd.Env = append(cleanEnv(), "PATH="+filepath.Dir(bin)+":"+os.Getenv("PATH"), "FEEDGATE_REPO="+root)
 		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 		cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+		// A block that fails before it stops what it started leaves a
+		// process holding the output pipe: stop waiting for it.
+		cmd.WaitDelay = 5 * time.Second
 		out, err := cmd.CombinedOutput()
+		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
 		cancel()
 		if err != nil {
 			t.Errorf("README block %d failed: %v\n%s\n--- output:\n%s", i, err, b, out)
