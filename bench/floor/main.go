@@ -1,12 +1,14 @@
 // Command floor measures what this machine's kernel allows a live fan-out
 // on loopback, with no gateway logic at all: N TCP connections on
 // 127.0.0.1 between two processes (this one writes; a child of it reads,
-// as loadgen and the gateway are two processes). Every 1/rate seconds a message
-// of --size bytes carrying its send time is written to every connection
-// (one non-blocking write(2) each, split over GOMAXPROCS goroutines, as the
-// gateway's fan-out does), and a goroutine per connection reads it (as
-// loadgen's clients do). It reports the send→read latency and the CPU time
-// (user + system) per delivery of each side:
+// as loadgen and the gateway are two processes). Message i of --size bytes
+// is due at i/rate seconds and carries that time; it is written to every
+// connection (one non-blocking write(2) each, split over GOMAXPROCS
+// goroutines, as the gateway's fan-out does; the messages due while the
+// writers were busy go out together, as the gateway merges them), and a
+// goroutine per connection reads it (as loadgen's clients do). It reports
+// the due→read latency and the CPU time (user + system) per delivery of
+// each side:
 //
 //	floor --conns 10000 --items 100 --rate 10 --size 600
 //
@@ -102,19 +104,31 @@ func run(n, items int, rate float64, size int) error {
 	}
 	workers := runtime.GOMAXPROCS(0)
 	per := (n + workers - 1) / workers
-	tick := time.NewTicker(time.Duration(float64(time.Second) / rate))
-	defer tick.Stop()
+	interval := time.Duration(float64(time.Second) / rate)
 	cpu0 := cpuTime(syscall.RUSAGE_SELF)
 	start := time.Now()
-	for range items {
-		<-tick.C
-		binary.LittleEndian.PutUint64(msg, uint64(time.Now().UnixNano()))
+	// Open loop, as loadgen publishes: message i is due at start+i/rate and
+	// carries that time. When writing falls behind, every message due by
+	// then goes out in one write per connection, as the gateway merges the
+	// notifications that queued up; the latency counts the lateness.
+	var buf []byte
+	for written := 0; written < items; {
+		if wait := time.Until(start.Add(time.Duration(written) * interval)); wait > 0 {
+			time.Sleep(wait) // the schedule of the messages
+		}
+		due := min(items, int(time.Since(start)/interval)+1)
+		buf = buf[:0]
+		for j := written; j < due; j++ {
+			binary.LittleEndian.PutUint64(msg, uint64(start.Add(time.Duration(j)*interval).UnixNano()))
+			buf = append(buf, msg...)
+		}
+		written = due
 		var fan sync.WaitGroup
 		for w := range workers {
 			part := servers[min(n, w*per):min(n, (w+1)*per)]
 			fan.Go(func() {
 				for _, rc := range part {
-					if err := writeAll(rc, msg); err != nil {
+					if err := writeAll(rc, buf); err != nil {
 						short.Add(1)
 					}
 				}
@@ -133,7 +147,7 @@ func run(n, items int, rate float64, size int) error {
 	elapsed := time.Since(start)
 	fmt.Printf("%d connections × %d messages of %d bytes at %g/s on loopback, %d writer goroutines\n", n, items, size, rate, workers)
 	fmt.Printf("  written in %v; %d writes not taken whole\n", elapsed.Round(time.Millisecond), short.Load())
-	fmt.Printf("  writer CPU %.2f s: %.1f µs per write\n", writeCPU.Seconds(), float64(writeCPU.Microseconds())/float64(n*items))
+	fmt.Printf("  writer CPU %.2f s: %.1f µs per delivery\n", writeCPU.Seconds(), float64(writeCPU.Microseconds())/float64(n*items))
 	fmt.Print(string(rest))
 	return nil
 }
@@ -179,7 +193,7 @@ func read(addr string, n, items, size int) error {
 		all = append(all, l...)
 	}
 	fmt.Printf("  delivered %d of %d\n", len(all), n*items)
-	fmt.Printf("  send→read latency %s\n", all.Summarize())
+	fmt.Printf("  due→read latency %s\n", all.Summarize())
 	fmt.Printf("  reader CPU %.2f s: %.1f µs per read\n", cpu.Seconds(), float64(cpu.Microseconds())/float64(max(len(all), 1)))
 	return nil
 }
