@@ -101,7 +101,7 @@ func (s *Service) ServePoll(w http.ResponseWriter, r *http.Request, req retrieve
 		return
 	}
 	defer s.hub.Unsubscribe(wt, topic)
-	n, err := s.rs.Load(ctx, topic, q)
+	n, err := s.rs.Join(ctx, topic, q)
 	if err != nil {
 		api.WriteError(w, want, err)
 		return

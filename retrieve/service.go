@@ -110,16 +110,27 @@ func (s *Service) ResolveCursor(ctx context.Context, topic, raw string) (feed.Cu
 }
 
 // Load reads a page of topic from the store and returns it as a
-// notification with the topic's status (newest cursor, gap). Streams and
-// long-polls join their live subscription to what Load returns, so it
-// always reads the store: an item appended on another node just before the
-// subscription must be in it.
+// notification with the topic's status (newest cursor, gap).
 func (s *Service) Load(ctx context.Context, topic string, q store.Query) (*feed.Notification, error) {
 	page, err := s.store.Read(ctx, topic, q)
 	if err != nil {
 		return nil, err
 	}
 	return Notification(topic, page), nil
+}
+
+// Join is Load for the first answer of a live form, read once the caller
+// has subscribed to topic through the node hub: the newest items may come
+// from the cache. That loses nothing, because the cache is a consumer of the
+// same hub topic: an item the page it holds lacks has an announcement not
+// yet fanned out (which reaches the caller too, as it is subscribed), or
+// one fanned out before the caller subscribed (which dropped the page, so
+// the store is read). Pages after or before a cursor read the store.
+func (s *Service) Join(ctx context.Context, topic string, q store.Query) (*feed.Notification, error) {
+	if q.From == store.Newest {
+		return s.Retrieve(ctx, topic, q)
+	}
+	return s.Load(ctx, topic, q)
 }
 
 // Retrieve is Load for a one-shot retrieve answer: the newest items may

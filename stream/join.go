@@ -99,7 +99,7 @@ func (s *session) load(ctx context.Context, starts []start) ([]*feed.Notificatio
 	}
 	ns := make([]*feed.Notification, len(starts))
 	for i, st := range starts {
-		n, err := s.svc.rs.Load(ctx, st.topic, st.q)
+		n, err := s.svc.rs.Join(ctx, st.topic, st.q)
 		if err != nil {
 			return nil, err
 		}
