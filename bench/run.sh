@@ -11,12 +11,18 @@
 #   STORES=redis RUNS=retrieve bench/run.sh
 #
 # Environment:
-#   STORES     "redis embedded" (default) or one of them
+#   STORES     "redis embedded" (default) or one of them, or cluster: two gateway nodes on a
+#              local Redis Cluster of 3 masters with 1 replica each (deploy/redis-cluster.sh);
+#              its sse run spreads the clients over both nodes
 #   RUNS       any of: retrieve floor ndjson sse sse-h2 ws poll idle storm (default: all but
 #              sse-h2, ws and poll); floor is bench/floor with the NDJSON sizes, the machine's
 #              own limit to compare the NDJSON run with (it runs once, with the first store);
 #              sse-h2 is the sse run over TLS and HTTP/2 (a self-signed certificate made with
-#              openssl, H2_STREAMS clients per connection, default 100)
+#              openssl, H2_STREAMS clients per connection, default 100); appends is
+#              acknowledged fat-ping appends/s (APPEND_CONNS publishers over APPEND_TOPICS
+#              topics, DURATION) without and with --redis-wait-replicas 1 (a replica is
+#              started for the redis store), then with APPEND_LISTENERS idle streams open, with
+#              Redis commands, bytes and CPU per append
 #   SMALL=1    small clients/items/durations
 #   NDJSON_CLIENTS, NDJSON_ITEMS, NDJSON_RATE, SSE_CLIENTS, SSE_ITEMS, IDLE_CLIENTS,
 #   IDLE_HOLD, WS_CLIENTS, WS_ITEMS, POLL_CLIENTS, POLL_ITEMS, STORM_CLIENTS
@@ -54,6 +60,8 @@ else
 	POLL_CLIENTS=${POLL_CLIENTS:-2000} POLL_ITEMS=${POLL_ITEMS:-20}
 	STORM_CLIENTS=${STORM_CLIENTS:-10000}
 fi
+APPEND_CONNS=${APPEND_CONNS:-50} APPEND_TOPICS=${APPEND_TOPICS:-1000} APPEND_LISTENERS=${APPEND_LISTENERS:-1000}
+[[ -z "${SMALL:-}" ]] || { APPEND_TOPICS=100; APPEND_LISTENERS=100; }
 
 # Every client of a run is user bench, from a few loopback addresses: no
 # per-user connection limit, no cap on connections not yet authenticated.
@@ -131,6 +139,8 @@ start_gateway() {
 	fi
 	if [[ $store == redis ]]; then
 		STORE_FLAGS=(--redis-url "$REDIS_URL")
+	elif [[ $store == cluster ]]; then
+		STORE_FLAGS=(--redis-cluster "$CLUSTER_SEEDS")
 	else
 		[[ -z $fresh ]] || rm -rf "$OUT/data"
 		STORE_FLAGS=(--data-dir "$OUT/data")
@@ -149,11 +159,80 @@ start_gateway() {
 }
 
 # restart_gateway STORE: a new gateway process on the same store, so that
-# memory readings start from a fresh process.
+# memory readings start from a fresh process (both nodes on the cluster).
 restart_gateway() {
 	stop_pid "$GW_PID"
+	if [[ $1 == cluster ]]; then
+		stop_pid "$GW2_PID"
+		start_gateway2
+	fi
 	start_gateway "$1"
 	echo "(gateway restarted: pid $GW_PID at $GW_URL)" >&2
+}
+
+# start_cluster: a local Redis Cluster (deploy/redis-cluster.sh); sets
+# CLUSTER_SEEDS, CLUSTER_BASE, CLUSTER_PIDS (every node), CLUSTER_MASTERS.
+start_cluster() {
+	CLUSTER_SEEDS=$(TMPDIR=$OUT deploy/redis-cluster.sh start --base-port "$("$LG" free-port)")
+	CLUSTER_BASE=$(echo "${CLUSTER_SEEDS%%,*}" | cut -d: -f2)
+	CLUSTER_PIDS=$(cat "$OUT/feedgate-redis-cluster-$CLUSTER_BASE"/*.pid | paste -sd, -)
+	local pid
+	for pid in ${CLUSTER_PIDS//,/ }; do PIDS+=("$pid"); done
+	CLUSTER_MASTERS=$(redis-cli -p "$CLUSTER_BASE" cluster nodes | awk '/master/ && !/fail/ {split($2, a, "@"); print a[1]}' | paste -sd, -)
+}
+
+stop_cluster() {
+	TMPDIR=$OUT deploy/redis-cluster.sh stop --base-port "$CLUSTER_BASE" || true
+}
+
+# start_gateway2: the second gateway node of the cluster store; sets GW2_URL,
+# GW2_PID.
+start_gateway2() {
+	GW2_PORT=$("$LG" free-port)
+	GW2_URL=http://127.0.0.1:$GW2_PORT
+	"$BIN/gateway" serve --listen "127.0.0.1:$GW2_PORT" --redis-cluster "$CLUSTER_SEEDS" --allow-private \
+		--log-level warn --role api ${GATEWAY_FLAGS:-} >>"$OUT/gateway-cluster-2.log" 2>&1 &
+	GW2_PID=$!
+	PIDS+=("$GW2_PID")
+	for _ in $(seq 100); do
+		curl -fsS "$GW2_URL/healthz" >/dev/null 2>&1 && break
+		sleep 0.1
+	done
+	curl -fsS "$GW2_URL/healthz" >/dev/null
+}
+
+# appends_run NAME FLAGS...: the appends measure through the store's
+# gateway(s), with its Redis servers' counters.
+appends_run() {
+	local name=$1
+	shift
+	local urls=$GW_URL gwpids=$GW_PID redis=() code=0
+	if [[ $store == cluster ]]; then
+		urls=$GW_URL,$GW2_URL gwpids=$GW_PID,$GW2_PID
+		redis=(--redis-addrs "$CLUSTER_MASTERS" --redis-pids "$CLUSTER_PIDS")
+	elif [[ $store == redis ]]; then
+		redis=(--redis-addrs "127.0.0.1:$REDIS_PORT" --redis-pids "$REDIS_PID${REPLICA_PID:+,$REPLICA_PID}")
+	fi
+	timeout --kill-after=10 900 "$LG" appends --url "$urls" --conns "$APPEND_CONNS" --topics "$APPEND_TOPICS" \
+		--duration "$DURATION" --gateway-pids "$gwpids" "${redis[@]}" "$@" --json "$OUT/$name.json" \
+		2> >(tee "$OUT/$name.err" >&2) | tee "$OUT/$name.txt" | tee -a "$OUT/summary.txt" || code=$?
+	[[ $code == 0 ]] || echo "($name: loadgen exit status $code)" | tee -a "$OUT/summary.txt" >&2
+}
+
+# start_replica: a replica of the redis store's server (for WAIT 1).
+start_replica() {
+	[[ -z ${REPLICA_PID:-} ]] || return 0
+	local port
+	port=$("$LG" free-port)
+	mkdir -p "$OUT/replica"
+	redis-server --port "$port" --bind 127.0.0.1 --appendonly no --save '' --replicaof 127.0.0.1 "$REDIS_PORT" \
+		--dir "$OUT/replica" --logfile "$OUT/replica/redis.log" --daemonize no &
+	REPLICA_PID=$!
+	PIDS+=("$REPLICA_PID")
+	for _ in $(seq 100); do
+		redis-cli -p "$port" info replication 2>/dev/null | grep -q 'master_link_status:up' && break
+		sleep 0.1
+	done
 }
 
 # add_user: create `bench` with every right; exports its token.
@@ -175,6 +254,10 @@ lg() {
 
 for store in $STORES; do
 	if [[ $store == redis ]]; then start_redis; fi
+	if [[ $store == cluster ]]; then
+		start_cluster
+		start_gateway2
+	fi
 	start_gateway "$store" fresh
 	add_user
 	log "store $store: gateway pid $GW_PID at $GW_URL"
@@ -184,7 +267,10 @@ for store in $STORES; do
 		case $run in
 		retrieve)
 			log "$store: retrieve count=10 JSON, 50 connections, $DURATION"
-			if [[ $store == redis ]]; then
+			if [[ $store == cluster ]]; then
+				lg "$store-retrieve" retrieve --conns 50 --duration "$DURATION" --rounds "$ROUNDS" --count 10 --format json \
+					--gateway-pid "$GW_PID"
+			elif [[ $store == redis ]]; then
 				lg "$store-retrieve" retrieve --conns 50 --duration "$DURATION" --rounds "$ROUNDS" --count 10 --format json \
 					--gateway-pid "$GW_PID" --compare-redis --redis-url "$REDIS_URL" --redis-pid "$REDIS_PID"
 			else
@@ -208,8 +294,27 @@ for store in $STORES; do
 		sse)
 			restart_gateway "$store"
 			log "$store: $SSE_CLIENTS SSE clients, $SSE_ITEMS items back-to-back"
-			lg "$store-sse" stream --kind sse --clients "$SSE_CLIENTS" --items "$SSE_ITEMS" --rate 0 \
-				--gateway-pid "$GW_PID"
+			if [[ $store == cluster ]]; then
+				log "(the clients spread over the two nodes, $GW_URL and $GW2_URL)"
+				lg "$store-sse" stream --kind sse --clients "$SSE_CLIENTS" --items "$SSE_ITEMS" --rate 0 \
+					--gateway-pid "$GW_PID" --also-url "$GW2_URL"
+			else
+				lg "$store-sse" stream --kind sse --clients "$SSE_CLIENTS" --items "$SSE_ITEMS" --rate 0 \
+					--gateway-pid "$GW_PID"
+			fi
+			;;
+		appends)
+			restart_gateway "$store"
+			log "$store: acknowledged fat-ping appends, $APPEND_CONNS publishers over $APPEND_TOPICS topics, $DURATION"
+			appends_run "$store-appends"
+			if [[ $store == embedded ]]; then continue; fi
+			log "$store: the same with $APPEND_LISTENERS idle streams open on the topics"
+			appends_run "$store-appends-listeners" --listeners "$APPEND_LISTENERS"
+			[[ $store == redis ]] && start_replica
+			GATEWAY_FLAGS="--redis-wait-replicas 1" restart_gateway "$store"
+			log "$store: the same acknowledged by a replica (--redis-wait-replicas 1)"
+			appends_run "$store-appends-wait1"
+			restart_gateway "$store" # without WAIT again
 			;;
 		sse-h2)
 			make_cert
@@ -247,14 +352,22 @@ for store in $STORES; do
 			PIDS+=("$GW_PID")
 			;;
 		*)
-			echo "unknown run $run (use retrieve floor ndjson sse sse-h2 ws poll idle storm)" >&2
+			echo "unknown run $run (use retrieve floor ndjson sse sse-h2 ws poll idle storm appends)" >&2
 			exit 2
 			;;
 		esac
 	done
 
 	stop_pid "$GW_PID"
-	if [[ $store == redis ]]; then stop_pid "$REDIS_PID"; fi
+	if [[ $store == redis ]]; then
+		stop_pid "$REDIS_PID"
+		[[ -z ${REPLICA_PID:-} ]] || stop_pid "$REPLICA_PID"
+		REPLICA_PID=
+	fi
+	if [[ $store == cluster ]]; then
+		stop_pid "$GW2_PID"
+		stop_cluster
+	fi
 	PIDS=()
 done
 log "done; results in $OUT (summary.txt, *.json, gateway logs)"

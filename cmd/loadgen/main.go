@@ -21,6 +21,8 @@ import (
 	"os"
 	"os/signal"
 	"slices"
+	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -42,6 +44,9 @@ Commands:
   storm      a reconnect storm: --clients SSE clients, --before items, the gateway
              restarted by --restart-cmd, --during items; every client resumes by
              Last-Event-ID; reports the time to the last client caught up
+  appends    acknowledged fat-ping appends per second: --conns publishers over
+             --topics topics through one or more gateways (--url A,B); with
+             --redis-addrs, Redis commands, bytes and CPU per append
 
   free-port  print a free TCP port on 127.0.0.1 (for scripts)
 
@@ -72,6 +77,8 @@ func main() {
 		code, err = stream(ctx, args)
 	case "storm":
 		code, err = storm(ctx, args)
+	case "appends":
+		err = appends(ctx, args)
 	case "free-port":
 		err = freePort()
 	case "-h", "-help", "--help", "help":
@@ -357,12 +364,21 @@ func stream(ctx context.Context, args []string) (int, error) {
 	size := fs.Int("item-bytes", 200, "text content of each item, in bytes")
 	timeout := fs.Duration("timeout", 0, "hard limit of the whole run (default: computed from the other flags)")
 	jsonOut := fs.String("json", "", "also write the result as JSON to this file (- for stdout)")
+	also := fs.String("also-url", "", "more gateways on the same store (URL,...): ndjson and sse clients spread over --url and them")
 	if err := parse(fs, args); err != nil {
 		return 0, err
 	}
 	t, auth, err := g.target()
 	if err != nil {
 		return 0, err
+	}
+	var alsoTargets []*loadgen.Target
+	for _, u := range strings.FieldsFunc(*also, func(r rune) bool { return r == ',' }) {
+		at, err := loadgen.ParseTarget(strings.TrimSpace(u))
+		if err != nil {
+			return 0, err
+		}
+		alsoTargets = append(alsoTargets, at)
 	}
 	k, err := loadgen.ParseKind(*kind)
 	if err != nil {
@@ -383,7 +399,7 @@ func stream(ctx context.Context, args []string) (int, error) {
 	defer cancel()
 	var progress io.Writer = os.Stderr
 	res, err := loadgen.RunStream(ctx, loadgen.StreamConfig{
-		Target: t, Auth: auth, Topic: g.topic, Kind: k, Clients: *clients, Items: *items, Rate: *rate,
+		Target: t, Also: alsoTargets, Auth: auth, Topic: g.topic, Kind: k, Clients: *clients, Items: *items, Rate: *rate,
 		Batch: *batch, PublishConns: *publishers, Body: bf, ItemBytes: *size, Count: *count,
 		Hold: *hold, Settle: *settle, ConnectTimeout: *connTimeout, Drain: *drain,
 		ConnectConcurrency: *connConc, GatewayPID: *pid, SourceIPs: *sources,
@@ -478,4 +494,68 @@ func medianRate(rs []loadgen.RetrieveResult) float64 {
 		return v[len(v)/2]
 	}
 	return (v[len(v)/2-1] + v[len(v)/2]) / 2
+}
+
+func appends(ctx context.Context, args []string) error {
+	var g gatewayFlags
+	fs := newFlags("appends", "appends --url URL[,URL...] --token T [--conns 50 --topics 1000 --duration 10s] [--redis-addrs HOST:PORT,...]")
+	g.register(fs)
+	conns := fs.Int("conns", 50, "publishers, one fat ping (one new item) in flight each")
+	topics := fs.Int("topics", 1000, "topics the items go to, in turn (spread over Redis Cluster slots)")
+	dur := fs.Duration("duration", 10*time.Second, "measured time")
+	warmup := fs.Duration("warmup", 2*time.Second, "unmeasured time before it")
+	size := fs.Int("item-bytes", 200, "text content of each item, in bytes")
+	listeners := fs.Int("listeners", 0, "idle NDJSON streams opened on the topics first, spread over the gateways")
+	redisAddrs := fs.String("redis-addrs", "", "Redis servers (every master) to report commands, bytes and CPU per append from")
+	redisPIDs := fs.String("redis-pids", "", "their pids, for their CPU time")
+	gwPIDs := fs.String("gateway-pids", "", "the gateways' pids, for their CPU time")
+	jsonOut := fs.String("json", "", "also write the result as JSON to this file (- for stdout)")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	var targets []*loadgen.Target
+	var auth loadgen.Auth
+	for _, u := range strings.Split(g.url, ",") {
+		one := g
+		one.url = strings.TrimSpace(u)
+		t, a, err := one.target()
+		if err != nil {
+			return err
+		}
+		if err := t.PlainHTTP("appends"); err != nil {
+			return err
+		}
+		targets, auth = append(targets, t), a
+	}
+	pids := func(s string) ([]int, error) {
+		var out []int
+		for _, f := range strings.FieldsFunc(s, func(r rune) bool { return r == ',' }) {
+			n, err := strconv.Atoi(strings.TrimSpace(f))
+			if err != nil {
+				return nil, fmt.Errorf("%q is not a pid", f)
+			}
+			out = append(out, n)
+		}
+		return out, nil
+	}
+	rp, err := pids(*redisPIDs)
+	if err != nil {
+		return err
+	}
+	gp, err := pids(*gwPIDs)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, *warmup+*dur+5*time.Minute)
+	defer cancel()
+	res, err := loadgen.RunAppends(ctx, loadgen.AppendsConfig{
+		Targets: targets, Auth: auth, Conns: *conns, Topics: *topics, Duration: *dur, Warmup: *warmup,
+		ItemBytes: *size, Listeners: *listeners, RedisAddrs: strings.FieldsFunc(*redisAddrs, func(r rune) bool { return r == ',' }),
+		RedisPIDs: rp, GatewayPIDs: gp,
+	})
+	if err != nil {
+		return err
+	}
+	fmt.Print(res)
+	return writeJSON(*jsonOut, res)
 }

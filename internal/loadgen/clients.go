@@ -81,8 +81,12 @@ func (r *streamRun) streamClient(c *client, release func()) error {
 		q.Set("format", "json")
 		q.Set("wait", "stream")
 	}
-	req := BuildGet(r.cfg.Target, q, r.cfg.Auth, extra...)
-	nc, err := r.dialer.Dial(r.connCtx)
+	target, dialer := r.cfg.Target, r.dialer
+	if c.node > 0 {
+		target, dialer = r.cfg.Also[c.node-1], r.nodes[c.node-1]
+	}
+	req := BuildGet(target, q, r.cfg.Auth, extra...)
+	nc, err := dialer.Dial(r.connCtx)
 	if err != nil {
 		return err
 	}

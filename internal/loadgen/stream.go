@@ -34,7 +34,11 @@ func ParseKind(s string) (Kind, error) {
 
 // StreamConfig is one live delivery run.
 type StreamConfig struct {
-	Target  *Target
+	Target *Target
+	// Also are more gateways (nodes on the same store): NDJSON and SSE
+	// clients spread over Target and them in turn; items are published
+	// through Target.
+	Also    []*Target
 	Auth    Auth
 	Topic   string
 	Kind    Kind
@@ -171,6 +175,7 @@ func mib(b int64) string { return fmt.Sprintf("%.1f MiB", float64(b)/(1<<20)) }
 // client is one connection's state; only its own goroutine touches it
 // until the run ends.
 type client struct {
+	node     int      // index of the gateway it talks to (Target, then Also)
 	seen     []uint64 // bitset of item seqs received
 	lat      Latencies
 	distinct int64
@@ -186,7 +191,9 @@ type streamRun struct {
 	cfg    StreamConfig
 	marker Marker
 	dialer *Dialer
-	h2     *h2Pool // https targets: the shared HTTP/2 connections
+	// nodes are the dialers of cfg.Also, for clients whose node > 0.
+	nodes []*Dialer
+	h2    *h2Pool // https targets: the shared HTTP/2 connections
 
 	clients []client
 	sem     chan struct{}
@@ -293,6 +300,18 @@ func RunStream(ctx context.Context, cfg StreamConfig) (StreamResult, error) {
 	bits := make([]uint64, words*cfg.Clients)
 	for i := range r.clients {
 		r.clients[i].seen = bits[i*words : (i+1)*words : (i+1)*words]
+	}
+	if len(cfg.Also) > 0 && (cfg.Kind == KindNDJSON || cfg.Kind == KindSSE) && h2 == nil {
+		for _, t := range cfg.Also {
+			nd, err := newDialer(t, cfg.SourceIPs, cfg.Clients)
+			if err != nil {
+				return res, err
+			}
+			r.nodes = append(r.nodes, nd)
+		}
+		for i := range r.clients {
+			r.clients[i].node = i % (1 + len(cfg.Also))
+		}
 	}
 
 	if cfg.GatewayPID > 0 {

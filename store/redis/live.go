@@ -687,10 +687,14 @@ func (l *listener) home(topics []string) error {
 			firstErr = cmp.Or(firstErr, err)
 			continue
 		}
-		var resync []string
+		var resync, unwanted []string
 		for _, t := range ts {
 			_, wanted := l.topics[t]
 			_, waiting := l.homeless[t]
+			if !wanted && !k.retired {
+				// Removed meanwhile: not to stay subscribed.
+				unwanted = append(unwanted, t)
+			}
 			if !wanted || !waiting || k.retired {
 				continue
 			}
@@ -711,6 +715,9 @@ func (l *listener) home(topics []string) error {
 		l.homed = make(chan struct{})
 		l.recomputeLocked()
 		l.mu.Unlock()
+		if len(unwanted) > 0 {
+			k.unsubscribe(ctx, channels(l.st, unwanted))
+		}
 	}
 	return firstErr
 }
