@@ -178,7 +178,8 @@ start_cluster() {
 	CLUSTER_PIDS=$(cat "$OUT/feedgate-redis-cluster-$CLUSTER_BASE"/*.pid | paste -sd, -)
 	local pid
 	for pid in ${CLUSTER_PIDS//,/ }; do PIDS+=("$pid"); done
-	CLUSTER_MASTERS=$(redis-cli -p "$CLUSTER_BASE" cluster nodes | awk '/master/ && !/fail/ {split($2, a, "@"); print a[1]}' | paste -sd, -)
+	# The masters serving slots (CLUSTER NODES lists the slots from field 9 on).
+	CLUSTER_MASTERS=$(redis-cli -p "$CLUSTER_BASE" cluster nodes | awk '$3 ~ /master/ && NF > 8 {split($2, a, "@"); print a[1]}' | paste -sd, -)
 }
 
 stop_cluster() {

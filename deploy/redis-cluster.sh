@@ -16,7 +16,7 @@
 set -euo pipefail
 
 cmd=${1:-start}
-[ $# -gt 0 ] && shift
+if [ $# -gt 0 ]; then shift; fi
 port=7100
 while [ $# -gt 0 ]; do
   case $1 in
@@ -74,12 +74,16 @@ start)
   done
   redis-cli --cluster create "${nodes[@]}" --cluster-replicas 1 --cluster-yes > "$dir/create.log" 2>&1 ||
     { cat "$dir/create.log" >&2; exit 1; }
+  # Ready when every node reports the cluster ok and sees three replicas.
   for i in $(seq 0 5); do
     for _ in $(seq 200); do
-      redis-cli -p $((base + i)) cluster info 2> /dev/null | grep -q '^cluster_state:ok' && continue 2
+      if redis-cli -p $((base + i)) cluster info 2> /dev/null | grep -q '^cluster_state:ok' &&
+        [ "$(redis-cli -p $((base + i)) cluster nodes 2> /dev/null | awk '$3 ~ /slave/' | wc -l)" = 3 ]; then
+        continue 2
+      fi
       sleep 0.1
     done
-    echo "redis-cluster.sh: node $((base + i)) does not report the cluster ok after 20 s; see $dir" >&2
+    echo "redis-cluster.sh: node $((base + i)) does not report the cluster whole after 20 s; see $dir" >&2
     exit 1
   done
   echo "127.0.0.1:$base,127.0.0.1:$((base + 1)),127.0.0.1:$((base + 2))"
@@ -88,6 +92,9 @@ stop)
   state=$(state_of "$port")
   [ -d "$state" ] || { echo "redis-cluster.sh: no cluster of this script has its first seed on port $port" >&2; exit 1; }
   for f in "$state"/*.pid; do kill "$(cat "$f")" 2> /dev/null || true; done
+  for f in "$state"/*.pid; do
+    for _ in $(seq 100); do kill -0 "$(cat "$f")" 2> /dev/null || break; sleep 0.1; done
+  done
   rm -rf "$(cat "$state/data")" "$state"
   ;;
 *)
