@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -376,5 +377,74 @@ func TestWaitReplicasMet(t *testing.T) {
 	// A retry of stored items is acknowledged too (nothing stored again).
 	if got, err := s.Append(ctxT(t), topic, testItems("m", 3)); err != nil || len(got) != 0 {
 		t.Fatalf("retried Append = %d items, %v; want none stored and no error", len(got), err)
+	}
+}
+
+// TestClusterOneLinkPerShard: a listener holds one sharded pub/sub
+// connection per master serving its topics, subscribed to exactly the
+// topics of that master, and an append is published on its topic's
+// master alone.
+func TestClusterOneLinkPerShard(t *testing.T) {
+	t.Parallel()
+	c := redistest.StartCluster(t)
+	s := openConfig(t, redisstore.Config{Cluster: c.Addrs()}, store.Options{})
+	defer s.Close()
+	var topics []string
+	perMaster := make(map[string]int)
+	for i := range 30 {
+		tp := fmt.Sprintf("https://example.com/shards/%d.xml", i)
+		topics = append(topics, tp)
+		perMaster[c.MasterOf(redisstore.ItemsKey(s, tp))]++
+	}
+	mustListen(t, s, topics...)
+	if len(perMaster) != 3 {
+		t.Fatalf("30 topics on %d masters; want all three used", len(perMaster))
+	}
+	for _, m := range c.Masters() {
+		v, err := c.Do(m, "CLIENT", "LIST", "TYPE", "pubsub")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var subs []string
+		for _, line := range strings.Split(fmt.Sprint(v), "\n") {
+			for _, f := range strings.Fields(line) {
+				if n, ok := strings.CutPrefix(f, "ssub="); ok && n != "0" {
+					subs = append(subs, n)
+				}
+			}
+		}
+		if len(subs) != 1 || subs[0] != fmt.Sprint(perMaster[m]) {
+			t.Errorf("master %s: sharded subscribers with %v channels; want one connection with its %d topics", m, subs, perMaster[m])
+		}
+	}
+	spublish := func(m string) int64 {
+		v, err := c.Do(m, "INFO", "commandstats")
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, line := range strings.Split(fmt.Sprint(v), "\n") {
+			if rest, ok := strings.CutPrefix(strings.TrimSpace(line), "cmdstat_spublish:calls="); ok {
+				n, _ := strconv.ParseInt(rest[:strings.IndexByte(rest, ',')], 10, 64)
+				return n
+			}
+		}
+		return 0
+	}
+	before := make(map[string]int64)
+	for _, m := range c.Masters() {
+		before[m] = spublish(m)
+	}
+	if _, err := s.Append(ctxT(t), topics[0], testItems("x", 1)); err != nil {
+		t.Fatal(err)
+	}
+	owner := c.MasterOf(redisstore.ItemsKey(s, topics[0]))
+	for _, m := range c.Masters() {
+		want := int64(0)
+		if m == owner {
+			want = 1
+		}
+		if got := spublish(m) - before[m]; got != want {
+			t.Errorf("master %s published %d announcements of an append to a topic of %s; want %d", m, got, owner, want)
+		}
 	}
 }
