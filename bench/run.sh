@@ -89,6 +89,7 @@ echo "building into $BIN" >&2
 go build -o "$BIN/gateway" ./cmd/gateway
 go build -o "$BIN/loadgen" ./cmd/loadgen
 go build -o "$BIN/floor" ./bench/floor
+go build -o "$BIN/httpfloor" ./bench/httpfloor
 LG=$BIN/loadgen
 FLOOR_DONE=
 
@@ -274,6 +275,22 @@ for store in $STORES; do
 			elif [[ $store == redis ]]; then
 				lg "$store-retrieve" retrieve --conns 50 --duration "$DURATION" --rounds "$ROUNDS" --count 10 --format json \
 					--gateway-pid "$GW_PID" --compare-redis --redis-url "$REDIS_URL" --redis-pid "$REDIS_PID"
+				# The same bytes from a bare net/http server (bench/httpfloor, one write per
+				# answer as the gateway's): what net/http and the kernel cost, against raw Redis.
+				HF_PORT=$("$LG" free-port)
+				"$BIN/httpfloor" --coalesce --listen "127.0.0.1:$HF_PORT" --auth "bench:$TOKEN" \
+					--from "$GW_URL/?hub.mode=retrieve&format=json&count=10&hub.topic=http%3A%2F%2F127.0.0.1%3A9%2Floadgen%2Ffeed" \
+					>>"$OUT/httpfloor.log" 2>&1 &
+				HF_PID=$!
+				PIDS+=("$HF_PID")
+				for _ in $(seq 100); do curl -fsS "http://127.0.0.1:$HF_PORT/" >/dev/null 2>&1 && break; sleep 0.1; done
+				log "net/http floor: the same answer from bench/httpfloor, 50 connections, $DURATION"
+				GW_URL_SAVED=$GW_URL
+				GW_URL=http://127.0.0.1:$HF_PORT
+				lg "httpfloor-retrieve" retrieve --conns 50 --duration "$DURATION" --rounds "$ROUNDS" --count 10 --format json \
+					--gateway-pid "$HF_PID" --compare-redis --redis-url "$REDIS_URL" --redis-pid "$REDIS_PID"
+				GW_URL=$GW_URL_SAVED
+				stop_pid "$HF_PID"
 			else
 				lg "$store-retrieve" retrieve --conns 50 --duration "$DURATION" --rounds "$ROUNDS" --count 10 --format json \
 					--gateway-pid "$GW_PID"
