@@ -8,6 +8,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/feedgate/feedgate/feed"
 	"github.com/feedgate/feedgate/live"
 	"github.com/feedgate/feedgate/store"
 )
@@ -523,6 +524,51 @@ func (c *Cache) touchLocked(e *entry) {
 	}
 	e.prev.next, e.next.prev = e.next, e.prev
 	c.pushLocked(e)
+}
+
+// after answers a read of the count items directly following cursor from
+// a held page, when they are all in it (the cursor is not older than the
+// page's oldest item but one): what a client resuming from a recent cursor
+// asks. ok is false otherwise; the caller reads the store.
+func (c *Cache) after(topic string, cursor feed.Cursor, count int) (store.Page, bool) {
+	if c.hub == nil || count <= 0 {
+		return store.Page{}, false
+	}
+	healthy := c.hub.Healthy()
+	now := time.Now()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.noteHealthLocked(healthy)
+	e := c.entries[topic]
+	if c.down || c.closed || e == nil || !e.has || now.Sub(e.loadedAt) >= c.ttl {
+		return store.Page{}, false
+	}
+	p := e.page
+	if cursor > p.Last {
+		return store.Page{}, false
+	}
+	// Items are newest first and contiguous: the page must reach back to
+	// the item after cursor (else items were trimmed, or are not held).
+	if n := len(p.Items); n == 0 || p.Items[n-1].Cursor > cursor+1 {
+		return store.Page{}, false
+	}
+	e.lastUsed = now
+	c.touchLocked(e)
+	c.m.hits.Inc()
+	// The count items after cursor: from cursor+1 up to cursor+count.
+	hi := 0
+	for hi < len(p.Items) && p.Items[hi].Cursor > cursor+feed.Cursor(count) {
+		hi++
+	}
+	lo := hi
+	for lo < len(p.Items) && p.Items[lo].Cursor > cursor {
+		lo++
+	}
+	p.Items = p.Items[hi:lo:lo]
+	if len(p.Items) == 0 {
+		p.Items = nil // as the store answers: nothing follows the cursor
+	}
+	return p, true
 }
 
 // prefix is the page of the newest n items of a Newest page. The items are

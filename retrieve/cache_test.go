@@ -627,3 +627,47 @@ func TestCacheAnswers(t *testing.T) {
 		t.Errorf("answer after an append does not have the new item: %s", got)
 	}
 }
+
+// TestCacheAfter: the items after a recent cursor come from the held page,
+// exactly as the store answers them; an older cursor, or one the page does
+// not reach back to, reads the store.
+func TestCacheAfter(t *testing.T) {
+	t.Parallel()
+	n := openEmbedded(t)
+	ctx := ctxFor(t)
+	c := newTestCache(t, n, CacheOptions{TTL: time.Hour, Count: 10})
+	svc := New(n.st, Options{Cache: c})
+	const topic = "https://example.com/after"
+	if _, err := n.st.Append(ctx, topic, itemsOf("a", 30)); err != nil {
+		t.Fatal(err)
+	}
+	mustRead(t, c, topic, newest(10))
+	mustRead(t, c, topic, newest(10)) // held
+	for _, tc := range []struct {
+		cursor     feed.Cursor
+		count      int
+		fromMemory bool
+	}{
+		{29, 5, true}, {25, 3, true}, {20, 10, true}, {30, 5, true}, {21, 2, true},
+		{19, 5, false}, {5, 5, false}, {31, 5, false},
+	} {
+		h := hits(c)
+		q := store.Query{From: store.After, Cursor: tc.cursor, Count: tc.count}
+		got, err := svc.Join(ctx, topic, q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, err := svc.Load(ctx, topic, q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		gj, _ := json.Marshal(got)
+		wj, _ := json.Marshal(want)
+		if string(gj) != string(wj) {
+			t.Errorf("after %d count %d:\n%s\nwant\n%s", tc.cursor, tc.count, gj, wj)
+		}
+		if fromMemory := hits(c) > h; fromMemory != tc.fromMemory {
+			t.Errorf("after %d count %d: from memory %v, want %v", tc.cursor, tc.count, fromMemory, tc.fromMemory)
+		}
+	}
+}

@@ -125,10 +125,19 @@ func (s *Service) Load(ctx context.Context, topic string, q store.Query) (*feed.
 // same hub topic: an item the page it holds lacks has an announcement not
 // yet fanned out (which reaches the caller too, as it is subscribed), or
 // one fanned out before the caller subscribed (which dropped the page, so
-// the store is read). Pages after or before a cursor read the store.
+// the store is read). The same holds for the items after a recent cursor,
+// when the page held reaches back to it; other pages read the store.
 func (s *Service) Join(ctx context.Context, topic string, q store.Query) (*feed.Notification, error) {
-	if q.From == store.Newest {
+	switch {
+	case q.From == store.Newest:
 		return s.Retrieve(ctx, topic, q)
+	case q.From == store.After && s.cache != nil:
+		// A client resuming from a recent cursor (a reconnection, a
+		// restart's storm of them): the items after it are in the page
+		// held.
+		if page, ok := s.cache.after(topic, q.Cursor, q.Count); ok {
+			return Notification(topic, page), nil
+		}
 	}
 	return s.Load(ctx, topic, q)
 }
