@@ -191,11 +191,24 @@ func (c *Cache) Close() error {
 // Read answers q like the store would, from memory when q reads the newest
 // items (at most Count of them) of a topic whose page is held.
 func (c *Cache) Read(ctx context.Context, topic string, q store.Query) (store.Page, error) {
+	return c.read(ctx, topic, q, false)
+}
+
+// hold loads topic's page now if it is not held (a live client joins or
+// resumes: many others of the topic are likely to follow, as after a
+// restart); concurrent calls share one read. It reports whether the page
+// is held.
+func (c *Cache) hold(ctx context.Context, topic string) bool {
+	_, err := c.read(ctx, topic, store.Query{From: store.Newest, Count: c.count}, true)
+	return err == nil
+}
+
+func (c *Cache) read(ctx context.Context, topic string, q store.Query, now bool) (store.Page, error) {
 	if c.hub == nil || q.From != store.Newest || q.Count <= 0 || q.Count > c.count {
 		return c.st.Read(ctx, topic, q)
 	}
 	healthy := c.hub.Healthy()
-	now := time.Now()
+	at := time.Now()
 	c.mu.Lock()
 	c.noteHealthLocked(healthy)
 	if c.down || c.closed {
@@ -204,25 +217,31 @@ func (c *Cache) Read(ctx context.Context, topic string, q store.Query) (store.Pa
 		return c.st.Read(ctx, topic, q)
 	}
 	e := c.entries[topic]
-	if e != nil {
-		e.lastUsed = now
+	switch {
+	case e != nil:
+		e.lastUsed = at
 		c.touchLocked(e)
-		if e.has && now.Sub(e.loadedAt) < c.ttl {
+		if e.has && at.Sub(e.loadedAt) < c.ttl {
 			page := e.page
 			c.mu.Unlock()
 			c.m.hits.Inc()
 			return prefix(page, q.Count), nil
 		}
-	} else {
+	case !now:
 		// A topic is held from its second read on: one read of a topic
 		// costs no subscription.
-		e = &entry{topic: topic, lastUsed: now}
+		e = &entry{topic: topic, lastUsed: at}
 		c.entries[topic] = e
 		c.pushLocked(e)
 		c.evictLocked()
 		c.mu.Unlock()
 		c.m.misses.Inc()
 		return c.st.Read(ctx, topic, q)
+	default:
+		e = &entry{topic: topic, lastUsed: at}
+		c.entries[topic] = e
+		c.pushLocked(e)
+		c.evictLocked()
 	}
 	c.m.misses.Inc()
 	// A load that began before the latest change may miss it: only a load

@@ -138,6 +138,11 @@ func (s *Service) Join(ctx context.Context, topic string, q store.Query) (*feed.
 		if page, ok := s.cache.after(topic, q.Cursor, q.Count); ok {
 			return Notification(topic, page), nil
 		}
+		if s.cache.hold(ctx, topic) {
+			if page, ok := s.cache.after(topic, q.Cursor, q.Count); ok {
+				return Notification(topic, page), nil
+			}
+		}
 	}
 	return s.Load(ctx, topic, q)
 }
