@@ -358,7 +358,7 @@ for store in $STORES; do
 			restart_gateway "$store"
 			log "$store: $IDLE_CLIENTS idle NDJSON connections held $IDLE_HOLD, then one item to all"
 			lg "$store-idle" stream --kind ndjson --clients "$IDLE_CLIENTS" --items 1 --hold "$IDLE_HOLD" \
-				--connect-concurrency 400 --gateway-pid "$GW_PID"
+				--connect-concurrency 800 --gateway-pid "$GW_PID"
 			;;
 		storm)
 			restart_gateway "$store"
