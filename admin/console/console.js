@@ -461,7 +461,20 @@
   // --- actions -------------------------------------------------------------------------------------
 
   // ask shows the confirmation dialog and resolves to null (cancelled) or the expiry typed.
+  // A dialog's close event is queued, so a key press may open the next question before the
+  // close event of the last one arrives: each question is answered once, by its own close event
+  // or, when that is late, by the next ask; a close event that finds the dialog open is late.
+  let answer = null;
+  function settle() {
+    const dlg = $('confirm');
+    if (!answer || dlg.open) return;
+    const done = answer;
+    answer = null;
+    done(dlg.returnValue === 'ok' ? $('confirm-expires').value.trim() : null);
+  }
+
   function ask({ title, text, ok, expires = false }) {
+    settle();
     const dlg = $('confirm');
     $('confirm-h').textContent = title;
     $('confirm-text').textContent = text;
@@ -470,7 +483,7 @@
     $('confirm-expires').value = '';
     dlg.returnValue = '';
     return new Promise(done => {
-      dlg.addEventListener('close', () => done(dlg.returnValue === 'ok' ? $('confirm-expires').value.trim() : null), { once: true });
+      answer = done;
       dlg.showModal();
       (expires ? $('confirm-expires') : $('confirm-ok')).focus();
     });
@@ -620,6 +633,7 @@
     $('add-form').addEventListener('submit', addUser);
     $('token-copy').addEventListener('click', copyToken);
     $('token-hide').addEventListener('click', hideToken);
+    $('confirm').addEventListener('close', settle);
     window.addEventListener('hashchange', () => route(false));
     if (cred) start();
     else signOut('');

@@ -191,6 +191,13 @@ describe('admin console', () => {
     assert.equal(await page.evaluate(() => document.activeElement.getAttribute('aria-label')), 'Rotate the token of carol',
       'the focus returns to the button');
     await page.keyboard.press('Enter');
+    await page.getByRole('dialog').waitFor();
+    // The dialog's close event is queued: a cancel and a new question in one task (as a busy
+    // browser may order a key press before that event) still answer the new question alone.
+    await page.evaluate(() => {
+      document.getElementById('confirm').close();
+      document.querySelector('[aria-label="Rotate the token of carol"]').click();
+    });
     await page.getByRole('dialog').getByLabel('Expires').fill('24h');
     await page.getByRole('dialog').getByRole('button', { name: 'Rotate' }).click();
     await page.getByText('New token of carol').waitFor();
