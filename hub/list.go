@@ -9,6 +9,7 @@ import (
 	"github.com/feedgate/feedgate/api"
 	"github.com/feedgate/feedgate/auth"
 	"github.com/feedgate/feedgate/feed"
+	"github.com/feedgate/feedgate/retrieve"
 	"github.com/feedgate/feedgate/store"
 )
 
@@ -18,11 +19,17 @@ const MaxPerPage = 500
 // ListRequest is a parsed hub.mode=list.
 type ListRequest struct {
 	Page, PerPage int
+	// Callback, when set, keeps the subscriptions whose callback matches it
+	// (retrieve.MatchCallback: % matches any run of characters).
+	Callback string
 }
 
-// ParseList reads page and by_page.
+// ParseList reads page, by_page and the optional hub.callback filter.
 func ParseList(p api.Params) (ListRequest, error) {
-	req := ListRequest{Page: 1, PerPage: 20}
+	req := ListRequest{Page: 1, PerPage: 20, Callback: p.Get("hub.callback")}
+	if len(req.Callback) > api.MaxTopicLength {
+		return req, api.Invalid("hub.callback is longer than %d bytes", api.MaxTopicLength)
+	}
 	if v := p.Get("page"); v != "" {
 		n, err := strconv.Atoi(v)
 		if err != nil || n < 1 || n > 1_000_000 {
@@ -136,7 +143,7 @@ func (s *Service) List(ctx context.Context, p *auth.Principal, req ListRequest) 
 	if p.Admin() {
 		login = ""
 	}
-	subs, _, err := s.store.ListSubscriptions(ctx, login, (req.Page-1)*req.PerPage, req.PerPage)
+	subs, err := s.listPage(ctx, login, req)
 	if err != nil {
 		return nil, err
 	}
@@ -173,5 +180,42 @@ func (s *Service) List(ctx context.Context, p *auth.Principal, req ListRequest) 
 	}
 	return out, nil
 }
+
+// listPage reads the requested page of login's subscriptions; with a
+// callback filter it reads them all in store pages and cuts the page from
+// the matching ones.
+func (s *Service) listPage(ctx context.Context, login string, req ListRequest) ([]store.Subscription, error) {
+	skip := (req.Page - 1) * req.PerPage
+	if req.Callback == "" {
+		subs, _, err := s.store.ListSubscriptions(ctx, login, skip, req.PerPage)
+		return subs, err
+	}
+	var out []store.Subscription
+	for offset := 0; len(out) < req.PerPage; offset += listBatch {
+		subs, total, err := s.store.ListSubscriptions(ctx, login, offset, listBatch)
+		if err != nil {
+			return nil, err
+		}
+		for _, sub := range subs {
+			if sub.Callback == "" || !retrieve.MatchCallback(req.Callback, sub.Callback) {
+				continue
+			}
+			if skip > 0 {
+				skip--
+				continue
+			}
+			if out = append(out, sub); len(out) == req.PerPage {
+				break
+			}
+		}
+		if len(subs) == 0 || offset+len(subs) >= total {
+			break
+		}
+	}
+	return out, nil
+}
+
+// listBatch is how many subscriptions a filtered list reads from the store at once.
+const listBatch = 500
 
 func isNotFound(err error) bool { return errors.Is(err, store.ErrNotFound) }

@@ -5,11 +5,13 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"slices"
 	"strings"
 	"testing"
 	"testing/synctest"
 	"time"
 
+	"github.com/feedgate/feedgate/api"
 	"github.com/feedgate/feedgate/fetch"
 )
 
@@ -308,5 +310,65 @@ func TestListHealthNeverShowsSecrets(t *testing.T) {
 	b, _ := json.Marshal(list)
 	if strings.Contains(string(b), secret) {
 		t.Fatalf("list shows the secret: %s", b)
+	}
+}
+
+func TestListByCallback(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	p := e.principal("ann")
+	sub := newSubscriber(t)
+	ctx := ctxT(t)
+	for _, path := range []string{"/push/tech/1", "/push/tech/2", "/push/tech/3", "/push/sport/1"} {
+		if err := e.hub.Subscribe(ctx, p, request(t, "hub.topic", topic+"?"+path, "hub.callback", sub.url(path))); err != nil {
+			t.Fatalf("Subscribe %s: %v", path, err)
+		}
+	}
+	if err := e.hub.Subscribe(ctx, p, request(t, "hub.topic", topic)); err != nil {
+		t.Fatalf("Subscribe without a callback: %v", err)
+	}
+	endpoints := func(req ListRequest) []string {
+		t.Helper()
+		list, err := e.hub.List(ctx, p, req)
+		if err != nil {
+			t.Fatalf("List(%+v): %v", req, err)
+		}
+		var out []string
+		for _, l := range list {
+			out = append(out, strings.TrimPrefix(l.Subscription.Endpoint, sub.url("")))
+		}
+		return out
+	}
+	for _, c := range []struct {
+		query string
+		want  []string
+	}{
+		{"hub.callback=" + url.QueryEscape(sub.url("/push/tech/%")), []string{"/push/tech/1", "/push/tech/2", "/push/tech/3"}},
+		{"hub.callback=" + url.QueryEscape(sub.url("/push/tech/%")) + "&by_page=2&page=2", []string{"/push/tech/3"}},
+		{"hub.callback=" + url.QueryEscape(sub.url("/push/tech/%")) + "&by_page=2&page=3", nil},
+		{"hub.callback=%25/1", []string{"/push/sport/1", "/push/tech/1"}},
+		{"hub.callback=" + url.QueryEscape(sub.url("/push/sport/1")), []string{"/push/sport/1"}},
+		{"hub.callback=%25", []string{"/push/sport/1", "/push/tech/1", "/push/tech/2", "/push/tech/3"}},
+		{"hub.callback=https://elsewhere.example/%25", nil},
+	} {
+		q, err := url.ParseQuery(c.query)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req, err := ParseList(api.Params{Values: q})
+		if err != nil {
+			t.Fatalf("ParseList(%s): %v", c.query, err)
+		}
+		got := endpoints(req)
+		slices.Sort(got)
+		if !slices.Equal(got, c.want) {
+			t.Errorf("list %s = %q, want %q", c.query, got, c.want)
+		}
+	}
+	if all := endpoints(ListRequest{Page: 1, PerPage: 20}); len(all) != 5 {
+		t.Errorf("unfiltered list has %d subscriptions, want 5 (with the retrieve-only one)", len(all))
+	}
+	if _, err := ParseList(api.Params{Values: url.Values{"hub.callback": {strings.Repeat("x", api.MaxTopicLength+1)}}}); err == nil {
+		t.Error("an over-long hub.callback filter was accepted")
 	}
 }
