@@ -32,7 +32,11 @@ func Invalid(format string, args ...any) *Error {
 }
 
 // Unavailable is the 503 answered when the store cannot be reached.
-var Unavailable = &Error{Code: http.StatusServiceUnavailable, Message: "the store is unavailable; nothing was changed, retry in a few seconds"}
+var Unavailable = &Error{
+	Code:    http.StatusServiceUnavailable,
+	Message: "the store is unavailable; nothing was changed, retry in a few seconds",
+	Header:  http.Header{"Retry-After": {"5"}},
+}
 
 // NotReplicated is the 503 answered when a write was made on the Redis
 // master but not confirmed by as many replicas as --redis-wait-replicas

@@ -93,6 +93,11 @@ func TestErrorOf(t *testing.T) {
 		if got.Code != c.code || !strings.Contains(got.Message, c.msg) {
 			t.Errorf("ErrorOf(%v) = %d %q, want %d mentioning %q", c.err, got.Code, got.Message, c.code, c.msg)
 		}
+		rec := httptest.NewRecorder()
+		WriteError(rec, Want{}, c.err)
+		if ra := rec.Header().Get("Retry-After"); (c.code == http.StatusServiceUnavailable) != (ra != "") {
+			t.Errorf("WriteError(%v): status %d with Retry-After %q (a 503 says when to retry, nothing else does)", c.err, rec.Code, ra)
+		}
 		if strings.Contains(got.Message, "secret internal detail") {
 			t.Errorf("ErrorOf(%v) shows internals: %q", c.err, got.Message)
 		}

@@ -216,5 +216,8 @@ func TestCORS(t *testing.T) {
 		if a.header.Get("Access-Control-Allow-Origin") != "" {
 			t.Fatalf("CORS header for a foreign origin: %v", a.header)
 		}
+		if a.code != http.StatusForbidden || !strings.Contains(a.body, "--allowed-origins") {
+			t.Fatalf("a foreign origin is not told why it is refused: %d %q %v", a.code, a.body, a.header)
+		}
 	})
 }

@@ -195,6 +195,13 @@ func corsMiddleware(origins []string) gin.HandlerFunc {
 		// Listed origins are reflected and may send credentials.
 		cc.AllowOrigins = origins
 		cc.AllowCredentials = true
+		// Called for an origin the list does not hold, just before the
+		// middleware refuses it with 403: the refusal says why and what to do.
+		cc.AllowOriginWithContextFunc = func(c *gin.Context, origin string) bool {
+			api.WriteError(c.Writer, api.Want{}, api.Errorf(http.StatusForbidden,
+				"pages from %s may not call this gateway: its operator lists the allowed origins in --allowed-origins", origin))
+			return false
+		}
 	}
 	return cors.New(cc)
 }
