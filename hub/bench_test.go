@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/feedgate/feedgate/feed"
+	"github.com/feedgate/feedgate/internal/testkit"
 	"github.com/feedgate/feedgate/store"
 )
 
@@ -108,7 +109,7 @@ func runDeliveryBench(b *testing.B, callbacks, nItems int, interval time.Duratio
 			b.Fatal(err)
 		}
 	}
-	eventually(b, 30*time.Second, "the subscriptions' first (empty) runs", func() bool {
+	testkit.Eventually(b, 30*time.Second, "the subscriptions' first (empty) runs", func() bool {
 		st, err := e.hub.dlv.DeliveryStats(ctx, time.Now())
 		return err == nil && st.Due == 0 && st.Leased == 0
 	})

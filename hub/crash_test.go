@@ -21,6 +21,7 @@ import (
 	"github.com/feedgate/feedgate/auth"
 	"github.com/feedgate/feedgate/feed"
 	"github.com/feedgate/feedgate/ingest"
+	"github.com/feedgate/feedgate/internal/testkit"
 	"github.com/feedgate/feedgate/store"
 )
 
@@ -255,7 +256,7 @@ func kill9(t *testing.T, storeSpec string) {
 	close(held)
 
 	child, lines := start("resume")
-	eventually(t, 60*time.Second, fmt.Sprintf("all %d deliveries after the restart", want), func() bool { return total() == want })
+	testkit.Eventually(t, 60*time.Second, fmt.Sprintf("all %d deliveries after the restart", want), func() bool { return total() == want })
 	// Once the node says it is idle it sends nothing more: stopped, and the
 	// callbacks done with every POST, what they got is final.
 	waitLine(lines, "IDLE", 60*time.Second)

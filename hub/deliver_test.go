@@ -26,6 +26,7 @@ import (
 	"github.com/feedgate/feedgate/feed"
 	"github.com/feedgate/feedgate/ingest"
 	"github.com/feedgate/feedgate/internal/memnet"
+	"github.com/feedgate/feedgate/internal/testkit"
 	"github.com/feedgate/feedgate/store"
 )
 
@@ -235,7 +236,7 @@ func TestGoneRemovesSubscription(t *testing.T) {
 		e.publish(topic, 1)
 		gone.next(5 * time.Second)
 		other.next(5 * time.Second)
-		eventually(t, 5*time.Second, "the removal", func() bool {
+		testkit.Eventually(t, 5*time.Second, "the removal", func() bool {
 			list, _ := e.hub.List(ctx, p, ListRequest{Page: 1, PerPage: 20})
 			return len(list) == 1 && list[0].Subscription.Endpoint == other.url("/cb")
 		})
@@ -304,7 +305,7 @@ func TestLeaseExpiryRemovesSubscription(t *testing.T) {
 		}
 		e.publish(topic, 1)
 		sub.next(5 * time.Second)
-		eventually(t, 5*time.Second, "the lease to expire", func() bool {
+		testkit.Eventually(t, 5*time.Second, "the lease to expire", func() bool {
 			list, _ := e.hub.List(ctx, p, ListRequest{Page: 1, PerPage: 20})
 			return len(list) == 0
 		})
@@ -355,7 +356,7 @@ func TestTrimmedItemsRecordAGap(t *testing.T) {
 			t.Errorf("status.gap not set: %s", got.Body)
 		}
 		var d store.Delivery
-		eventually(t, 5*time.Second, "the recorded success", func() bool {
+		testkit.Eventually(t, 5*time.Second, "the recorded success", func() bool {
 			d, _ = e.hub.dlv.Delivery(ctx, store.DeliveryKey{Login: "ann", Topic: topic, Callback: sub.url("/cb")})
 			return d.Progress.Succeeded == 1
 		})

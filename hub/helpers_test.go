@@ -389,18 +389,6 @@ func apiCode(err error) int {
 	return 0
 }
 
-// eventually polls cond until it holds or the time is up.
-func eventually(t testing.TB, within time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", within, what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
 func embeddedOpen(dir string) (store.Store, error) { return embedded.Open(dir, store.Options{}) }
 
 // redisStart starts a private redis-server and returns its URL.

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/feedgate/feedgate/feed"
+	"github.com/feedgate/feedgate/internal/testkit"
 	"github.com/feedgate/feedgate/store"
 )
 
@@ -39,7 +40,7 @@ func TestReplay(t *testing.T) {
 			}
 			return d.Progress
 		}
-		eventually(t, 5*time.Second, "the first delivery recorded", func() bool { return progress().Delivered == items[2].Cursor })
+		testkit.Eventually(t, 5*time.Second, "the first delivery recorded", func() bool { return progress().Delivered == items[2].Cursor })
 
 		if err := e.hub.Replay(ctx, p, ReplayRequest{Topic: topic, Callback: cb, Count: 2}); err != nil {
 			t.Fatalf("Replay: %v", err)

@@ -13,6 +13,7 @@ import (
 
 	"github.com/feedgate/feedgate/api"
 	"github.com/feedgate/feedgate/fetch"
+	"github.com/feedgate/feedgate/internal/testkit"
 )
 
 const topic = "http://93.184.216.34/feed.xml"
@@ -182,7 +183,7 @@ func TestAsyncVerification(t *testing.T) {
 			t.Fatal("subscription active before its verification")
 		}
 		close(release)
-		eventually(t, 5*time.Second, "the async subscription", func() bool {
+		testkit.Eventually(t, 5*time.Second, "the async subscription", func() bool {
 			list, _ := e.hub.List(ctx, p, ListRequest{Page: 1, PerPage: 20})
 			return len(list) == 1
 		})
@@ -198,7 +199,7 @@ func TestAsyncVerification(t *testing.T) {
 		if err := e.hub.Subscribe(ctx, p, request(t, "hub.topic", topic, "hub.callback", bad.url("/cb"), "hub.verify", "async")); err != nil {
 			t.Fatal(err)
 		}
-		eventually(t, 5*time.Second, "the failing verification", func() bool { return len(bad.verifications()) == 1 })
+		testkit.Eventually(t, 5*time.Second, "the failing verification", func() bool { return len(bad.verifications()) == 1 })
 		synctest.Wait() // the hub has done all it does with the answer
 		list, _ = e.hub.List(ctx, p, ListRequest{Page: 1, PerPage: 20})
 		if len(list) != 1 {
@@ -279,7 +280,7 @@ func TestListHealthNeverShowsSecrets(t *testing.T) {
 	sub.next(5 * time.Second)
 	sub.next(5 * time.Second)
 	var h *DeliveryHealth
-	eventually(t, 5*time.Second, "health after the retry", func() bool {
+	testkit.Eventually(t, 5*time.Second, "health after the retry", func() bool {
 		list, err := e.hub.List(ctx, p, ListRequest{Page: 1, PerPage: 20})
 		if err != nil || len(list) != 2 {
 			return false
@@ -299,7 +300,7 @@ func TestListHealthNeverShowsSecrets(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 5*time.Second, "pending items", func() bool {
+	testkit.Eventually(t, 5*time.Second, "pending items", func() bool {
 		list, _ = e.hub.List(ctx, p, ListRequest{Page: 1, PerPage: 20})
 		h := list[0].Subscription.Delivery
 		return h.Pending == 4 && h.FailedAttempts >= 1 && h.FailingSince != 0

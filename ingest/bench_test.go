@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/feedgate/feedgate/internal/testkit"
 	"github.com/feedgate/feedgate/store"
 )
 
@@ -163,7 +164,7 @@ func benchPoll(b *testing.B, st backend) {
 		b.ReportMetric(float64(topics*b.N)/b.Elapsed().Seconds(), "fetches/s")
 		runtime.ReadMemStats(&ms)
 		b.ReportMetric(float64(int64(ms.HeapAlloc)-int64(heapBefore))/float64(topics*b.N), "heap-B/topic")
-		waitFor(b, settle, "the last topic's 10 items", func() bool { return len(readAll(b, st, last[len(last)-1])) == 10 })
+		testkit.Eventually(b, settle, "the last topic's 10 items", func() bool { return len(readAll(b, st, last[len(last)-1])) == 10 })
 	})
 
 	b.Run("refetch", func(b *testing.B) {

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"unicode/utf8"
 
+	"github.com/feedgate/feedgate/internal/testkit"
 	"github.com/feedgate/feedgate/store"
 )
 
@@ -76,7 +77,7 @@ func TestBrokenFeeds(t *testing.T) {
 	n := startNode(t, openEmbedded(t), opts, true)
 	topic := srv.URL + "/feed"
 	subscribe(t, n, topic)
-	waitFor(t, settle, "the valid feed", func() bool { return len(readAll(t, n.st, topic)) == 2 })
+	testkit.Eventually(t, settle, "the valid feed", func() bool { return len(readAll(t, n.st, topic)) == 2 })
 	before := readAll(t, n.st, topic)
 
 	for _, c := range brokenBodies() {
@@ -89,7 +90,7 @@ func TestBrokenFeeds(t *testing.T) {
 			if err := n.svc.Ping(ctxT(t), []string{topic}); err != nil {
 				t.Fatal(err)
 			}
-			waitFor(t, settle, "the fetch's status", func() bool { return topicState(t, n.st, topic).Status.HTTP != "marker" })
+			testkit.Eventually(t, settle, "the fetch's status", func() bool { return topicState(t, n.st, topic).Status.HTTP != "marker" })
 			st := topicState(t, n.st, topic).Status
 			ok := false
 			for _, w := range c.want {

@@ -19,6 +19,7 @@ import (
 	"github.com/feedgate/feedgate/feed"
 	"github.com/feedgate/feedgate/fetch"
 	"github.com/feedgate/feedgate/internal/redistest"
+	"github.com/feedgate/feedgate/internal/testkit"
 	"github.com/feedgate/feedgate/store"
 	"github.com/feedgate/feedgate/store/embedded"
 	redisstore "github.com/feedgate/feedgate/store/redis"
@@ -150,21 +151,6 @@ func ctxT(t testing.TB) context.Context {
 // machine, and far shorter than the periods (at least a minute) and leases
 // of the tests, so a wait still tells "at once" from "next period".
 const settle = 10 * time.Second
-
-// waitFor polls cond until it holds or the timeout passes.
-func waitFor(t testing.TB, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		if cond() {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", timeout, what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
 
 // readAll returns the topic's items, newest first.
 func readAll(t testing.TB, st store.Store, topic string) []feed.Item {
@@ -496,7 +482,7 @@ func (h *testHub) deliver(s hubSub, body []byte, method string) int {
 // onlyActive waits for exactly one verified subscription and returns it.
 func (h *testHub) onlyActive(t testing.TB) hubSub {
 	t.Helper()
-	waitFor(t, settle, "a verified subscription at the hub", func() bool { return len(h.active()) == 1 })
+	testkit.Eventually(t, settle, "a verified subscription at the hub", func() bool { return len(h.active()) == 1 })
 	return h.active()[0]
 }
 

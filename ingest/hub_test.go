@@ -12,6 +12,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/feedgate/feedgate/internal/testkit"
 	"github.com/feedgate/feedgate/store"
 )
 
@@ -118,12 +119,12 @@ func TestHubByLinkHeader(t *testing.T) {
 		n := startNode(t, open(t), testOptions(), true)
 		topic := srv.URL + "/feed"
 		subscribe(t, n, topic)
-		waitFor(t, settle, "the subscription to be verified", func() bool { return len(h.active()) == 1 })
+		testkit.Eventually(t, settle, "the subscription to be verified", func() bool { return len(h.active()) == 1 })
 		checkSubscribeRequest(t, h, n, self)
 		if codes := h.verificationCodes("subscribe"); len(codes) != 1 || codes[0] != 200 {
 			t.Fatalf("verification answers %v, want [200] with the challenge echoed", codes)
 		}
-		waitFor(t, settle, "the hubbed status", func() bool {
+		testkit.Eventually(t, settle, "the hubbed status", func() bool {
 			return topicState(t, n.st, topic).Status.Period == 3600
 		})
 		if got := len(readAll(t, n.st, topic)); got != 2 {
@@ -153,10 +154,10 @@ func TestHubByHTMLLink(t *testing.T) {
 		n := startNode(t, open(t), testOptions(), true)
 		topic := srv.URL + "/page"
 		subscribe(t, n, topic)
-		waitFor(t, settle, "the subscription to be verified", func() bool { return len(h.active()) == 1 })
+		testkit.Eventually(t, settle, "the subscription to be verified", func() bool { return len(h.active()) == 1 })
 		checkSubscribeRequest(t, h, n, srv.URL+"/feed.atom")
-		waitFor(t, settle, "the alternate feed's entries", func() bool { return len(readAll(t, n.st, topic)) == 1 })
-		waitFor(t, settle, "the fetch URL to become the page's alternate feed", func() bool {
+		testkit.Eventually(t, settle, "the alternate feed's entries", func() bool { return len(readAll(t, n.st, topic)) == 1 })
+		testkit.Eventually(t, settle, "the fetch URL to become the page's alternate feed", func() bool {
 			ist, _ := n.st.IngestState(ctxT(t), topic)
 			return ist.FetchURL == srv.URL+"/feed.atom"
 		})
@@ -285,7 +286,7 @@ func TestUnsubscribeUpstream(t *testing.T) {
 		if err := n.svc.Untrack(ctxT(t), topic); err != nil {
 			t.Fatalf("Untrack: %v", err)
 		}
-		waitFor(t, settle, "the unsubscription at the hub", func() bool { return len(h.active()) == 0 })
+		testkit.Eventually(t, settle, "the unsubscription at the hub", func() bool { return len(h.active()) == 0 })
 		if codes := h.verificationCodes("unsubscribe"); len(codes) != 1 || codes[0] != 200 {
 			t.Fatalf("unsubscribe verification answers %v, want [200]", codes)
 		}
@@ -339,8 +340,8 @@ func TestAsyncVerificationAndDenial(t *testing.T) {
 	if len(ups) != 1 || ups[0].State != store.UpstreamDenied || !strings.Contains(ups[0].Reason, "not today") {
 		t.Fatalf("upstream after denial: %+v", ups)
 	}
-	waitFor(t, settle, "a poll after the denial", func() bool { return f.hits.Load() > hits })
-	waitFor(t, settle, "the unhubbed period", func() bool { return topicState(t, n.st, topic).Status.Period < 3600 })
+	testkit.Eventually(t, settle, "a poll after the denial", func() bool { return f.hits.Load() > hits })
+	testkit.Eventually(t, settle, "the unhubbed period", func() bool { return topicState(t, n.st, topic).Status.Period < 3600 })
 }
 
 // TestHubRefuses: a hub that answers 4xx leaves a failed record with the
@@ -355,7 +356,7 @@ func TestHubRefuses(t *testing.T) {
 	n := startNode(t, openEmbedded(t), testOptions(), true)
 	topic := srv.URL + "/feed"
 	subscribe(t, n, topic)
-	waitFor(t, settle, "the failed subscription", func() bool {
+	testkit.Eventually(t, settle, "the failed subscription", func() bool {
 		ups, _ := n.st.TopicUpstreams(ctxT(t), topic)
 		return len(ups) == 1 && ups[0].State == store.UpstreamFailed
 	})
@@ -363,7 +364,7 @@ func TestHubRefuses(t *testing.T) {
 	if !strings.Contains(ups[0].Reason, "400") || !strings.Contains(ups[0].Reason, "topic not allowed here") {
 		t.Fatalf("reason = %q", ups[0].Reason)
 	}
-	waitFor(t, settle, "the status", func() bool { return topicState(t, n.st, topic).Status.Code == 200 })
+	testkit.Eventually(t, settle, "the status", func() bool { return topicState(t, n.st, topic).Status.Code == 200 })
 	if p := topicState(t, n.st, topic).Status.Period; p >= 3600 {
 		t.Fatalf("period %d: a topic whose hub refused must be polled normally", p)
 	}

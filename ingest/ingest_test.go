@@ -13,6 +13,7 @@ import (
 
 	"github.com/feedgate/feedgate/feed"
 	"github.com/feedgate/feedgate/fetch"
+	"github.com/feedgate/feedgate/internal/testkit"
 	"github.com/feedgate/feedgate/store"
 )
 
@@ -45,13 +46,13 @@ func TestTrackFetchesAtOnce(t *testing.T) {
 		topic := srv.URL + "/feed"
 		start := time.Now()
 		subscribe(t, n, topic)
-		waitFor(t, settle, "the first fetch to store the entries", func() bool { return len(readAll(t, n.st, topic)) == 3 })
+		testkit.Eventually(t, settle, "the first fetch to store the entries", func() bool { return len(readAll(t, n.st, topic)) == 3 })
 		t.Logf("entries readable %s after Track", time.Since(start).Round(time.Millisecond))
 		items := readAll(t, n.st, topic)
 		if items[0].ID != "urn:first:3" || items[2].ID != "urn:first:1" {
 			t.Fatalf("items newest first = %s, %s; want urn:first:3 first and urn:first:1 last", items[0].ID, items[2].ID)
 		}
-		waitFor(t, settle, "the status", func() bool { return topicState(t, n.st, topic).Status.LastFetch != 0 })
+		testkit.Eventually(t, settle, "the status", func() bool { return topicState(t, n.st, topic).Status.LastFetch != 0 })
 		st := topicState(t, n.st, topic).Status
 		if st.Code != 200 || !strings.Contains(st.HTTP, "3 entries parsed") || st.NextFetch <= time.Now().Unix() ||
 			st.Period < 60 || st.Period > 3600 || st.NextFetch != st.LastFetch+int64(st.Period) || st.Title != "first" || st.LastParse == 0 {
@@ -102,8 +103,8 @@ func TestConditionalGetAndPing(t *testing.T) {
 		n := startNode(t, open(t), testOptions(), true)
 		topic := srv.URL + "/feed"
 		subscribe(t, n, topic)
-		waitFor(t, settle, "the first fetch", func() bool { return len(readAll(t, n.st, topic)) == 2 })
-		waitFor(t, settle, "the status", func() bool { return topicState(t, n.st, topic).Status.Code == 200 })
+		testkit.Eventually(t, settle, "the first fetch", func() bool { return len(readAll(t, n.st, topic)) == 2 })
+		testkit.Eventually(t, settle, "the status", func() bool { return topicState(t, n.st, topic).Status.Code == 200 })
 
 		// A ping fetches at once; unchanged, the feed answers 304 to the
 		// stored ETag and nothing is stored.
@@ -111,11 +112,11 @@ func TestConditionalGetAndPing(t *testing.T) {
 		if err := n.svc.Ping(ctx, []string{topic}); err != nil {
 			t.Fatalf("Ping: %v", err)
 		}
-		waitFor(t, settle, "the pinged fetch", func() bool { return f.hits.Load() == 2 })
+		testkit.Eventually(t, settle, "the pinged fetch", func() bool { return f.hits.Load() == 2 })
 		if got := f.requests()[1].Get("If-None-Match"); got != `"v0"` {
 			t.Fatalf("second fetch sent If-None-Match %q, want the stored ETag \"v0\"", got)
 		}
-		waitFor(t, settle, "the 304 status", func() bool { return topicState(t, n.st, topic).Status.Code == 304 })
+		testkit.Eventually(t, settle, "the 304 status", func() bool { return topicState(t, n.st, topic).Status.Code == 304 })
 		if items := readAll(t, n.st, topic); len(items) != 2 {
 			t.Fatalf("a 304 stored something: %d items", len(items))
 		}
@@ -126,7 +127,7 @@ func TestConditionalGetAndPing(t *testing.T) {
 		if err := n.svc.Ping(ctx, []string{topic, srv.URL + "/untracked"}); err != nil {
 			t.Fatalf("Ping: %v", err)
 		}
-		waitFor(t, settle, "the new entry after a ping", func() bool {
+		testkit.Eventually(t, settle, "the new entry after a ping", func() bool {
 			items := readAll(t, n.st, topic)
 			return len(items) == 3 && items[0].ID == "urn:cond:new"
 		})
@@ -205,7 +206,7 @@ func TestRestoreAfterRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	n := startNode(t, st, testOptions(), true)
-	waitFor(t, settle, "the restored topic's fetch", func() bool { return len(readAll(t, n.st, topic)) == 2 })
+	testkit.Eventually(t, settle, "the restored topic's fetch", func() bool { return len(readAll(t, n.st, topic)) == 2 })
 }
 
 func TestAdaptivePeriodAndBackoff(t *testing.T) {
@@ -266,7 +267,7 @@ func TestErrorsBackOffAndRetryAfter(t *testing.T) {
 	n := startNode(t, openEmbedded(t), testOptions(), true)
 	topic := srv.URL + "/feed"
 	subscribe(t, n, topic)
-	waitFor(t, settle, "the failed fetch's status", func() bool { return topicState(t, n.st, topic).Status.Code == 500 })
+	testkit.Eventually(t, settle, "the failed fetch's status", func() bool { return topicState(t, n.st, topic).Status.Code == 500 })
 	st := topicState(t, n.st, topic).Status
 	if !strings.Contains(st.HTTP, "500") || !strings.Contains(st.HTTP, "broken upstream") {
 		t.Fatalf("status.http = %q, want the code and the answer", st.HTTP)
@@ -280,7 +281,7 @@ func TestErrorsBackOffAndRetryAfter(t *testing.T) {
 	}
 	mode.Store(1)
 	_ = n.svc.Ping(ctxT(t), []string{topic})
-	waitFor(t, settle, "the 429 status", func() bool { return topicState(t, n.st, topic).Status.Code == 429 })
+	testkit.Eventually(t, settle, "the 429 status", func() bool { return topicState(t, n.st, topic).Status.Code == 429 })
 	st = topicState(t, n.st, topic).Status
 	if d := time.Until(time.Unix(st.NextFetch, 0)); d < 100*time.Minute {
 		t.Fatalf("next fetch in %s despite Retry-After: 7200", d)
@@ -304,7 +305,7 @@ func TestRefusedAddressStatus(t *testing.T) {
 		t.Fatalf("CheckURL(%s) = %v, want a *fetch.RefusedError", topic, err)
 	}
 	subscribe(t, n, topic)
-	waitFor(t, settle, "the refused fetch's status", func() bool { return topicState(t, n.st, topic).Status.LastFetch != 0 })
+	testkit.Eventually(t, settle, "the refused fetch's status", func() bool { return topicState(t, n.st, topic).Status.LastFetch != 0 })
 	st := topicState(t, n.st, topic).Status
 	if !strings.Contains(st.HTTP, "loopback") || !strings.Contains(st.HTTP, "--allow-private") || st.Code != 0 {
 		t.Fatalf("status = %+v, want the refusal", st)
@@ -327,15 +328,15 @@ func TestPermanentRedirectMovesFetchURL(t *testing.T) {
 	n := startNode(t, openEmbedded(t), testOptions(), true)
 	topic := srv.URL + "/old"
 	subscribe(t, n, topic)
-	waitFor(t, settle, "the first fetch", func() bool { return topicState(t, n.st, topic).Status.Code == 200 })
+	testkit.Eventually(t, settle, "the first fetch", func() bool { return topicState(t, n.st, topic).Status.Code == 200 })
 	// The status is written before the entries are stored, the ingest
 	// state once the fetch is done.
-	waitFor(t, settle, "FetchURL moved to the redirect's target", func() bool {
+	testkit.Eventually(t, settle, "FetchURL moved to the redirect's target", func() bool {
 		ist, _ := n.st.IngestState(ctxT(t), topic)
 		return ist.FetchURL == srv.URL+"/new"
 	})
 	_ = n.svc.Ping(ctxT(t), []string{topic})
-	waitFor(t, settle, "the second fetch", func() bool { return f.hits.Load() == 2 })
+	testkit.Eventually(t, settle, "the second fetch", func() bool { return f.hits.Load() == 2 })
 	if oldHits.Load() != 1 {
 		t.Fatalf("the old URL was fetched %d times; after a 301 only the new one is", oldHits.Load())
 	}

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/feedgate/feedgate/internal/redistest"
+	"github.com/feedgate/feedgate/internal/testkit"
 	"github.com/feedgate/feedgate/store"
 )
 
@@ -133,7 +134,7 @@ func TestTwoNodesOneRedis(t *testing.T) {
 		subscribe(t, api, fmt.Sprintf("%s/feed/%03d", feeds.URL, i))
 		paths = append(paths, fmt.Sprintf("/feed/%03d", i))
 	}
-	waitFor(t, time.Minute, "every topic to be fetched three times", func() bool { return log.fewest(paths) >= 3 })
+	testkit.Eventually(t, time.Minute, "every topic to be fetched three times", func() bool { return log.fewest(paths) >= 3 })
 	// Untracked, the jobs are gone: a fetch in flight is not rescheduled
 	// when its node stops. Stopped nodes fetch nothing more.
 	for i := range topics {
@@ -143,7 +144,7 @@ func TestTwoNodesOneRedis(t *testing.T) {
 	}
 	node1.stop()
 	node2.stop()
-	waitFor(t, settle, "the feed server to finish the fetches the nodes gave up", func() bool { return log.inFlightTotal() == 0 })
+	testkit.Eventually(t, settle, "the feed server to finish the fetches the nodes gave up", func() bool { return log.inFlightTotal() == 0 })
 
 	log.checkShared(t)
 	log.mu.Lock()
@@ -259,7 +260,7 @@ func TestNodeFailover(t *testing.T) {
 		opts := testOptions()
 		opts.MinPeriod, opts.MaxPeriod = time.Hour, time.Hour
 		startNode(t, st, opts, true)
-		waitFor(t, settle, "the fetch after the lease ran out", func() bool {
+		testkit.Eventually(t, settle, "the fetch after the lease ran out", func() bool {
 			log.mu.Lock()
 			defer log.mu.Unlock()
 			return len(log.fetches["/feed/x"]) == 1

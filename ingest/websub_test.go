@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 	"testing"
 
+	"github.com/feedgate/feedgate/internal/testkit"
 	"github.com/feedgate/feedgate/store"
 )
 
@@ -115,7 +116,7 @@ var rocksCases = []rocksCase{
 			rocksHTML(w, "")
 		},
 		check: func(t *testing.T, r *rocks) {
-			waitFor(t, settle, "the ingest state", func() bool {
+			testkit.Eventually(t, settle, "the ingest state", func() bool {
 				ist, _ := r.n.st.IngestState(ctxT(t), r.topic)
 				return !ist.LastFetch.IsZero()
 			})
@@ -134,7 +135,7 @@ var rocksCases = []rocksCase{
 			rocksHTML(w, "")
 		},
 		check: func(t *testing.T, r *rocks) {
-			waitFor(t, settle, "the fetch URL to move to the 301's target", func() bool {
+			testkit.Eventually(t, settle, "the fetch URL to move to the 301's target", func() bool {
 				ist, _ := r.n.st.IngestState(ctxT(t), r.topic)
 				return ist.FetchURL == r.base+"/blog?redirect=complete"
 			})
@@ -156,7 +157,7 @@ var rocksCases = []rocksCase{
 			rocksHTML(w, "")
 		},
 		check: func(t *testing.T, r *rocks) {
-			waitFor(t, settle, "the endpoint to move", func() bool {
+			testkit.Eventually(t, settle, "the endpoint to move", func() bool {
 				ups, _ := r.n.st.TopicUpstreams(ctxT(t), r.topic)
 				return len(ups) == 1 && ups[0].Endpoint != ""
 			})
@@ -264,7 +265,7 @@ func TestWebSubRocksSubscriber(t *testing.T) {
 			r.topic = r.base + "/blog"
 			subscribe(t, r.n, r.topic)
 			if c.failing {
-				waitFor(t, settle, "the refused subscription", func() bool {
+				testkit.Eventually(t, settle, "the refused subscription", func() bool {
 					ups, _ := r.n.st.TopicUpstreams(ctxT(t), r.topic)
 					return len(ups) == 1 && ups[0].State == store.UpstreamFailed
 				})

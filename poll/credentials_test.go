@@ -14,6 +14,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/feedgate/feedgate/auth"
+	"github.com/feedgate/feedgate/internal/testkit"
 	"github.com/feedgate/feedgate/store"
 )
 
@@ -27,7 +28,7 @@ func TestHeldPollEndsWithItsCredential(t *testing.T) {
 		after := n.publish(topicA, 1)[0].String()
 		js := n.start(pollQuery(topicA, "format", "json", "timeout", hold, "after", after))
 		jp := n.start(pollQuery(topicA, "callback", "cb", "timeout", hold, "after", after))
-		eventually(t, "two held polls", func() bool { return n.held() == 2 })
+		testkit.Eventually(t, waitFor, "two held polls", func() bool { return n.held() == 2 })
 		token, err := auth.RotateToken(ctx, st, auth.Rotation{Login: "ann"})
 		if err != nil {
 			t.Fatal(err)
@@ -42,7 +43,7 @@ func TestHeldPollEndsWithItsCredential(t *testing.T) {
 		fresh := basicAuth("ann:" + token)
 		q := pollQuery(topicA, "format", "json", "timeout", hold, "after", after)
 		p := n.start(q, "Authorization", fresh)
-		eventually(t, "a held poll with the new token", func() bool { return n.held() == 1 })
+		testkit.Eventually(t, waitFor, "a held poll with the new token", func() bool { return n.held() == 1 })
 		if err := st.DeleteUser(ctx, "ann"); err != nil {
 			t.Fatal(err)
 		}

@@ -22,6 +22,7 @@ import (
 	"github.com/feedgate/feedgate/feed"
 	"github.com/feedgate/feedgate/internal/memnet"
 	"github.com/feedgate/feedgate/internal/redistest"
+	"github.com/feedgate/feedgate/internal/testkit"
 	"github.com/feedgate/feedgate/live"
 	"github.com/feedgate/feedgate/poll"
 	"github.com/feedgate/feedgate/retrieve"
@@ -296,7 +297,7 @@ func (n *node) poll(q string, header ...string) answer {
 
 // held is the number of long-polls the node holds open.
 func (n *node) held() float64 {
-	return metric(n.t, n.reg, "feedgate_live_connections", "kind", "poll")
+	return testkit.Metric(n.t, n.reg, "feedgate_live_connections", "kind", "poll")
 }
 
 // result is a decoded JSON answer.
@@ -353,50 +354,6 @@ func equalCursors(a []feed.Cursor, b ...feed.Cursor) bool {
 		}
 	}
 	return true
-}
-
-func metric(t *testing.T, reg *prometheus.Registry, name string, labels ...string) float64 {
-	t.Helper()
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-	next:
-		for _, m := range mf.GetMetric() {
-			for i := 0; i+1 < len(labels); i += 2 {
-				found := false
-				for _, lp := range m.GetLabel() {
-					found = found || lp.GetName() == labels[i] && lp.GetValue() == labels[i+1]
-				}
-				if !found {
-					continue next
-				}
-			}
-			switch {
-			case m.GetGauge() != nil:
-				return m.GetGauge().GetValue()
-			case m.GetCounter() != nil:
-				return m.GetCounter().GetValue()
-			}
-		}
-	}
-	return 0
-}
-
-// eventually polls cond until it holds, failing the test after waitFor.
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(waitFor)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", waitFor, what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
 }
 
 func jsonUnmarshal(s string, v any) error { return json.Unmarshal([]byte(s), v) }

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/feedgate/feedgate/feed"
+	"github.com/feedgate/feedgate/internal/testkit"
 	"github.com/feedgate/feedgate/live"
 	"github.com/feedgate/feedgate/store"
 )
@@ -63,7 +64,7 @@ func TestHoldsThenAnswers(t *testing.T) {
 		n := newNode(t, st, config{})
 		heldBy := func(k float64) {
 			t.Helper()
-			eventually(t, fmt.Sprintf("%v held polls", k), func() bool { return n.held() == k })
+			testkit.Eventually(t, waitFor, fmt.Sprintf("%v held polls", k), func() bool { return n.held() == k })
 		}
 
 		// An empty topic, no after: the first items answer.
@@ -229,7 +230,7 @@ func TestShutdownAnswersHeldPolls(t *testing.T) {
 		js := n.start(pollQuery(topicA, "format", "json", "timeout", hold, "after", after))
 		jp := n.start(pollQuery(topicA, "callback", "cb", "timeout", hold, "after", after))
 		at := n.start(pollQuery(topicA, "timeout", hold, "after", after))
-		eventually(t, "three held polls", func() bool { return n.held() == 3 })
+		testkit.Eventually(t, waitFor, "three held polls", func() bool { return n.held() == 3 })
 
 		ctx, cancel := context.WithTimeout(context.Background(), waitFor)
 		defer cancel()
@@ -260,7 +261,7 @@ func TestPerUserLimit(t *testing.T) {
 		after := n.publish(topicA, 1)[0].String()
 		q := pollQuery(topicA, "format", "json", "timeout", hold, "after", after)
 		first, second := n.start(q), n.start(q)
-		eventually(t, "two held polls", func() bool { return n.held() == 2 })
+		testkit.Eventually(t, waitFor, "two held polls", func() bool { return n.held() == 2 })
 		a := n.poll(q)
 		if r := decode(t, a.body, ""); a.status != http.StatusTooManyRequests || r.Error == nil || !strings.Contains(r.Error.Message, "live connections") {
 			t.Fatalf("a third poll: %d %s, want 429 with a message", a.status, a.body)
@@ -276,7 +277,7 @@ func TestPerUserLimit(t *testing.T) {
 				t.Errorf("held poll: %d %s, want 200 with %v", a.status, a.body, cs)
 			}
 		}
-		eventually(t, "the answered polls to free their slots", func() bool { return n.held() == 0 })
+		testkit.Eventually(t, waitFor, "the answered polls to free their slots", func() bool { return n.held() == 0 })
 		if a := n.poll(pollQuery(topicA, "format", "json", "timeout", hold)); a.status != http.StatusOK {
 			t.Errorf("a poll once the others were answered: %d %s, want 200", a.status, a.body)
 		}

@@ -17,6 +17,7 @@ import (
 
 	"github.com/feedgate/feedgate/feed"
 	"github.com/feedgate/feedgate/internal/redistest"
+	"github.com/feedgate/feedgate/internal/testkit"
 	"github.com/feedgate/feedgate/live"
 	"github.com/feedgate/feedgate/store"
 	"github.com/feedgate/feedgate/store/embedded"
@@ -73,7 +74,7 @@ func newTestCache(t *testing.T, n node, opts CacheOptions) *Cache {
 	}
 	t.Cleanup(func() { _ = h.Close() })
 	// Until the hub's live link is up, every read goes to the store.
-	waitFor(t, 10*time.Second, "a healthy hub", h.Healthy)
+	testkit.Eventually(t, 10*time.Second, "a healthy hub", h.Healthy)
 	c := NewCache(h, n.st, opts)
 	t.Cleanup(func() { _ = c.Close() })
 	return c
@@ -242,7 +243,7 @@ func TestCacheOtherNodeAppend(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		waitFor(t, 2*time.Second, fmt.Sprintf("cursor %d through the cache", stored[0].Cursor), func() bool {
+		testkit.Eventually(t, 2*time.Second, fmt.Sprintf("cursor %d through the cache", stored[0].Cursor), func() bool {
 			p := mustRead(t, c, topic, newest(10))
 			return p.Last == stored[0].Cursor && p.Items[0].ID == stored[0].ID
 		})
@@ -279,7 +280,7 @@ func TestCacheStatusTTL(t *testing.T) {
 	mustRead(t, short, topic, newest(10))
 	mustRead(t, short, topic, newest(10))
 	update(410)
-	waitFor(t, 5*time.Second, "the other node's status after the TTL", func() bool {
+	testkit.Eventually(t, 5*time.Second, "the other node's status after the TTL", func() bool {
 		return mustRead(t, short, topic, newest(10)).Topic.Status.Code == 410
 	})
 }
@@ -305,7 +306,7 @@ func TestCacheRedisRestart(t *testing.T) {
 	}
 
 	srv.Kill()
-	waitFor(t, 5*time.Second, "a bypass while Redis is down", func() bool {
+	testkit.Eventually(t, 5*time.Second, "a bypass while Redis is down", func() bool {
 		_, err := c.Read(ctx, topic, newest(10))
 		return err != nil && bypasses(c) > 0
 	})
@@ -317,7 +318,7 @@ func TestCacheRedisRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	h := hits(c)
-	waitFor(t, 5*time.Second, "hits again after the restart", func() bool {
+	testkit.Eventually(t, 5*time.Second, "hits again after the restart", func() bool {
 		p, err := c.Read(ctx, topic, newest(10))
 		if err != nil {
 			return false
@@ -362,8 +363,8 @@ func TestCacheBounds(t *testing.T) {
 		}
 	}
 	c.mu.Unlock()
-	waitFor(t, 2*time.Second, "3 subscriptions", func() bool { return subs() == 3 })
-	waitFor(t, 2*time.Second, "idle topics dropped", func() bool { return c.Len() == 0 && subs() == 0 })
+	testkit.Eventually(t, 2*time.Second, "3 subscriptions", func() bool { return subs() == 3 })
+	testkit.Eventually(t, 2*time.Second, "idle topics dropped", func() bool { return c.Len() == 0 && subs() == 0 })
 	// A dropped topic is subscribed again when read again: another
 	// node's append shows.
 	mustRead(t, c, topic(1), newest(10))
@@ -371,7 +372,7 @@ func TestCacheBounds(t *testing.T) {
 	if _, err := other.st.Append(ctxFor(t), topic(1), itemsOf("b", 1)); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 2*time.Second, "the other node's append", func() bool {
+	testkit.Eventually(t, 2*time.Second, "the other node's append", func() bool {
 		return len(mustRead(t, c, topic(1), newest(10)).Items) == 1
 	})
 }
@@ -499,17 +500,6 @@ func TestCacheOff(t *testing.T) {
 	p := mustRead(t, c, "https://example.com/off", newest(10))
 	if len(p.Items) != 2 || hits(c)+bypasses(c) != 0 {
 		t.Fatalf("%d items, %d hits, %d bypasses", len(p.Items), hits(c), bypasses(c))
-	}
-}
-
-func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("no %s within %v", what, d)
-		}
-		time.Sleep(5 * time.Millisecond)
 	}
 }
 

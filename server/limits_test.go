@@ -20,6 +20,7 @@ import (
 	"github.com/feedgate/feedgate/auth"
 	"github.com/feedgate/feedgate/hub"
 	"github.com/feedgate/feedgate/ingest"
+	"github.com/feedgate/feedgate/internal/testkit"
 	"github.com/feedgate/feedgate/limit"
 	"github.com/feedgate/feedgate/retrieve"
 	"github.com/feedgate/feedgate/server"
@@ -166,7 +167,7 @@ func TestUnauthenticatedConnectionCap(t *testing.T) {
 	for range 4 {
 		dial()
 	}
-	waitFor(t, 3*time.Second, "4 unauthenticated connections counted", func() bool {
+	testkit.Eventually(t, 3*time.Second, "4 unauthenticated connections counted", func() bool {
 		return conns.Unauthenticated(netipLoopback) == 4
 	})
 	// ...the fifth is refused.
@@ -182,18 +183,6 @@ func TestUnauthenticatedConnectionCap(t *testing.T) {
 	}
 	if conns.Refused() == 0 {
 		t.Fatal("no refusal counted")
-	}
-}
-
-// waitFor polls cond every 10ms until it holds or d passes.
-func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("not within %s: %s", d, what)
-		}
-		time.Sleep(10 * time.Millisecond) // polling a condition, bounded above
 	}
 }
 

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/feedgate/feedgate/feed"
+	"github.com/feedgate/feedgate/internal/testkit"
 	"github.com/feedgate/feedgate/store"
 	"github.com/feedgate/feedgate/stream"
 )
@@ -29,7 +30,7 @@ func TestStalledReaderIsDisconnected(t *testing.T) {
 		n.dialStalled(query([]string{topicA}, "wait", "stream", "format", "json"))
 		healthy := n.openNDJSON([]string{topicA})
 		healthy.next(waitFor)
-		eventually(t, "two open streams", func() bool { return n.conns("ndjson") == 2 })
+		testkit.Eventually(t, waitFor, "two open streams", func() bool { return n.conns("ndjson") == 2 })
 
 		big := strings.Repeat("x", 128<<10)
 		fat := func(it *feed.Item) { it.Content = big }
@@ -49,8 +50,8 @@ func TestStalledReaderIsDisconnected(t *testing.T) {
 			t.Fatal(seq.err)
 		}
 		// A client leaves the gauge once its connection is closed.
-		eventually(t, "the stalled client's disconnection", func() bool {
-			return metric(t, n.reg, "feedgate_live_slow_disconnects_total", "kind", "ndjson") >= 1 && n.conns("ndjson") == 1
+		testkit.Eventually(t, waitFor, "the stalled client's disconnection", func() bool {
+			return testkit.Metric(t, n.reg, "feedgate_live_slow_disconnects_total", "kind", "ndjson") >= 1 && n.conns("ndjson") == 1
 		})
 		// The healthy client still works.
 		n.publish(topicA, 1)
@@ -127,8 +128,8 @@ func TestSlowReaderGetsEverything(t *testing.T) {
 			n.publish(topicA, 1, func(it *feed.Item) { it.Content = big })
 		}
 		// (The client reads nothing until the socket is seen full.)
-		eventually(t, "a direct write cut short by the full socket", func() bool {
-			return metric(t, n.reg, "feedgate_live_direct_writes_total", "result", "partial") >= 1
+		testkit.Eventually(t, waitFor, "a direct write cut short by the full socket", func() bool {
+			return testkit.Metric(t, n.reg, "feedgate_live_direct_writes_total", "result", "partial") >= 1
 		})
 
 		var seq sequence
@@ -153,7 +154,7 @@ func TestSlowReaderGetsEverything(t *testing.T) {
 				t.Fatal(seq.err)
 			}
 		}
-		if slow := metric(t, n.reg, "feedgate_live_slow_disconnects_total", "kind", "ndjson"); slow != 0 {
+		if slow := testkit.Metric(t, n.reg, "feedgate_live_slow_disconnects_total", "kind", "ndjson"); slow != 0 {
 			t.Errorf("the late client was disconnected")
 		}
 	})
@@ -190,8 +191,8 @@ func TestDirectWritesReachEveryClient(t *testing.T) {
 		}
 		// Items may arrive merged into fewer notifications; most of the
 		// notifications written must be direct writes.
-		whole := metric(t, n.reg, "feedgate_live_direct_writes_total", "result", "whole")
-		all := metric(t, n.reg, "feedgate_live_deliveries_total", "kind", "ndjson") - clients // the first answers
+		whole := testkit.Metric(t, n.reg, "feedgate_live_direct_writes_total", "result", "whole")
+		all := testkit.Metric(t, n.reg, "feedgate_live_deliveries_total", "kind", "ndjson") - clients // the first answers
 		if whole < all/2 {
 			t.Errorf("only %v of %v notifications were direct writes", whole, all)
 		}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/feedgate/feedgate/feed"
 	"github.com/feedgate/feedgate/internal/redistest"
+	"github.com/feedgate/feedgate/internal/testkit"
 	"github.com/feedgate/feedgate/store"
 	"github.com/feedgate/feedgate/stream"
 )
@@ -25,7 +26,7 @@ func TestRedisRestartLosesNothing(t *testing.T) {
 	st := openRedis(t, srv)
 	other := openRedis(t, srv) // another gateway node's store client
 	n := newNode(t, st, stream.Options{})
-	eventually(t, "healthy hub", n.hub.Healthy)
+	testkit.Eventually(t, waitFor, "healthy hub", n.hub.Healthy)
 
 	n.publish(topicA, 3)
 	n.publish(topicB, 1)
@@ -65,7 +66,7 @@ func TestRedisRestartLosesNothing(t *testing.T) {
 
 	for round := 1; round <= 2; round++ {
 		srv.Kill()
-		eventually(t, "the hub to notice the broken link", func() bool { return !n.hub.Healthy() })
+		testkit.Eventually(t, waitFor, "the hub to notice the broken link", func() bool { return !n.hub.Healthy() })
 		if round == 2 {
 			// A longer outage: the listener's reconnection attempts are
 			// spaced out by then, so the appends below are likely to land
@@ -85,7 +86,7 @@ func TestRedisRestartLosesNothing(t *testing.T) {
 		} else {
 			t.Logf("round %d: appended while the broker was still resubscribing", round)
 		}
-		eventually(t, "the hub to recover", n.hub.Healthy)
+		testkit.Eventually(t, waitFor, "the hub to recover", n.hub.Healthy)
 		mustPublish(t, other, topicA, 1, seq)
 		mustPublish(t, st, topicB, 2, seq)
 		wantA, wantB := feed.Cursor(3+3*round), feed.Cursor(1+3*round)
@@ -98,7 +99,7 @@ func TestRedisRestartLosesNothing(t *testing.T) {
 	mustPublish(t, other, topicA, 2, &n.seq)
 	readNDJSON(11, 7)
 	readSSE(11)
-	if got := metric(t, n.reg, "feedgate_live_resyncs_total"); got < 3 {
+	if got := testkit.Metric(t, n.reg, "feedgate_live_resyncs_total"); got < 3 {
 		t.Errorf("resyncs = %v, want at least 3", got)
 	}
 	// Nothing repeated: the next notification is the next item alone.

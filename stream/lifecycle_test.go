@@ -12,6 +12,7 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/feedgate/feedgate/feed"
+	"github.com/feedgate/feedgate/internal/testkit"
 	"github.com/feedgate/feedgate/live"
 	"github.com/feedgate/feedgate/stream"
 )
@@ -61,7 +62,7 @@ func answer(t *testing.T, ch <-chan pollAnswer, what string) pollAnswer {
 
 // conns is the number of open live connections of kind on the node.
 func (n *node) conns(kind string) float64 {
-	return metric(n.t, n.reg, "feedgate_live_connections", "kind", kind)
+	return testkit.Metric(n.t, n.reg, "feedgate_live_connections", "kind", kind)
 }
 
 // TestShutdownEndsStreamsPromptly opens one connection of every kind and
@@ -85,7 +86,7 @@ func TestShutdownEndsStreamsPromptly(t *testing.T) {
 	defer cancelAtom()
 	defer atomResp.Body.Close()
 	held := n.startPoll(query([]string{topicA}, "wait", "poll", "format", "json", "timeout", "120", "after", feed.Cursor(1).String()))
-	eventually(t, "five open connections", func() bool {
+	testkit.Eventually(t, waitFor, "five open connections", func() bool {
 		total := 0.0
 		for _, k := range []string{"ndjson", "sse", "websocket", "atom", "poll"} {
 			total += n.conns(k)
@@ -165,7 +166,7 @@ func TestPerUserLimit(t *testing.T) {
 		t.Fatalf("third stream: %s %s, want 429 with a message", resp.Status, body)
 	}
 	a.close()
-	eventually(t, "a free slot", func() bool { return n.conns("ndjson") == 1 })
+	testkit.Eventually(t, waitFor, "a free slot", func() bool { return n.conns("ndjson") == 1 })
 	n.openNDJSON([]string{topicC}).next(waitFor)
 }
 
@@ -219,16 +220,16 @@ func TestAtomStream(t *testing.T) {
 
 func TestTopicSubscriptionFollowsClients(t *testing.T) {
 	n := startNode(t, openEmbedded(t), nodeConfig{live: live.Options{Linger: -1}})
-	eventually(t, "healthy hub", n.hub.Healthy)
+	testkit.Eventually(t, waitFor, "healthy hub", n.hub.Healthy)
 	a := n.openNDJSON([]string{topicA, topicB})
 	b := n.openNDJSON([]string{topicA})
 	a.next(waitFor)
 	b.next(waitFor)
-	if got := metric(t, n.reg, "feedgate_live_topics"); got != 2 {
+	if got := testkit.Metric(t, n.reg, "feedgate_live_topics"); got != 2 {
 		t.Errorf("live topics = %v, want 2", got)
 	}
 	a.close()
-	eventually(t, "B dropped with its last client", func() bool { return metric(t, n.reg, "feedgate_live_topics") == 1 })
+	testkit.Eventually(t, waitFor, "B dropped with its last client", func() bool { return testkit.Metric(t, n.reg, "feedgate_live_topics") == 1 })
 	b.close()
-	eventually(t, "A dropped with its last client", func() bool { return metric(t, n.reg, "feedgate_live_topics") == 0 })
+	testkit.Eventually(t, waitFor, "A dropped with its last client", func() bool { return testkit.Metric(t, n.reg, "feedgate_live_topics") == 0 })
 }

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/feedgate/feedgate/feed"
+	"github.com/feedgate/feedgate/internal/testkit"
 	"github.com/feedgate/feedgate/store"
 	"github.com/feedgate/feedgate/stream"
 )
@@ -122,9 +123,9 @@ func TestStreamsOverHTTP2(t *testing.T) {
 	if got, id := sse.next(waitFor); !equalCursors(got.cursors(), 2) || id != feed.Cursor(2).String() {
 		t.Fatalf("SSE over HTTP/2: %v %q", got.cursors(), id)
 	}
-	eventually(t, "keep-alives", func() bool { return c.blanks.Load() >= 2 })
+	testkit.Eventually(t, waitFor, "keep-alives", func() bool { return c.blanks.Load() >= 2 })
 	c.close()
-	eventually(t, "the closed stream to leave", func() bool { return n.conns("ndjson") == 0 })
+	testkit.Eventually(t, waitFor, "the closed stream to leave", func() bool { return n.conns("ndjson") == 0 })
 	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
 	defer cancel()
 	if err := n.hub.Shutdown(ctx); err != nil {
@@ -164,7 +165,7 @@ func TestNDJSONOverHTTP10(t *testing.T) {
 			t.Fatalf("notification %d: %+v", i, got)
 		}
 	}
-	if whole := metric(t, n.reg, "feedgate_live_direct_writes_total", "result", "whole"); whole < 1 {
+	if whole := testkit.Metric(t, n.reg, "feedgate_live_direct_writes_total", "result", "whole"); whole < 1 {
 		t.Errorf("no notification went out as a direct write")
 	}
 }

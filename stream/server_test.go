@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/feedgate/feedgate/auth"
+	"github.com/feedgate/feedgate/internal/testkit"
 	"github.com/feedgate/feedgate/live"
 	"github.com/feedgate/feedgate/poll"
 	"github.com/feedgate/feedgate/retrieve"
@@ -61,7 +62,7 @@ func TestThroughServer(t *testing.T) {
 	authz := base64.StdEncoding.EncodeToString([]byte("bob:" + token))
 
 	probe := &http.Client{Timeout: waitFor}
-	eventually(t, "/readyz", func() bool {
+	testkit.Eventually(t, waitFor, "/readyz", func() bool {
 		resp, err := probe.Get(srv.URL + "/readyz")
 		if err != nil {
 			return false
@@ -125,7 +126,7 @@ func TestThroughServer(t *testing.T) {
 	if presp.StatusCode != 200 || !strings.Contains(string(body), `"items":[]`) {
 		t.Fatalf("poll: %s %s", presp.Status, body)
 	}
-	if got := metric(t, reg, "feedgate_live_connections", "kind", "websocket"); got != 1 {
+	if got := testkit.Metric(t, reg, "feedgate_live_connections", "kind", "websocket"); got != 1 {
 		t.Errorf("websocket connections gauge = %v", got)
 	}
 }

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/feedgate/feedgate/internal/redistest"
+	"github.com/feedgate/feedgate/internal/testkit"
 )
 
 // adminCall makes a JSON call to the admin API.
@@ -98,7 +99,7 @@ func TestAdminAPI(t *testing.T) {
 	if code != 200 || json.Unmarshal([]byte(body), &rot) != nil || rot.Token == "" || rot.Token == tok.Token {
 		t.Fatalf("rotate: %d %s", code, body)
 	}
-	waitFor(t, 10*time.Second, "the rotated-out token refused", func() bool {
+	testkit.Eventually(t, 10*time.Second, "the rotated-out token refused", func() bool {
 		code, _ := call(t, "GET", p.url+"/?hub.mode=list", "carol:"+tok.Token, "", "")
 		return code == 401
 	})
@@ -148,7 +149,7 @@ func TestAdminAPI(t *testing.T) {
 		Callbacks   int
 		Status      struct{ Code int }
 	}
-	waitFor(t, 10*time.Second, "the topic fetched and listed", func() bool {
+	testkit.Eventually(t, 10*time.Second, "the topic fetched and listed", func() bool {
 		_, body := adminCall(t, "GET", ad+"/topics", root, "")
 		json.Unmarshal([]byte(body), &topics)
 		return len(topics) == 1 && topics[0].Status.Code == 200
@@ -161,7 +162,7 @@ func TestAdminAPI(t *testing.T) {
 		Failing                bool
 		Progress               struct{ LastError string }
 	}
-	waitFor(t, 10*time.Second, "the failing delivery listed", func() bool {
+	testkit.Eventually(t, 10*time.Second, "the failing delivery listed", func() bool {
 		_, body := adminCall(t, "GET", ad+"/deliveries", root, "")
 		json.Unmarshal([]byte(body), &dl)
 		return len(dl) == 1 && dl[0].Failing
@@ -227,7 +228,7 @@ func TestAdminRetryNow(t *testing.T) {
 		}
 	}
 	var dl []delivery
-	waitFor(t, 20*time.Second, "the delivery failing and backing off for the hour the callback asked", func() bool {
+	testkit.Eventually(t, 20*time.Second, "the delivery failing and backing off for the hour the callback asked", func() bool {
 		_, body := adminCall(t, "GET", ad+"/deliveries", root, "")
 		dl = nil
 		json.Unmarshal([]byte(body), &dl)
@@ -268,7 +269,7 @@ func TestAdminRetryNow(t *testing.T) {
 	case <-time.After(15 * time.Second):
 		t.Fatalf("no delivery within 15 s of retry now (the back-off had an hour to run)\n%s", p.logs.String())
 	}
-	waitFor(t, 10*time.Second, "the delivery listed as healthy", func() bool {
+	testkit.Eventually(t, 10*time.Second, "the delivery listed as healthy", func() bool {
 		_, body := adminCall(t, "GET", ad+"/deliveries", root, "")
 		dl = nil
 		json.Unmarshal([]byte(body), &dl)
@@ -352,7 +353,7 @@ func TestAdminNodes(t *testing.T) {
 	defer stream.Body.Close()
 
 	var ns []adminNode
-	waitFor(t, 15*time.Second, "node A listing both nodes, with B's stream", func() bool {
+	testkit.Eventually(t, 15*time.Second, "node A listing both nodes, with B's stream", func() bool {
 		ns = adminNodes(t, adA, root)
 		return len(ns) == 2 && ns[0].Connections+ns[1].Connections == 1
 	})
@@ -377,14 +378,14 @@ func TestAdminNodes(t *testing.T) {
 	// B stops: it leaves the list at once.
 	stream.Body.Close()
 	b.stop(t)
-	waitFor(t, 5*time.Second, "node B gone from the list after its graceful stop", func() bool {
+	testkit.Eventually(t, 5*time.Second, "node B gone from the list after its graceful stop", func() bool {
 		return nodeIDs(adminNodes(t, adA, root)) == "node-a*"
 	})
 	// B is killed: it leaves the list when its record expires.
 	b = start(t, addrB, envB)
-	waitFor(t, 15*time.Second, "node B back in the list", func() bool { return len(adminNodes(t, adA, root)) == 2 })
+	testkit.Eventually(t, 15*time.Second, "node B back in the list", func() bool { return len(adminNodes(t, adA, root)) == 2 })
 	b.cmd.Process.Kill()
-	waitFor(t, 15*time.Second, "node B gone from the list after it was killed (three heartbeats)", func() bool {
+	testkit.Eventually(t, 15*time.Second, "node B gone from the list after it was killed (three heartbeats)", func() bool {
 		return nodeIDs(adminNodes(t, adA, root)) == "node-a*"
 	})
 }

@@ -19,6 +19,7 @@ import (
 
 	"github.com/feedgate/feedgate/internal/clusterslot"
 	"github.com/feedgate/feedgate/internal/redistest"
+	"github.com/feedgate/feedgate/internal/testkit"
 )
 
 // Fault tests of two gateway nodes on a Redis Cluster or a Sentinel set:
@@ -336,7 +337,7 @@ func (r *readiness) run(ctx context.Context, nodes [2]*proc) {
 // ready waits until both nodes answer /readyz 200.
 func ready(t *testing.T, nodes [2]*proc, within time.Duration) {
 	t.Helper()
-	waitFor(t, within, "both nodes ready", func() bool {
+	testkit.Eventually(t, within, "both nodes ready", func() bool {
 		for _, n := range nodes {
 			resp, err := http.Get(n.url + "/readyz")
 			if err != nil {
@@ -400,7 +401,7 @@ func (r *faultRun) finish() {
 	// Stop the pings, not the streams: they catch up on what was
 	// acknowledged.
 	for i, s := range r.streams {
-		waitFor(t, 20*time.Second, fmt.Sprintf("stream on node %d to receive every acknowledged item", i), func() bool { return s.has(acked) })
+		testkit.Eventually(t, 20*time.Second, fmt.Sprintf("stream on node %d to receive every acknowledged item", i), func() bool { return s.has(acked) })
 	}
 	r.cancel()
 	r.wg.Wait()
@@ -538,7 +539,7 @@ func TestClusterWebhookOnce(t *testing.T) {
 			t.Fatalf("fat ping %d: %d %s", i, code, body)
 		}
 	}
-	waitFor(t, 20*time.Second, "the callback to receive the 30 items", func() bool {
+	testkit.Eventually(t, 20*time.Second, "the callback to receive the 30 items", func() bool {
 		mu.Lock()
 		defer mu.Unlock()
 		return len(got) == n
@@ -554,7 +555,7 @@ func TestClusterWebhookOnce(t *testing.T) {
 
 	// The cluster-wide gauges are reported by one node (0 on the other),
 	// so that their sum over the nodes is the deployment's.
-	waitFor(t, 20*time.Second, "one node reporting the one callback subscription, the other 0", func() bool {
+	testkit.Eventually(t, 20*time.Second, "one node reporting the one callback subscription, the other 0", func() bool {
 		var vals []string
 		for _, node := range nodes {
 			_, body := call(t, "GET", node.url+"/metrics", "", "", "")
@@ -581,7 +582,7 @@ func TestClusterIngestOnce(t *testing.T) {
 		subscribe(t, nodes[i%2].url, creds, url.Values{"hub.topic": {fmt.Sprintf("%s/%d", base, i)}})
 	}
 	path := func(i int) string { u, _ := url.Parse(fmt.Sprintf("%s/%d", base, i)); return u.Path }
-	waitFor(t, 20*time.Second, "every topic fetched", func() bool {
+	testkit.Eventually(t, 20*time.Second, "every topic fetched", func() bool {
 		for i := range n {
 			if hits(path(i)) == 0 {
 				return false
@@ -594,7 +595,7 @@ func TestClusterIngestOnce(t *testing.T) {
 	if code, body := call(t, "POST", nodes[1].url+"/?hub.mode=publish&hub.topic="+url.QueryEscape(fmt.Sprintf("%s/0", base)), creds, "", ""); code/100 != 2 {
 		t.Fatalf("ping: %d %s", code, body)
 	}
-	waitFor(t, 20*time.Second, "the pinged topic fetched again", func() bool { return hits(path(0)) >= 2 })
+	testkit.Eventually(t, 20*time.Second, "the pinged topic fetched again", func() bool { return hits(path(0)) >= 2 })
 	for i := range n {
 		want := 1
 		if i == 0 {

@@ -19,6 +19,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/feedgate/feedgate/internal/testkit"
 )
 
 // hookPost is one POST a webhook receiver got.
@@ -311,7 +313,7 @@ func TestNotificationStatus(t *testing.T) {
 	}
 	// Subscribing fetched the topic once (its host does not resolve); a
 	// fetch writes the status too, so wait for it to be done.
-	waitFor(t, 10*time.Second, "the first fetch of the pushed topic", func() bool {
+	testkit.Eventually(t, 10*time.Second, "the first fetch of the pushed topic", func() bool {
 		code, body := call(t, "GET", p.url+"/?hub.mode=retrieve&format=json&hub.topic="+url.QueryEscape(pushed), creds, "", "")
 		var m map[string]any
 		return code == 200 && json.Unmarshal([]byte(body), &m) == nil && statusOf(t, m).LastFetch != 0

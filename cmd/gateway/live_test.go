@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/feedgate/feedgate/internal/redistest"
+	"github.com/feedgate/feedgate/internal/testkit"
 )
 
 // pubsubConns returns, for every Redis client connection holding
@@ -128,7 +129,7 @@ func TestOneLiveSubscriptionPerNode(t *testing.T) {
 			}
 		}
 	}
-	waitFor(t, 20*time.Second, "one pub/sub connection subscribed to the 100 topics", func() bool {
+	testkit.Eventually(t, 20*time.Second, "one pub/sub connection subscribed to the 100 topics", func() bool {
 		c := pubsubConns(t, srv)
 		return len(c) == 1 && c[0] == n
 	})
@@ -143,13 +144,13 @@ func TestOneLiveSubscriptionPerNode(t *testing.T) {
 	if err != nil || last.StatusCode != http.StatusOK {
 		t.Fatalf("stream of the last topic: %v %v", err, last)
 	}
-	waitFor(t, 20*time.Second, "the last topic subscribed on the same connection", func() bool {
+	testkit.Eventually(t, 20*time.Second, "the last topic subscribed on the same connection", func() bool {
 		c := pubsubConns(t, srv)
 		return len(c) == 1 && c[0] == n+1
 	})
 	lcancel()
 	last.Body.Close()
-	waitFor(t, 30*time.Second, "the last topic unsubscribed once its stream ended", func() bool {
+	testkit.Eventually(t, 30*time.Second, "the last topic unsubscribed once its stream ended", func() bool {
 		c := pubsubConns(t, srv)
 		return len(c) == 1 && c[0] == n
 	})

@@ -12,6 +12,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/feedgate/feedgate/internal/testkit"
 )
 
 // checkLogLines fails the test for any JSON log line of a gateway that is
@@ -134,7 +136,7 @@ func TestOpsLogs(t *testing.T) {
 	// Publish pings fetch the dead feed again and again.
 	for i := 0; i < 8; i++ {
 		call(t, "POST", p.url+"/?hub.mode=publish&hub.url="+url.QueryEscape(topic), creds, "", "")
-		waitFor(t, 10*time.Second, fmt.Sprintf("fetch %d of the dead feed", i+2), func() bool { return fetches.Load() >= int32(i+2) })
+		testkit.Eventually(t, 10*time.Second, fmt.Sprintf("fetch %d of the dead feed", i+2), func() bool { return fetches.Load() >= int32(i+2) })
 	}
 	// A webhook whose callback fails, on a topic whose feed works.
 	alive := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -148,7 +150,7 @@ func TestOpsLogs(t *testing.T) {
 	}
 	before := fetches.Load()
 	call(t, "POST", p.url+"/?hub.mode=publish&hub.topic="+url.QueryEscape(hooked), creds, "application/rss+xml", feedDoc)
-	waitFor(t, 10*time.Second, "a delivery attempt", func() bool { return fetches.Load() > before })
+	testkit.Eventually(t, 10*time.Second, "a delivery attempt", func() bool { return fetches.Load() > before })
 	// A retrieve with the credentials in the query string.
 	auth := base64.StdEncoding.EncodeToString([]byte(creds))
 	resp, err := http.Get(p.url + "/?hub.mode=retrieve&format=json&hub.topic=" + url.QueryEscape(hooked) + "&authorization=" + auth)
@@ -156,7 +158,7 @@ func TestOpsLogs(t *testing.T) {
 		t.Fatalf("retrieve with authorization=: %v %v", err, resp)
 	}
 	resp.Body.Close()
-	waitFor(t, 10*time.Second, "the failed delivery logged", func() bool { return len(findLog(p.logs.String(), "delivery failed, will retry")) > 0 })
+	testkit.Eventually(t, 10*time.Second, "the failed delivery logged", func() bool { return len(findLog(p.logs.String(), "delivery failed, will retry")) > 0 })
 
 	logs := p.logs.String()
 	for _, secret := range []string{token, auth} {
@@ -195,17 +197,5 @@ func TestOpsLogs(t *testing.T) {
 	d := findLog(logs, "delivery failed, will retry")[0]
 	if d["level"] != "WARN" || d["topic"] != hooked || d["reason"] != "http_5xx" || d["next_attempt"] == nil {
 		t.Errorf("delivery failure line: %v", d)
-	}
-}
-
-// waitFor polls cond until it holds or fails the test after limit.
-func waitFor(t *testing.T, limit time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(limit)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s did not happen within %v", what, limit)
-		}
-		time.Sleep(20 * time.Millisecond) // polling a condition; bounded above
 	}
 }

@@ -17,6 +17,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/feedgate/feedgate/internal/testkit"
 )
 
 // selfSigned writes a certificate for 127.0.0.1 and its key, and returns
@@ -70,7 +72,7 @@ func TestTLS(t *testing.T) {
 	client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}, ForceAttemptHTTP2: true}, Timeout: 5 * time.Second}
 	base := "https://" + addr
 	var resp *http.Response
-	waitFor(t, 15*time.Second, "the TLS listener answering /healthz", func() bool {
+	testkit.Eventually(t, 15*time.Second, "the TLS listener answering /healthz", func() bool {
 		resp, err = client.Get(base + "/healthz")
 		return err == nil
 	})

@@ -13,6 +13,7 @@ import (
 	"github.com/feedgate/feedgate/feed"
 	"github.com/feedgate/feedgate/internal/clusterslot"
 	"github.com/feedgate/feedgate/internal/redistest"
+	"github.com/feedgate/feedgate/internal/testkit"
 	"github.com/feedgate/feedgate/store"
 	redisstore "github.com/feedgate/feedgate/store/redis"
 )
@@ -235,8 +236,8 @@ func TestClusterMasterKilled(t *testing.T) {
 	c.Restart(old)
 	p.waitMore(t, 20, 15*time.Second, "after the failover")
 	t.Logf("failover %s -> %s; publishing again %v after the kill", old, now, time.Since(killed).Round(time.Millisecond))
-	waitFor(t, "Ping to succeed after the failover", func() bool { return s.Ping(ctxT(t)) == nil })
-	waitFor(t, "the listener to be healthy", l.Healthy)
+	testkit.Eventually(t, 10*time.Second, "Ping to succeed after the failover", func() bool { return s.Ping(ctxT(t)) == nil })
+	testkit.Eventually(t, 10*time.Second, "the listener to be healthy", l.Healthy)
 	cancel()
 	wg.Wait()
 	select {
@@ -279,7 +280,7 @@ func TestClusterReshard(t *testing.T) {
 		t.Fatalf("after the reshard the topic is served by %s, want %s", got, masters[1])
 	}
 	p.waitMore(t, 20, 15*time.Second, "after the reshard")
-	waitFor(t, "the listener to be healthy", l.Healthy)
+	testkit.Eventually(t, 10*time.Second, "the listener to be healthy", l.Healthy)
 	cancel()
 	wg.Wait()
 	select {
@@ -324,7 +325,7 @@ func TestSentinelMasterKilled(t *testing.T) {
 	now := sb.WaitFailover(old)
 	p.waitMore(t, 20, 15*time.Second, "after the failover")
 	t.Logf("failover %s -> %s; publishing again %v after the kill", old, now, time.Since(killed).Round(time.Millisecond))
-	waitFor(t, "the listener to be healthy", l.Healthy)
+	testkit.Eventually(t, 10*time.Second, "the listener to be healthy", l.Healthy)
 	cancel()
 	wg.Wait()
 	select {

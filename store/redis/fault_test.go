@@ -12,6 +12,7 @@ import (
 
 	"github.com/feedgate/feedgate/feed"
 	"github.com/feedgate/feedgate/internal/redistest"
+	"github.com/feedgate/feedgate/internal/testkit"
 	"github.com/feedgate/feedgate/store"
 	redisstore "github.com/feedgate/feedgate/store/redis"
 )
@@ -244,7 +245,7 @@ func TestRedisRestart(t *testing.T) {
 	f.until(3, 5*time.Second)
 
 	srv.Stop()
-	waitFor(t, "Healthy() = false with Redis stopped", func() bool { return !l.Healthy() })
+	testkit.Eventually(t, 10*time.Second, "Healthy() = false with Redis stopped", func() bool { return !l.Healthy() })
 	start := time.Now()
 	_, err := s.Append(ctxT(t), topic, testItems("lost", 1))
 	if !errors.Is(err, store.ErrUnavailable) {
@@ -326,7 +327,7 @@ func TestUnavailable(t *testing.T) {
 	}
 
 	srv.Restart()
-	waitFor(t, "Append to work again after restart", func() bool {
+	testkit.Eventually(t, 10*time.Second, "Append to work again after restart", func() bool {
 		_, err := s.Append(ctx, topic, testItems("y", 1))
 		return err == nil
 	})
@@ -376,7 +377,7 @@ func TestSlowConsumer(t *testing.T) {
 	for i := range 20 {
 		mustAppend(t, s, testItems(fmt.Sprintf("p%d-", i), 1))
 	}
-	waitFor(t, "the listener to read the 20 announcements", func() bool { return redisstore.Received(l) >= 20 })
+	testkit.Eventually(t, 10*time.Second, "the listener to read the 20 announcements", func() bool { return redisstore.Received(l) >= 20 })
 	resyncs := 0
 	for f.last < 20 {
 		b := next(t, l, 5*time.Second)
@@ -391,17 +392,6 @@ func TestSlowConsumer(t *testing.T) {
 	f.until(20, time.Second)
 	got := mustAppend(t, s, testItems("after", 1))
 	f.until(got[0].Cursor, 5*time.Second)
-}
-
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 }
 
 // proxy forwards TCP connections to a target; freeze makes the current
