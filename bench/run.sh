@@ -30,6 +30,8 @@
 #   DURATION   retrieve measured time per round (default 10s)
 #   ROUNDS     retrieve rounds, alternating with raw Redis; medians reported (default 3)
 #   OUT        directory for logs and JSON results (default: a new temp dir)
+#   GATEWAY    a gateway binary to measure instead of building this checkout's (to compare
+#              two versions with the same loadgen: build the other one with go build)
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -51,7 +53,7 @@ if [[ -n "${SMALL:-}" ]]; then
 	WS_CLIENTS=200 WS_ITEMS=20 POLL_CLIENTS=200 POLL_ITEMS=20
 	STORM_CLIENTS=200
 else
-	# The issue's targets (issue 4, "Targets"); each may be set in the
+	# The full sizes (BENCHMARKS.md names the targets); each may be set in the
 	# environment instead.
 	NDJSON_CLIENTS=${NDJSON_CLIENTS:-10000} NDJSON_ITEMS=${NDJSON_ITEMS:-100} NDJSON_RATE=${NDJSON_RATE:-10}
 	SSE_CLIENTS=${SSE_CLIENTS:-5000} SSE_ITEMS=${SSE_ITEMS:-20}
@@ -86,7 +88,7 @@ trap 'exit 130' INT TERM
 log() { printf '\n=== %s\n' "$*" | tee -a "$OUT/summary.txt" >&2; }
 
 echo "building into $BIN" >&2
-go build -o "$BIN/gateway" ./cmd/gateway
+if [[ -n ${GATEWAY:-} ]]; then cp "$GATEWAY" "$BIN/gateway"; else go build -o "$BIN/gateway" ./cmd/gateway; fi
 go build -o "$BIN/loadgen" ./cmd/loadgen
 go build -o "$BIN/floor" ./bench/floor
 go build -o "$BIN/httpfloor" ./bench/httpfloor
