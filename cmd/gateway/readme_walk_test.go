@@ -62,7 +62,24 @@ func readmeShellBlocks(t *testing.T) []readmeBlock {
 // readmeHarness comes before the README's blocks. Streams run until Ctrl-C
 // on the page; here each stops after 3 s, which is not a failure. `make
 // build` is what the test did already: ./gateway is the binary it built.
+// `go run ./cmd/gateway` runs that binary with its defaults, in a directory
+// of its own and on a free port ($README_GO_RUN_ADDR instead of :8080),
+// until it answers /readyz; then it is stopped as Ctrl-C would.
 const readmeHarness = `set -euo pipefail
+go() {
+  if [ "$*" != "run ./cmd/gateway" ]; then command go "$@"; return; fi
+  local bin=$PWD/gateway dir pid i
+  dir=$(mktemp -d)
+  (cd "$dir" && FEEDGATE_LISTEN=$README_GO_RUN_ADDR exec "$bin") &
+  pid=$!
+  for i in $(seq 300); do
+    command curl -sf "http://$README_GO_RUN_ADDR/readyz" > /dev/null && break
+    sleep 0.1
+  done
+  command curl -sf "http://$README_GO_RUN_ADDR/readyz" > /dev/null || { echo "go run ./cmd/gateway did not answer in 30 s" >&2; return 1; }
+  kill -INT "$pid"
+  wait "$pid" || true
+}
 curl() {
   local a rc=0
   for a in "$@"; do
@@ -186,7 +203,7 @@ func TestReadmeWalkThrough(t *testing.T) {
 	defer cancel()
 	cmd := exec.CommandContext(ctx, "bash", "-c", script.String())
 	cmd.Dir = dir
-	cmd.Env = cleanEnv()
+	cmd.Env = append(cleanEnv(), "README_GO_RUN_ADDR="+freeAddr(t))
 	// Background processes write to the file, not to a pipe Wait would wait
 	// for; they are in the shell's process group, killed at the end.
 	cmd.Stdout, cmd.Stderr = out, out
