@@ -16,48 +16,20 @@ import (
 	"github.com/feedgate/feedgate/auth"
 	"github.com/feedgate/feedgate/feed"
 	"github.com/feedgate/feedgate/internal/redistest"
+	"github.com/feedgate/feedgate/internal/teststore"
 	"github.com/feedgate/feedgate/store"
-	"github.com/feedgate/feedgate/store/embedded"
-	redisstore "github.com/feedgate/feedgate/store/redis"
 )
 
 const waitLimit = 20 * time.Second
 
-func openEmbedded(t *testing.T) store.Store {
-	t.Helper()
-	st, err := embedded.Open(t.TempDir(), store.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = st.Close() })
-	return st
-}
+func openEmbedded(t *testing.T) store.Store { return teststore.Embedded(t, store.Options{}) }
 
 func openRedis(t *testing.T, srv *redistest.Server) store.Store {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
-	defer cancel()
-	st, err := redisstore.New(ctx, srv.URL(), store.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = st.Close() })
-	return st
+	return teststore.Redis(t, srv.URL(), store.Options{})
 }
 
 func forEachStore(t *testing.T, f func(t *testing.T, st store.Store)) {
-	for _, b := range []struct {
-		name string
-		open func(t *testing.T) store.Store
-	}{
-		{"embedded", openEmbedded},
-		{"redis", func(t *testing.T) store.Store { return openRedis(t, redistest.Start(t)) }},
-	} {
-		t.Run(b.name, func(t *testing.T) {
-			t.Parallel()
-			f(t, b.open(t))
-		})
-	}
+	teststore.ForEach(t, store.Options{}, f)
 }
 
 func newHub(t *testing.T, src Source, opts Options) *Hub {

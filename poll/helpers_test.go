@@ -21,14 +21,12 @@ import (
 	"github.com/feedgate/feedgate/auth"
 	"github.com/feedgate/feedgate/feed"
 	"github.com/feedgate/feedgate/internal/memnet"
-	"github.com/feedgate/feedgate/internal/redistest"
 	"github.com/feedgate/feedgate/internal/testkit"
+	"github.com/feedgate/feedgate/internal/teststore"
 	"github.com/feedgate/feedgate/live"
 	"github.com/feedgate/feedgate/poll"
 	"github.com/feedgate/feedgate/retrieve"
 	"github.com/feedgate/feedgate/store"
-	"github.com/feedgate/feedgate/store/embedded"
-	redisstore "github.com/feedgate/feedgate/store/redis"
 )
 
 const (
@@ -52,36 +50,11 @@ const hubURL = "https://hub.example/"
 // quiet takes the hub's operational messages.
 var quiet = slog.New(slog.DiscardHandler)
 
-func openEmbedded(t *testing.T) store.Store {
-	st, err := embedded.Open(t.TempDir(), store.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	return st
-}
-
-func openRedis(t *testing.T) store.Store {
-	srv := redistest.Start(t)
-	st, err := redisstore.New(context.Background(), srv.URL(), store.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	return st
-}
+func openEmbedded(t *testing.T) store.Store { return teststore.Embedded(t, store.Options{}) }
 
 // forEachStore runs f on every backend, in parallel.
 func forEachStore(t *testing.T, f func(t *testing.T, st store.Store)) {
-	for _, b := range []struct {
-		name string
-		open func(*testing.T) store.Store
-	}{{"embedded", openEmbedded}, {"redis", openRedis}} {
-		t.Run(b.name, func(t *testing.T) {
-			t.Parallel()
-			f(t, b.open(t))
-		})
-	}
+	teststore.ForEach(t, store.Options{}, f)
 }
 
 // node is a gateway node's long-poll side: the node hub, the retrieve and

@@ -17,14 +17,12 @@ import (
 	"github.com/feedgate/feedgate/auth"
 	hubpkg "github.com/feedgate/feedgate/hub"
 	"github.com/feedgate/feedgate/ingest"
-	"github.com/feedgate/feedgate/internal/redistest"
+	"github.com/feedgate/feedgate/internal/teststore"
 	"github.com/feedgate/feedgate/live"
 	"github.com/feedgate/feedgate/poll"
 	"github.com/feedgate/feedgate/retrieve"
 	"github.com/feedgate/feedgate/server"
 	"github.com/feedgate/feedgate/store"
-	"github.com/feedgate/feedgate/store/embedded"
-	redisstore "github.com/feedgate/feedgate/store/redis"
 	"github.com/feedgate/feedgate/stream"
 )
 
@@ -36,42 +34,15 @@ type gateway struct {
 	admin string // login:token with every right
 }
 
-type backend struct {
-	name string
-	open func(t *testing.T, opts store.Options) store.Store
-}
-
-func backends() []backend {
-	return []backend{
-		{"embedded", func(t *testing.T, opts store.Options) store.Store {
-			st, err := embedded.Open(t.TempDir(), opts)
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { st.Close() })
-			return st
-		}},
-		{"redis", func(t *testing.T, opts store.Options) store.Store {
-			srv := redistest.Start(t)
-			st, err := redisstore.New(context.Background(), srv.URL(), opts)
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { st.Close() })
-			return st
-		}},
-	}
-}
-
 // forEachStore runs f against a fresh gateway on every backend, with the
 // retrieve cache on as `gateway serve` has it.
 func forEachStore(t *testing.T, opts store.Options, f func(t *testing.T, g *gateway)) {
-	for _, b := range backends() {
-		t.Run(b.name, func(t *testing.T) {
+	for _, b := range teststore.Backends() {
+		t.Run(b.Name, func(t *testing.T) {
 			t.Parallel()
 			opts := opts
 			opts.Changes = new(store.ChangeHook)
-			f(t, newGateway(t, b.open(t, opts), opts.Changes))
+			f(t, newGateway(t, b.Open(t, opts), opts.Changes))
 		})
 	}
 }

@@ -18,6 +18,7 @@ import (
 	hubpkg "github.com/feedgate/feedgate/hub"
 	"github.com/feedgate/feedgate/ingest"
 	"github.com/feedgate/feedgate/internal/redistest"
+	"github.com/feedgate/feedgate/internal/teststore"
 	"github.com/feedgate/feedgate/live"
 	"github.com/feedgate/feedgate/poll"
 	"github.com/feedgate/feedgate/retrieve"
@@ -191,7 +192,7 @@ func TestRemovalEndsStreamsOnEveryNode(t *testing.T) {
 // token and the last event id loses nothing.
 func TestJWTStreamExpiresAndResumes(t *testing.T) {
 	t.Parallel()
-	n := newNode(t, backends()[0].open(t, store.Options{}))
+	n := newNode(t, teststore.Embedded(t, store.Options{}))
 	topic := "https://jwt.example/feed"
 	creds := n.user("app", "all")
 	n.subscribe(creds, topic)

@@ -25,12 +25,11 @@ import (
 	"github.com/feedgate/feedgate/feed"
 	"github.com/feedgate/feedgate/internal/memnet"
 	"github.com/feedgate/feedgate/internal/redistest"
+	"github.com/feedgate/feedgate/internal/teststore"
 	"github.com/feedgate/feedgate/live"
 	"github.com/feedgate/feedgate/poll"
 	"github.com/feedgate/feedgate/retrieve"
 	"github.com/feedgate/feedgate/store"
-	"github.com/feedgate/feedgate/store/embedded"
-	redisstore "github.com/feedgate/feedgate/store/redis"
 	"github.com/feedgate/feedgate/stream"
 )
 
@@ -53,44 +52,15 @@ const hubURL = "https://hub.example/"
 // quiet takes the node's operational messages.
 var quiet = slog.New(slog.DiscardHandler)
 
-type backend struct {
-	name string
-	open func(t *testing.T) store.Store
-}
-
-func openEmbedded(t *testing.T) store.Store {
-	st, err := embedded.Open(t.TempDir(), store.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	return st
-}
+func openEmbedded(t *testing.T) store.Store { return teststore.Embedded(t, store.Options{}) }
 
 func openRedis(t *testing.T, srv *redistest.Server) store.Store {
-	st, err := redisstore.New(context.Background(), srv.URL(), store.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	return st
-}
-
-func backends() []backend {
-	return []backend{
-		{"embedded", openEmbedded},
-		{"redis", func(t *testing.T) store.Store { return openRedis(t, redistest.Start(t)) }},
-	}
+	return teststore.Redis(t, srv.URL(), store.Options{})
 }
 
 // forEachStore runs f on every backend, in parallel.
 func forEachStore(t *testing.T, f func(t *testing.T, st store.Store)) {
-	for _, b := range backends() {
-		t.Run(b.name, func(t *testing.T) {
-			t.Parallel()
-			f(t, b.open(t))
-		})
-	}
+	teststore.ForEach(t, store.Options{}, f)
 }
 
 // node is a gateway node's live side on a real listener: the node hub and
