@@ -528,3 +528,35 @@ func TestSignatureMethods(t *testing.T) {
 		})
 	}
 }
+
+// TestSyncKeepsATopicBeingActivated: a callback subscription is listened to
+// before its delivery record is stored (so that nothing appended in between
+// is skipped); the periodic sync of the listened topics with the records
+// must not drop it in that window, or the topic's next appends are not
+// announced to the hub and wait for the sweep.
+func TestSyncKeepsATopicBeingActivated(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, func(o *Options) { o.TopicRefresh, o.SweepInterval = time.Hour, time.Hour })
+	ctx := ctxT(t)
+	testkit.Eventually(t, 10*time.Second, "the hub's delivery listener", func() bool { return e.hub.liveHub.Load() != nil })
+	h := e.hub.liveHub.Load()
+	listening := func() bool {
+		e.hub.sched.mu.Lock()
+		defer e.hub.sched.mu.Unlock()
+		return e.hub.sched.topics[topic]
+	}
+	unpin := e.hub.listenTopic(ctx, topic)
+	if err := e.hub.syncTopics(ctx, h); err != nil {
+		t.Fatal(err)
+	}
+	if !listening() {
+		t.Fatal("a sync dropped the topic of a subscription being activated")
+	}
+	unpin()
+	if err := e.hub.syncTopics(ctx, h); err != nil {
+		t.Fatal(err)
+	}
+	if listening() {
+		t.Fatal("a topic without delivery records, no longer being activated, is still listened to")
+	}
+}

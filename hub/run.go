@@ -122,16 +122,25 @@ func (s *Service) dispatch(ctx context.Context) {
 // topic with callback subscriptions makes their jobs due. It never blocks
 // fan-out: topics wait in a set for scheduleLoop.
 type scheduler struct {
+	// subMu orders the changes of the topics subscribed on the hub
+	// (syncTopics, listenTopic), so that a sync never unsubscribes a topic
+	// that listenTopic has just subscribed.
+	subMu  sync.Mutex
 	mu     sync.Mutex
 	due    map[string]struct{}
 	wake   chan struct{}
 	topics map[string]bool // subscribed on the hub; owned by syncTopics' callers under mu
+	// pinned counts, per topic, the subscriptions being activated: their
+	// topic is listened to before their delivery record is stored, so a
+	// sync that reads the records in between must not drop it.
+	pinned map[string]int
 }
 
 func (sc *scheduler) init() {
 	sc.due = make(map[string]struct{})
 	sc.wake = make(chan struct{}, 1)
 	sc.topics = make(map[string]bool)
+	sc.pinned = make(map[string]int)
 }
 
 // Notify implements live.Consumer.
@@ -163,30 +172,49 @@ func (sc *scheduler) take() []string {
 }
 
 // listenTopic has the node hub announce topic's appends to this service
-// (once Run runs). It returns when the hub has taken the topic.
-func (s *Service) listenTopic(ctx context.Context, topic string) {
-	h := s.liveHub.Load()
-	if h == nil {
-		return
-	}
+// (once Run runs). It returns when the hub has taken the topic, with the
+// topic pinned: the periodic sync does not drop it, although no delivery
+// record names it yet, until unpin is called (once the record is stored,
+// or its storing failed).
+func (s *Service) listenTopic(ctx context.Context, topic string) (unpin func()) {
 	s.sched.mu.Lock()
+	s.sched.pinned[topic]++
 	known := s.sched.topics[topic]
 	s.sched.mu.Unlock()
+	unpin = func() {
+		s.sched.mu.Lock()
+		if s.sched.pinned[topic]--; s.sched.pinned[topic] <= 0 {
+			delete(s.sched.pinned, topic)
+		}
+		s.sched.mu.Unlock()
+	}
+	h := s.liveHub.Load()
+	if h == nil || known {
+		return unpin
+	}
+	s.sched.subMu.Lock()
+	defer s.sched.subMu.Unlock()
+	s.sched.mu.Lock()
+	known = s.sched.topics[topic]
+	s.sched.mu.Unlock()
 	if known {
-		return
+		return unpin
 	}
 	if err := h.Subscribe(ctx, &s.sched, topic); err != nil {
 		s.log.LogAttrs(ctx, slog.LevelWarn, "listening to a topic failed; its deliveries wait for the next sweep", slog.String("topic", topic), slog.String("err", err.Error()))
-		return
+		return unpin
 	}
 	s.sched.mu.Lock()
 	s.sched.topics[topic] = true
 	s.sched.mu.Unlock()
+	return unpin
 }
 
 // syncTopics has the hub announce exactly the topics with callback
 // subscriptions.
 func (s *Service) syncTopics(ctx context.Context, h *live.Hub) error {
+	s.sched.subMu.Lock()
+	defer s.sched.subMu.Unlock()
 	topics, err := s.dlv.DeliveryTopics(ctx)
 	if err != nil {
 		return err
@@ -201,7 +229,7 @@ func (s *Service) syncTopics(ctx context.Context, h *live.Hub) error {
 		}
 	}
 	for t := range s.sched.topics {
-		if !want[t] {
+		if !want[t] && s.sched.pinned[t] == 0 {
 			drop = append(drop, t)
 			delete(s.sched.topics, t)
 		}

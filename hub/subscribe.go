@@ -326,7 +326,7 @@ func (s *Service) activate(ctx context.Context, v verification) error {
 	now := time.Now().UTC()
 	// Listen before reading where the topic stands: an item appended in
 	// between is then announced and delivered, not skipped.
-	s.listenTopic(ctx, req.Topic)
+	defer s.listenTopic(ctx, req.Topic)()
 	page, err := s.store.Read(ctx, req.Topic, store.Query{From: store.Newest, Count: 0})
 	if err != nil {
 		return err
