@@ -197,21 +197,23 @@ func topicOnSlot(t *testing.T, s *redisstore.Store, slot int) string {
 	return ""
 }
 
-// TestClusterMasterKilled kills the master serving a streamed topic's slot
-// with SIGKILL while items are published with WAIT 1: every acknowledged
-// item is stored and reaches the listener exactly once, Ping names the
-// dead shard until the failover, and publishing works again soon after.
-func TestClusterMasterKilled(t *testing.T) {
-	t.Parallel()
-	c := redistest.StartCluster(t)
-	cfg := redisstore.Config{Cluster: c.Addrs(), WaitReplicas: 1}
-	s := openConfig(t, cfg, faultOptions)
-	defer s.Close()
-	topic := "https://example.com/killed.xml"
-	l := mustListen(t, s, topic)
+// fault is what publishThrough does to the Redis set-up in the middle of a
+// run, and how its waits and checks name it.
+type fault struct {
+	before, after string // the two rounds of 20 acknowledged items
+	resync        string // what the Resync check says happened
+	cause         func() // after the first round
+	recovered     func() // if set, once the second round is acknowledged
+}
+
+// publishThrough follows topic on s with l while items are published
+// (appends with retries, as a publisher does), causes ft between two rounds
+// of 20 acknowledged items, and then checks that every acknowledged item
+// was stored and reached l exactly once, after at least one Resync.
+func publishThrough(t *testing.T, s *redisstore.Store, l store.Listener, topic string, ft fault) {
+	t.Helper()
 	f := &follower{t: t, s: s, l: l, topic: topic}
 	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
 	errs := make(chan error, 1)
 	var wg sync.WaitGroup
 	defer wg.Wait()
@@ -219,24 +221,12 @@ func TestClusterMasterKilled(t *testing.T) {
 	wg.Go(func() { follow(ctx, f, errs) })
 	p := newPublisher(s, topic)
 	wg.Go(func() { p.run(ctx) })
-	p.waitMore(t, 20, 10*time.Second, "before the kill")
-
-	old := c.MasterOf(redisstore.ItemsKey(s, topic))
-	killed := time.Now()
-	c.Kill(old)
-	// Ping names the shard while it is down (until the failover).
-	if err := s.Ping(ctxT(t)); err == nil || !strings.Contains(err.Error(), old) || !errors.Is(err, store.ErrUnavailable) {
-		t.Errorf("Ping with %s killed = %v, want ErrUnavailable naming it", old, err)
-	} else {
-		t.Logf("Ping: %v", err)
+	p.waitMore(t, 20, 10*time.Second, ft.before)
+	ft.cause()
+	p.waitMore(t, 20, 15*time.Second, ft.after)
+	if ft.recovered != nil {
+		ft.recovered()
 	}
-	now := c.WaitFailover(redisstore.ItemsKey(s, topic), old)
-	// The old master comes back as the new master's replica, so that
-	// WAIT 1 can be met again.
-	c.Restart(old)
-	p.waitMore(t, 20, 15*time.Second, "after the failover")
-	t.Logf("failover %s -> %s; publishing again %v after the kill", old, now, time.Since(killed).Round(time.Millisecond))
-	testkit.Eventually(t, 10*time.Second, "Ping to succeed after the failover", func() bool { return s.Ping(ctxT(t)) == nil })
 	testkit.Eventually(t, 10*time.Second, "the listener to be healthy", l.Healthy)
 	cancel()
 	wg.Wait()
@@ -248,8 +238,45 @@ func TestClusterMasterKilled(t *testing.T) {
 	f.drain(t)
 	p.check(t, f)
 	if f.resync == 0 {
-		t.Error("no Resync after the topic's master was killed")
+		t.Errorf("no Resync after %s", ft.resync)
 	}
+}
+
+// TestClusterMasterKilled kills the master serving a streamed topic's slot
+// with SIGKILL while items are published with WAIT 1: every acknowledged
+// item is stored and reaches the listener exactly once, Ping names the
+// dead shard until the failover, and publishing works again soon after.
+func TestClusterMasterKilled(t *testing.T) {
+	t.Parallel()
+	c := redistest.StartCluster(t)
+	cfg := redisstore.Config{Cluster: c.Addrs(), WaitReplicas: 1}
+	s := openConfig(t, cfg, faultOptions)
+	defer s.Close()
+	topic := "https://example.com/killed.xml"
+	var old, now string
+	var killed time.Time
+	publishThrough(t, s, mustListen(t, s, topic), topic, fault{
+		before: "before the kill", after: "after the failover", resync: "the topic's master was killed",
+		cause: func() {
+			old = c.MasterOf(redisstore.ItemsKey(s, topic))
+			killed = time.Now()
+			c.Kill(old)
+			// Ping names the shard while it is down (until the failover).
+			if err := s.Ping(ctxT(t)); err == nil || !strings.Contains(err.Error(), old) || !errors.Is(err, store.ErrUnavailable) {
+				t.Errorf("Ping with %s killed = %v, want ErrUnavailable naming it", old, err)
+			} else {
+				t.Logf("Ping: %v", err)
+			}
+			now = c.WaitFailover(redisstore.ItemsKey(s, topic), old)
+			// The old master comes back as the new master's replica, so
+			// that WAIT 1 can be met again.
+			c.Restart(old)
+		},
+		recovered: func() {
+			t.Logf("failover %s -> %s; publishing again %v after the kill", old, now, time.Since(killed).Round(time.Millisecond))
+			testkit.Eventually(t, 10*time.Second, "Ping to succeed after the failover", func() bool { return s.Ping(ctxT(t)) == nil })
+		},
+	})
 }
 
 // TestClusterReshard moves a streamed topic's slot to another master with
@@ -263,36 +290,15 @@ func TestClusterReshard(t *testing.T) {
 	defer s.Close()
 	masters := c.Masters()
 	topic := topicOnSlot(t, s, c.FirstSlot(masters[0]))
-	l := mustListen(t, s, topic)
-	f := &follower{t: t, s: s, l: l, topic: topic}
-	ctx, cancel := context.WithCancel(context.Background())
-	errs := make(chan error, 1)
-	var wg sync.WaitGroup
-	defer wg.Wait()
-	defer cancel()
-	wg.Go(func() { follow(ctx, f, errs) })
-	p := newPublisher(s, topic)
-	wg.Go(func() { p.run(ctx) })
-	p.waitMore(t, 20, 10*time.Second, "before the reshard")
-
-	c.Reshard(masters[0], masters[1], 1)
-	if got := c.MasterOf(redisstore.ItemsKey(s, topic)); got != masters[1] {
-		t.Fatalf("after the reshard the topic is served by %s, want %s", got, masters[1])
-	}
-	p.waitMore(t, 20, 15*time.Second, "after the reshard")
-	testkit.Eventually(t, 10*time.Second, "the listener to be healthy", l.Healthy)
-	cancel()
-	wg.Wait()
-	select {
-	case err := <-errs:
-		t.Fatal(err)
-	default:
-	}
-	f.drain(t)
-	p.check(t, f)
-	if f.resync == 0 {
-		t.Error("no Resync after the topic's slot moved")
-	}
+	publishThrough(t, s, mustListen(t, s, topic), topic, fault{
+		before: "before the reshard", after: "after the reshard", resync: "the topic's slot moved",
+		cause: func() {
+			c.Reshard(masters[0], masters[1], 1)
+			if got := c.MasterOf(redisstore.ItemsKey(s, topic)); got != masters[1] {
+				t.Fatalf("after the reshard the topic is served by %s, want %s", got, masters[1])
+			}
+		},
+	})
 }
 
 // TestSentinelMasterKilled is TestClusterMasterKilled on Sentinel.
@@ -309,35 +315,19 @@ func TestSentinelMasterKilled(t *testing.T) {
 				l.Healthy(), redisstore.Received(l), sb.State())
 		}
 	})
-	f := &follower{t: t, s: s, l: l, topic: topic}
-	ctx, cancel := context.WithCancel(context.Background())
-	errs := make(chan error, 1)
-	var wg sync.WaitGroup
-	defer wg.Wait()
-	defer cancel()
-	wg.Go(func() { follow(ctx, f, errs) })
-	p := newPublisher(s, topic)
-	wg.Go(func() { p.run(ctx) })
-	p.waitMore(t, 20, 10*time.Second, "before the kill")
-
-	killed := time.Now()
-	old := sb.KillMaster()
-	now := sb.WaitFailover(old)
-	p.waitMore(t, 20, 15*time.Second, "after the failover")
-	t.Logf("failover %s -> %s; publishing again %v after the kill", old, now, time.Since(killed).Round(time.Millisecond))
-	testkit.Eventually(t, 10*time.Second, "the listener to be healthy", l.Healthy)
-	cancel()
-	wg.Wait()
-	select {
-	case err := <-errs:
-		t.Fatal(err)
-	default:
-	}
-	f.drain(t)
-	p.check(t, f)
-	if f.resync == 0 {
-		t.Error("no Resync after the master was killed")
-	}
+	var old, now string
+	var killed time.Time
+	publishThrough(t, s, l, topic, fault{
+		before: "before the kill", after: "after the failover", resync: "the master was killed",
+		cause: func() {
+			killed = time.Now()
+			old = sb.KillMaster()
+			now = sb.WaitFailover(old)
+		},
+		recovered: func() {
+			t.Logf("failover %s -> %s; publishing again %v after the kill", old, now, time.Since(killed).Round(time.Millisecond))
+		},
+	})
 }
 
 // TestWaitReplicasUnmet: with WAIT 1 and no replica, an append fails with
