@@ -203,6 +203,16 @@
 
   // --- keyed table rows: updated in place, so focus and selection survive every update ----------
 
+  // rowHeader appends the cell that names the row.
+  function rowHeader(tr, { text = '', field = '', url = false } = {}) {
+    const th = document.createElement('th');
+    th.scope = 'row';
+    if (field) th.dataset.field = field;
+    if (url) th.className = 'url';
+    th.textContent = text;
+    tr.append(th);
+  }
+
   function cell(tr, field, { num = false } = {}) {
     const td = document.createElement('td');
     td.dataset.field = field;
@@ -303,10 +313,7 @@
 
   function renderUsers(users) {
     syncRows($('users-rows'), users, u => u.login, (tr, u) => {
-      const th = document.createElement('th');
-      th.scope = 'row';
-      th.textContent = u.login;
-      tr.append(th);
+      rowHeader(tr, { text: u.login });
       cell(tr, 'rights');
       cell(tr, 'topics');
       cell(tr, 'tokens', { num: true });
@@ -327,11 +334,7 @@
     $('topics-total').textContent = o.topicsTotal > topics.length ?
       `${o.topicsTotal} tracked topics; the first ${topics.length} are shown.` : `${o.topicsTotal || 0} tracked topics.`;
     syncRows($('topics-rows'), topics, t => t.topic, (tr, t) => {
-      const th = document.createElement('th');
-      th.scope = 'row';
-      th.dataset.field = 'topic';
-      th.className = 'url';
-      tr.append(th);
+      rowHeader(tr, { field: 'topic', url: true });
       for (const f of ['status', 'lastFetch', 'nextFetch', 'hub']) cell(tr, f);
       for (const f of ['subscribers', 'connections', 'items']) cell(tr, f, { num: true });
     }, (tr, t) => {
@@ -377,11 +380,7 @@
       if (dd.textContent !== v) dd.textContent = v;
     }
     syncRows($('deliveries-rows'), ds, deliveryKey, (tr, d) => {
-      const th = document.createElement('th');
-      th.scope = 'row';
-      th.className = 'url';
-      th.textContent = d.topic;
-      tr.append(th);
+      rowHeader(tr, { text: d.topic, url: true });
       cell(tr, 'callback').className = 'url';
       cell(tr, 'health');
       for (const f of ['queued', 'attempts']) cell(tr, f, { num: true });
@@ -416,10 +415,7 @@
     const forms = Object.entries(byKind).filter(([, v]) => v > 0).map(([k, v]) => `${k} ${v}`).join(', ');
     $('connections-total').textContent = `${total} live connection${total === 1 ? '' : 's'} on ${nodes.length} node${nodes.length === 1 ? '' : 's'}${forms ? ` (${forms})` : ''}.`;
     syncRows($('connections-rows'), rows, r => `${r.node}\u0000${r.login}\u0000${r.kind}`, (tr, r) => {
-      const th = document.createElement('th');
-      th.scope = 'row';
-      th.textContent = r.node;
-      tr.append(th);
+      rowHeader(tr, { text: r.node });
       cell(tr, 'login');
       cell(tr, 'kind');
       cell(tr, 'count', { num: true });
@@ -432,10 +428,7 @@
 
   function renderNodes(nodes) {
     syncRows($('nodes-rows'), nodes, n => n.id, (tr, n) => {
-      const th = document.createElement('th');
-      th.scope = 'row';
-      th.dataset.field = 'id';
-      tr.append(th);
+      rowHeader(tr, { field: 'id' });
       for (const f of ['role', 'version', 'store', 'addresses', 'started', 'seen']) cell(tr, f);
       cell(tr, 'connections', { num: true });
       cell(tr, 'byKind');
