@@ -239,9 +239,10 @@ start_replica() {
 	done
 }
 
-# add_user: create `bench` with every right; exports its token.
+# add_user: create `bench`, a subscriber as users are (not an admin, whose
+# reads skip the subscription check); exports its token.
 add_user() {
-	TOKEN=$(timeout 30 "$BIN/gateway" user add bench --rights all "${STORE_FLAGS[@]}" 2>/dev/null | tail -n 1)
+	TOKEN=$(timeout 30 "$BIN/gateway" user add bench --rights subscribe,unsubscribe,list,retrieve,publish "${STORE_FLAGS[@]}" 2>/dev/null | tail -n 1)
 	[[ -n $TOKEN ]] || { echo "gateway user add printed no token" >&2; exit 1; }
 	export LOADGEN_TOKEN=$TOKEN
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"time"
 
 	"github.com/feedgate/feedgate/api"
 	"github.com/feedgate/feedgate/auth"
@@ -18,6 +19,7 @@ type Service struct {
 	hubURL string
 	limits Limits
 	cache  *Cache
+	access *access // nil: every check asks the store
 }
 
 // Options configure a Service.
@@ -29,11 +31,26 @@ type Options struct {
 	Limits Limits
 	// Cache, when set, answers reads of the newest items.
 	Cache *Cache
+	// AccessTTL, when positive, is how long the node keeps a positive
+	// answer of the store to "may this user read this topic" (a
+	// subscription, or for a scoped token a subscriber of the topic).
+	// Subscriptions deleted through this node stop allowing at once,
+	// through Changes; ones deleted on another node within AccessTTL. It
+	// takes effect only with Changes; at most auth.MaxCacheTTL.
+	AccessTTL time.Duration
+	// Changes hears of this node's own store writes (the one given to the
+	// store's Options).
+	Changes *store.ChangeHook
 }
 
 // New returns a Service reading st.
 func New(st store.Store, opts Options) *Service {
-	return &Service{store: st, hubURL: opts.HubURL, limits: opts.Limits.withDefaults(), cache: opts.Cache}
+	s := &Service{store: st, hubURL: opts.HubURL, limits: opts.Limits.withDefaults(), cache: opts.Cache}
+	if opts.AccessTTL > 0 && opts.Changes != nil {
+		s.access = newAccess(min(opts.AccessTTL, auth.MaxCacheTTL))
+		opts.Changes.OnUnsubscribe(func(string, string) { s.access.forget() })
+	}
+	return s
 }
 
 // Limits returns the limits requests are parsed with.
@@ -55,7 +72,7 @@ func (s *Service) Authorize(ctx context.Context, p *auth.Principal, topic string
 	if p.Admin() {
 		return nil
 	}
-	ok, err := s.store.IsSubscribed(ctx, p.Login, topic)
+	ok, err := s.subscribed(ctx, p.Login, topic)
 	if err != nil {
 		return err
 	}
@@ -63,16 +80,40 @@ func (s *Service) Authorize(ctx context.Context, p *auth.Principal, topic string
 		// A token scoped to topics is an admin's explicit grant (the
 		// read-only token a web page embeds): it reads the topics of its
 		// scope that someone keeps tracked, without a subscription of its own.
-		subs, err := s.store.TopicSubscriptions(ctx, topic)
+		ok, err = s.subscribed(ctx, "", topic)
 		if err != nil {
 			return err
 		}
-		ok = len(subs) > 0
 	}
 	if !ok {
 		return notSubscribed(p, topic)
 	}
 	return nil
+}
+
+// subscribed reports whether login has a subscription to topic, or with
+// login "" whether anybody has.
+func (s *Service) subscribed(ctx context.Context, login, topic string) (bool, error) {
+	var gen uint64
+	if s.access != nil {
+		if s.access.allows(login, topic) {
+			return true, nil
+		}
+		gen = s.access.generation()
+	}
+	var ok bool
+	var err error
+	if login == "" {
+		var subs []store.Subscription
+		subs, err = s.store.TopicSubscriptions(ctx, topic)
+		ok = len(subs) > 0
+	} else {
+		ok, err = s.store.IsSubscribed(ctx, login, topic)
+	}
+	if ok && err == nil && s.access != nil {
+		s.access.keep(login, topic, gen)
+	}
+	return ok, err
 }
 
 // Query turns the request's after/before into a store query for topic;

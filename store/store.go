@@ -45,11 +45,14 @@ type Options struct {
 // writer is answered, so that a client that writes and then reads on the
 // same node sees its write, whatever the delay of the live notifications.
 // Backends call Changed after an Append that stored at least one item and
-// after a successful UpdateTopic; writes by other store clients (other
-// nodes) do not reach it: caches learn of those through Live.
+// after a successful UpdateTopic, and Unsubscribed after a successful
+// DeleteSubscription; writes by other store clients (other nodes) do not
+// reach it: caches learn of those through Live, or keep what they read
+// for a bounded time.
 type ChangeHook struct {
-	mu  sync.Mutex
-	fns atomic.Pointer[[]func(topic string)]
+	mu      sync.Mutex
+	fns     atomic.Pointer[[]func(topic string)]
+	unsubFn atomic.Pointer[[]func(login, topic string)]
 }
 
 // OnChange registers fn, called synchronously with the topic of every
@@ -57,12 +60,26 @@ type ChangeHook struct {
 func (h *ChangeHook) OnChange(fn func(topic string)) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	var fns []func(string)
-	if old := h.fns.Load(); old != nil {
+	register(&h.fns, fn)
+}
+
+// OnUnsubscribe registers fn, called synchronously with the login and
+// topic of every deleted subscription; fn must be quick and must not write
+// to the store.
+func (h *ChangeHook) OnUnsubscribe(fn func(login, topic string)) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	register(&h.unsubFn, fn)
+}
+
+// register appends fn to the list of p (under the hook's lock).
+func register[F any](p *atomic.Pointer[[]F], fn F) {
+	var fns []F
+	if old := p.Load(); old != nil {
 		fns = append(fns, *old...)
 	}
 	fns = append(fns, fn)
-	h.fns.Store(&fns)
+	p.Store(&fns)
 }
 
 // Changed reports a change of topic to every registered function. A nil
@@ -74,6 +91,19 @@ func (h *ChangeHook) Changed(topic string) {
 	if fns := h.fns.Load(); fns != nil {
 		for _, fn := range *fns {
 			fn(topic)
+		}
+	}
+}
+
+// Unsubscribed reports the deletion of a subscription of login to topic to
+// every registered function. A nil hook does nothing.
+func (h *ChangeHook) Unsubscribed(login, topic string) {
+	if h == nil {
+		return
+	}
+	if fns := h.unsubFn.Load(); fns != nil {
+		for _, fn := range *fns {
+			fn(login, topic)
 		}
 	}
 }

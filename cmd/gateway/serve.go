@@ -49,7 +49,7 @@ type ServeCmd struct {
 	MaxBody          int64         `name:"max-body" env:"FEEDGATE_MAX_BODY" default:"10485760" help:"Largest request body (fat pings), in bytes."`
 	PollTimeout      time.Duration `name:"poll-timeout" env:"FEEDGATE_POLL_TIMEOUT" default:"30s" help:"Default wait=poll timeout."`
 	MaxPollTimeout   time.Duration `name:"max-poll-timeout" env:"FEEDGATE_MAX_POLL_TIMEOUT" default:"120s" help:"Largest wait=poll timeout a client may ask for."`
-	AuthCache        time.Duration `name:"auth-cache" env:"FEEDGATE_AUTH_CACHE" default:"2s" help:"How long a node caches a user's record to check tokens against (0 to 3s; a removed or rotated token may work that long on other nodes)."`
+	AuthCache        time.Duration `name:"auth-cache" env:"FEEDGATE_AUTH_CACHE" default:"2s" help:"How long a node caches a user's record to check tokens against, and which topics a user may read (0 to 3s; a removed or rotated token, or a subscription removed through another node, may work that long on this one)."`
 	RetrieveCache    int           `name:"retrieve-cache" env:"FEEDGATE_RETRIEVE_CACHE" default:"10000" help:"Topics whose newest items a node keeps in memory for retrieve answers (0: off). Other nodes' appends show after the live notification delay, topic status is at most 1s old."`
 	RetrieveCacheMiB int           `name:"retrieve-cache-mib" env:"FEEDGATE_RETRIEVE_CACHE_MIB" default:"128" help:"Approximate memory the retrieve cache may hold, in MiB."`
 
@@ -192,6 +192,9 @@ func (c *ServeCmd) Run(ctx context.Context) error {
 	rsOpts := retrieve.Options{
 		HubURL: public + "/",
 		Limits: retrieve.Limits{MaxCount: c.MaxCount, DefaultTimeout: c.PollTimeout, MaxTimeout: c.MaxPollTimeout},
+		// Who may read a topic is kept as long as a user's record.
+		AccessTTL: c.AuthCache,
+		Changes:   changes,
 	}
 	if c.RetrieveCache > 0 && c.Role != string(server.RoleIngest) {
 		rsOpts.Cache = retrieve.NewCache(liveHub, st, retrieve.CacheOptions{

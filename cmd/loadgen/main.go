@@ -117,7 +117,7 @@ func (g *gatewayFlags) target() (*loadgen.Target, loadgen.Auth, error) {
 		return nil, loadgen.Auth{}, err
 	}
 	if g.token == "" {
-		return nil, loadgen.Auth{}, errors.New("--token is required (or $LOADGEN_TOKEN): create one with `gateway user add bench --rights all`")
+		return nil, loadgen.Auth{}, errors.New("--token is required (or $LOADGEN_TOKEN): create one with `gateway user add bench --rights subscribe,unsubscribe,list,retrieve,publish`")
 	}
 	if t.HTTPS {
 		if g.ca == "" {

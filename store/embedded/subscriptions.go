@@ -80,6 +80,7 @@ func (s *Store) DeleteSubscription(ctx context.Context, login, topic, callback s
 	if checkSubscription(login, topic, callback) != nil {
 		return 0, notFound
 	}
+	defer s.changes.Unsubscribed(login, topic)
 	k := tupleKey(topic, callback, login)
 	found := false
 	var remaining uint64

@@ -160,6 +160,9 @@ func (s *Store) settleLoginIndex(ctx context.Context, k subsKeys, login, m strin
 
 // DeleteSubscription implements store.Subscriptions.
 func (s *Store) DeleteSubscription(ctx context.Context, login, topic, callback string) (int, error) {
+	// Whatever the outcome (a timeout may follow a deletion), the node's
+	// caches forget what they knew of the subscription.
+	defer s.changes.Unsubscribed(login, topic)
 	k := s.subsBucket(bucketOf(topic))
 	m := member(login, topic, callback)
 	n, err := subDeleteScript.Run(ctx, s.rdb, []string{k.data, k.all, k.topic(topic), k.tracked}, m, topic).Int64()

@@ -5,13 +5,15 @@ import (
 	"slices"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/feedgate/feedgate/store"
 )
 
 // runChanges checks that the store tells Options.Changes of its writes: an
-// Append that stored items and a successful UpdateTopic, each before it
-// returns; an Append of duplicates only and a failed UpdateTopic do not.
+// Append that stored items, a successful UpdateTopic and a deleted
+// subscription, each before it returns; an Append of duplicates only, a
+// failed UpdateTopic and a new subscription do not.
 func runChanges(t *testing.T, open Opener) {
 	var mu sync.Mutex
 	var got []string
@@ -19,6 +21,11 @@ func runChanges(t *testing.T, open Opener) {
 	hook.OnChange(func(topic string) {
 		mu.Lock()
 		got = append(got, topic)
+		mu.Unlock()
+	})
+	hook.OnUnsubscribe(func(login, topic string) {
+		mu.Lock()
+		got = append(got, "unsubscribed "+login+" "+topic)
 		mu.Unlock()
 	})
 	s := open(t, store.Options{Changes: hook})
@@ -62,4 +69,13 @@ func runChanges(t *testing.T, open Opener) {
 		t.Fatal(err)
 	}
 	check("read")
+
+	if _, err := s.PutSubscription(ctx, store.Subscription{Login: "alice", Topic: "https://example.com/c", CreatedAt: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	check("new subscription")
+	if _, err := s.DeleteSubscription(ctx, "alice", "https://example.com/c", ""); err != nil {
+		t.Fatal(err)
+	}
+	check("deleted subscription", "unsubscribed alice https://example.com/c")
 }
