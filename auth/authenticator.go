@@ -2,8 +2,10 @@ package auth
 
 import (
 	"context"
+	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/base64"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"net/http"
@@ -63,7 +65,7 @@ type Authenticator struct {
 type cachedUser struct {
 	u          store.User
 	at         time.Time
-	principals map[string]*Principal
+	principals map[[sha256.Size]byte]*Principal
 }
 
 // New returns an Authenticator.
@@ -224,9 +226,12 @@ func (a *Authenticator) Verify(ctx context.Context, token string) (*Principal, e
 
 // Check verifies a login and stored token.
 func (a *Authenticator) Check(ctx context.Context, login, token string) (*Principal, error) {
-	hash := HashToken(token)
-	p := a.cachedPrincipal(login, hash)
+	// The busy path compares digests; the stored form (hex) is made only
+	// to check against a record read from the store.
+	sum := tokenDigest(token)
+	p := a.cachedPrincipal(login, sum)
 	if p == nil {
+		hash := hex.EncodeToString(sum[:])
 		u, err := a.user(ctx, login)
 		if errors.Is(err, store.ErrNotFound) {
 			return nil, errWrongLogin()
@@ -245,7 +250,7 @@ func (a *Authenticator) Check(ctx context.Context, login, token string) (*Princi
 			return nil, errWrongLogin()
 		}
 		p = tokenPrincipal(u.Login, *match)
-		a.keepPrincipal(login, hash, p)
+		a.keepPrincipal(login, sum, p)
 	}
 	if p.Expired(time.Now()) {
 		return nil, credentialErr(ErrExpired, fmt.Sprintf("the token expired at %s: ask an admin for a new one (gateway user rotate %s)", p.Expires.UTC().Format(time.RFC3339), p.Login))
@@ -259,7 +264,7 @@ func errWrongLogin() error {
 
 // cachedPrincipal returns the principal of a token (by its hash) checked
 // against login's cached record while it is fresh; nil otherwise.
-func (a *Authenticator) cachedPrincipal(login, hash string) *Principal {
+func (a *Authenticator) cachedPrincipal(login string, hash [sha256.Size]byte) *Principal {
 	if a.o.CacheTTL <= 0 {
 		return nil
 	}
@@ -273,7 +278,7 @@ func (a *Authenticator) cachedPrincipal(login, hash string) *Principal {
 }
 
 // keepPrincipal remembers p with login's cached record, if it is cached.
-func (a *Authenticator) keepPrincipal(login, hash string, p *Principal) {
+func (a *Authenticator) keepPrincipal(login string, hash [sha256.Size]byte, p *Principal) {
 	if a.o.CacheTTL <= 0 {
 		return
 	}
@@ -284,7 +289,7 @@ func (a *Authenticator) keepPrincipal(login, hash string, p *Principal) {
 		return
 	}
 	if c.principals == nil {
-		c.principals = make(map[string]*Principal, 1)
+		c.principals = make(map[[sha256.Size]byte]*Principal, 1)
 	}
 	c.principals[hash] = p
 }

@@ -34,9 +34,12 @@ func NewToken() string {
 // HashToken is how a token is stored: tokens are random and long, so a plain
 // SHA-256 is enough to make a leaked store useless to an attacker.
 func HashToken(token string) string {
-	sum := sha256.Sum256([]byte(token))
+	sum := tokenDigest(token)
 	return hex.EncodeToString(sum[:])
 }
+
+// tokenDigest is the SHA-256 of a token, which HashToken writes in hex.
+func tokenDigest(token string) [sha256.Size]byte { return sha256.Sum256([]byte(token)) }
 
 // ParseRights reads a comma-separated list of rights ("all" for every one).
 func ParseRights(s string) ([]store.Right, error) {

@@ -3,6 +3,7 @@ package retrieve
 import (
 	"context"
 	"errors"
+	"strconv"
 	"sync"
 	"time"
 
@@ -96,8 +97,19 @@ type entry struct {
 	loading  *load // the read in progress, shared by concurrent misses
 	// answers are encoded answers of page, by form and count: a hot
 	// topic's answer is encoded once, not once per request.
-	answers    map[answerKey][]byte
+	answers    map[answerKey]encoded
 	prev, next *entry
+}
+
+// encoded is an encoded answer and its Content-Length header value, both
+// shared by every request that writes it.
+type encoded struct {
+	body   []byte
+	length []string
+}
+
+func newEncoded(body []byte) encoded {
+	return encoded{body: body, length: []string{strconv.Itoa(len(body))}}
 }
 
 // answerKey names one encoded answer of a page.
@@ -484,9 +496,9 @@ const maxAnswers = 8
 // form f (JSON with its newline, or Atom), shared by every request that
 // asks the same while the page is held. ok is false when the page is not
 // held: the caller reads through Read.
-func (c *Cache) answer(topic string, count int, f Format, encode func(store.Page) []byte) ([]byte, bool) {
+func (c *Cache) answer(topic string, count int, f Format, encode func(store.Page) []byte) (encoded, bool) {
 	if c.hub == nil || count <= 0 || count > c.count {
-		return nil, false
+		return encoded{}, false
 	}
 	healthy := c.hub.Healthy()
 	now := time.Now()
@@ -496,7 +508,7 @@ func (c *Cache) answer(topic string, count int, f Format, encode func(store.Page
 	e := c.entries[topic]
 	if c.down || c.closed || e == nil || !e.has || now.Sub(e.loadedAt) >= c.ttl {
 		c.mu.Unlock()
-		return nil, false
+		return encoded{}, false
 	}
 	e.lastUsed = now
 	c.touchLocked(e)
@@ -508,15 +520,15 @@ func (c *Cache) answer(topic string, count int, f Format, encode func(store.Page
 	page, gen := prefix(e.page, count), e.gen
 	c.mu.Unlock()
 	c.m.hits.Inc()
-	b := encode(page)
+	b := newEncoded(encode(page))
 	c.mu.Lock()
 	if c.entries[topic] == e && e.gen == gen && e.has && len(e.answers) < maxAnswers {
 		if e.answers == nil {
-			e.answers = make(map[answerKey][]byte, 2)
+			e.answers = make(map[answerKey]encoded, 2)
 		}
 		e.answers[key] = b
-		e.size += len(b)
-		c.bytes += len(b)
+		e.size += len(b.body)
+		c.bytes += len(b.body)
 	}
 	c.mu.Unlock()
 	return b, true

@@ -2,7 +2,6 @@ package retrieve
 
 import (
 	"net/http"
-	"strconv"
 	"sync"
 
 	"github.com/feedgate/feedgate/api"
@@ -57,20 +56,19 @@ var (
 
 // writeAnswer writes an encoded answer (the JSON with its newline, or the
 // Atom document), shared and never modified, as req asks.
-func writeAnswer(w http.ResponseWriter, req Request, body []byte) {
+func writeAnswer(w http.ResponseWriter, req Request, a encoded) {
 	h := w.Header()
+	h["Cache-Control"] = noCache
 	if req.Callback != "" && req.Format != Atom {
-		h["Cache-Control"] = noCache
-		api.WriteJSONP(w, req.Callback, body[:len(body)-1])
+		api.WriteJSONP(w, req.Callback, a.body[:len(a.body)-1])
 		return
 	}
-	h["Cache-Control"] = noCache
 	if req.Format == Atom {
 		h["Content-Type"] = atomType
 	} else {
 		h["Content-Type"] = jsonType
 	}
-	h["Content-Length"] = []string{strconv.Itoa(len(body))}
+	h["Content-Length"] = a.length
 	w.WriteHeader(http.StatusOK)
-	_, _ = w.Write(body)
+	_, _ = w.Write(a.body)
 }

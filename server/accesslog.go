@@ -5,8 +5,6 @@ import (
 	"time"
 
 	"github.com/gin-gonic/gin"
-
-	"github.com/feedgate/feedgate/auth"
 )
 
 // accessLog logs one line per answered request: method, route (the
@@ -23,7 +21,7 @@ func accessLog(log *slog.Logger) gin.HandlerFunc {
 			route = "unmatched"
 		}
 		user := ""
-		if p := auth.FromContext(c.Request.Context()); p != nil {
+		if p := principalOf(c); p != nil {
 			user = p.Login
 		}
 		log.LogAttrs(c.Request.Context(), slog.LevelInfo, "http request",

@@ -67,7 +67,7 @@ func (h *handlers) hub(c *gin.Context) {
 		fail(c, p, api.Errorf(http.StatusMethodNotAllowed, "X-HTTP-Method-Override: %s is not supported: the hub endpoint takes GET or POST", m))
 		return
 	}
-	principal := auth.FromContext(c.Request.Context())
+	principal := principalOf(c)
 	mode := strings.ToLower(p.Get("hub.mode"))
 	if mode == "" && isUpgrade(c.Request) {
 		mode = "retrieve"
@@ -104,7 +104,7 @@ func (h *handlers) websocket(c *gin.Context) {
 		fail(c, p, api.Errorf(http.StatusBadRequest, "/ws takes WebSocket connections only (Upgrade: websocket); use / for plain HTTP"))
 		return
 	}
-	h.retrieve(c, p, auth.FromContext(c.Request.Context()))
+	h.retrieve(c, p, principalOf(c))
 }
 
 func (h *handlers) retrieve(c *gin.Context, p api.Params, principal *auth.Principal) {
@@ -133,10 +133,10 @@ func (h *handlers) retrieve(c *gin.Context, p api.Params, principal *auth.Princi
 	live := req.Wait == retrieve.Stream || req.Format == retrieve.SSE || req.WebSocket
 	switch {
 	case live && h.cfg.Stream != nil:
-		h.cfg.Stream.ServeStream(c.Writer, c.Request, req)
+		h.cfg.Stream.ServeStream(c.Writer, withPrincipal(c), req)
 		return
 	case req.Wait == retrieve.Poll && h.cfg.Poll != nil:
-		h.cfg.Poll.ServePoll(c.Writer, c.Request, req)
+		h.cfg.Poll.ServePoll(c.Writer, withPrincipal(c), req)
 		return
 	case live || req.Wait == retrieve.Poll:
 		fail(c, p, api.Invalid("wait=stream, wait=poll, SSE and WebSocket are not served by this node"))

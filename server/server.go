@@ -248,11 +248,29 @@ func (h *handlers) authenticate(c *gin.Context) {
 		fail(c, params, tooMany(wait, fmt.Sprintf("too many requests for user %s (over --rate-limit)", p.Login)))
 		return
 	}
-	c.Request = c.Request.WithContext(auth.WithPrincipal(c.Request.Context(), p))
+	c.Set(principalKey, p)
+}
+
+const principalKey = "feedgate.principal"
+
+// principalOf is the request's authenticated principal (nil before
+// authenticate). It is kept in the gin context, and put in the request's
+// context (auth.WithPrincipal) only for the transports that read it there
+// (withPrincipal): a plain request does not copy its *http.Request for it.
+func principalOf(c *gin.Context) *auth.Principal {
+	v, _ := c.Get(principalKey)
+	p, _ := v.(*auth.Principal)
+	return p
+}
+
+// withPrincipal is the request with its principal in its context, for the
+// transports (streams, long-polls).
+func withPrincipal(c *gin.Context) *http.Request {
+	return c.Request.WithContext(auth.WithPrincipal(c.Request.Context(), principalOf(c)))
 }
 
 func (h *handlers) limitBody(c *gin.Context) {
-	if c.Request.Body != nil {
+	if c.Request.Body != nil && c.Request.Body != http.NoBody {
 		c.Request.Body = http.MaxBytesReader(c.Writer, c.Request.Body, h.cfg.MaxBody)
 	}
 }

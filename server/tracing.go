@@ -7,7 +7,6 @@ import (
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
 
-	"github.com/feedgate/feedgate/auth"
 	"github.com/feedgate/feedgate/tracing"
 )
 
@@ -30,7 +29,7 @@ func traceRequests() gin.HandlerFunc {
 		c.Next()
 		status := c.Writer.Status()
 		span.SetAttributes(attribute.Int("http.response.status_code", status), attribute.String("feedgate.mode", c.GetString(modeKey)))
-		if p := auth.FromContext(c.Request.Context()); p != nil {
+		if p := principalOf(c); p != nil {
 			span.SetAttributes(attribute.String("enduser.id", p.Login))
 		}
 		if status >= http.StatusInternalServerError {
