@@ -135,3 +135,42 @@ func mergeKeys(a, b url.Values) map[string]bool {
 	}
 	return keys
 }
+
+// FuzzParseQuery: parseQuery gives what url.ParseQuery gives — the same
+// values in the same order, and the same error — for any query string.
+//
+//	go test -run '^$' -fuzz FuzzParseQuery ./api
+func FuzzParseQuery(f *testing.F) {
+	for _, q := range []string{
+		"", "a", "a=", "=a", "&&", "a=1&a=2&b=3&a=4", "hub.mode=retrieve&hub.topic=http%3A%2F%2Fa.example%2F&count=5",
+		"a=1;b=2", "a=%zz&b=1", "%zz=1&%G0=2", "a+b=c+d&e=%20", "a=1&b=2&c=3&d=4&e=5&f=6&g=7&h=8&i=9&j=10&k=11&l=12&m=13&n=14&o=15&p=16&q=17",
+		"a=1&&a=&=&a",
+	} {
+		f.Add(q)
+	}
+	f.Fuzz(func(t *testing.T, q string) {
+		got, gotErr := parseQuery(q)
+		want, wantErr := url.ParseQuery(q)
+		if (gotErr == nil) != (wantErr == nil) || (gotErr != nil && gotErr.Error() != wantErr.Error()) {
+			t.Fatalf("parseQuery(%q) error %v, url.ParseQuery's %v", q, gotErr, wantErr)
+		}
+		if len(got) != len(want) {
+			t.Fatalf("parseQuery(%q) = %q, url.ParseQuery's %q", q, got, want)
+		}
+		for k, vs := range want {
+			if !slices.Equal(got[k], vs) {
+				t.Fatalf("parseQuery(%q)[%q] = %q, url.ParseQuery's %q", q, k, got[k], vs)
+			}
+		}
+		// A caller appending to one parameter's values does not touch
+		// another's.
+		for k := range got {
+			got[k] = append(got[k], "appended")
+		}
+		for k, vs := range want {
+			if !slices.Equal(got[k][:len(got[k])-1], vs) {
+				t.Fatalf("parseQuery(%q): appending to the values of one parameter changed %q", q, k)
+			}
+		}
+	})
+}

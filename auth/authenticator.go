@@ -229,7 +229,8 @@ func (a *Authenticator) Check(ctx context.Context, login, token string) (*Princi
 	// The busy path compares digests; the stored form (hex) is made only
 	// to check against a record read from the store.
 	sum := tokenDigest(token)
-	p := a.cachedPrincipal(login, sum)
+	now := time.Now()
+	p := a.cachedPrincipal(login, sum, now)
 	if p == nil {
 		hash := hex.EncodeToString(sum[:])
 		u, err := a.user(ctx, login)
@@ -252,7 +253,7 @@ func (a *Authenticator) Check(ctx context.Context, login, token string) (*Princi
 		p = tokenPrincipal(u.Login, *match)
 		a.keepPrincipal(login, sum, p)
 	}
-	if p.Expired(time.Now()) {
+	if p.Expired(now) {
 		return nil, credentialErr(ErrExpired, fmt.Sprintf("the token expired at %s: ask an admin for a new one (gateway user rotate %s)", p.Expires.UTC().Format(time.RFC3339), p.Login))
 	}
 	return p, nil
@@ -264,14 +265,14 @@ func errWrongLogin() error {
 
 // cachedPrincipal returns the principal of a token (by its hash) checked
 // against login's cached record while it is fresh; nil otherwise.
-func (a *Authenticator) cachedPrincipal(login string, hash [sha256.Size]byte) *Principal {
+func (a *Authenticator) cachedPrincipal(login string, hash [sha256.Size]byte, now time.Time) *Principal {
 	if a.o.CacheTTL <= 0 {
 		return nil
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	c, ok := a.cache[login]
-	if !ok || time.Since(c.at) >= a.o.CacheTTL {
+	if !ok || now.Sub(c.at) >= a.o.CacheTTL {
 		return nil
 	}
 	return c.principals[hash]

@@ -122,14 +122,13 @@ func (k *Keyed) Blocked(key string) (bool, time.Duration) {
 	if k == nil {
 		return false, 0
 	}
-	now := time.Now()
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	b, ok := k.buckets[key]
 	if !ok {
-		return false, 0
+		return false, 0 // the usual case: no clock reading for it
 	}
-	if t := b.TokensAt(now); t < 1 {
+	if t := b.TokensAt(time.Now()); t < 1 {
 		return true, time.Duration((1 - t) / float64(k.limit) * float64(time.Second))
 	}
 	return false, 0

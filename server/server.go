@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net/http"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/gin-contrib/cors"
@@ -129,7 +130,7 @@ func engine(cfg Config) (*gin.Engine, Config) {
 	e.ContextWithFallback = true
 	cfg.Limits = cfg.Limits.withDefaults()
 	h := &handlers{cfg: cfg, limiters: newLimiters(cfg.Limits)}
-	e.Use(h.recover(), newHTTPMetrics(cfg.Registry).middleware(), traceRequests())
+	e.Use(reuseKeys, h.recover(), newHTTPMetrics(cfg.Registry).middleware(), traceRequests())
 	if cfg.AccessLog != nil {
 		e.Use(accessLog(cfg.AccessLog))
 	}
@@ -204,6 +205,22 @@ func corsMiddleware(origins []string) gin.HandlerFunc {
 		}
 	}
 	return cors.New(cc)
+}
+
+// keysPool holds the maps of gin's per-request keys (the parameters, the
+// principal, the hub mode): each request takes one and gives it back
+// cleared, instead of allocating one (a third of what a cached retrieve
+// allocated in go test -bench RetrieveCached ./server).
+var keysPool = sync.Pool{New: func() any { return make(map[any]any, 4) }}
+
+// reuseKeys is the outermost middleware: nothing reads the keys after it.
+func reuseKeys(c *gin.Context) {
+	keys := keysPool.Get().(map[any]any)
+	c.Keys = keys
+	c.Next()
+	c.Keys = nil
+	clear(keys)
+	keysPool.Put(keys)
 }
 
 type handlers struct {

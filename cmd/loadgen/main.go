@@ -303,6 +303,22 @@ func retrieve(ctx context.Context, args []string) error {
 				fmt.Printf(", raw Redis %.0f req/s, ratio %.2f", mr, mg/mr)
 			}
 		}
+		// Each round's ratio compares two measures taken back to back,
+		// which a machine whose speed drifts between rounds moves less.
+		var ratios []float64
+		for i := range raw {
+			if raw[i].PerSecond > 0 {
+				ratios = append(ratios, gw[i].PerSecond/raw[i].PerSecond)
+			}
+		}
+		if len(ratios) > 0 {
+			out["round_ratios"] = slices.Clone(ratios)
+			m := median(ratios)
+			out["median_round_ratio"] = m
+			if *rounds > 1 {
+				fmt.Printf("; median of the rounds' ratios %.2f", m)
+			}
+		}
 	}
 	if *rounds > 1 {
 		fmt.Println()
@@ -482,12 +498,17 @@ func freePort() error {
 
 // medianRate is the median of the runs' request rates.
 func medianRate(rs []loadgen.RetrieveResult) float64 {
-	if len(rs) == 0 {
-		return 0
-	}
 	v := make([]float64, len(rs))
 	for i, r := range rs {
 		v[i] = r.PerSecond
+	}
+	return median(v)
+}
+
+// median is the median of v (0 when empty); v is sorted in place.
+func median(v []float64) float64 {
+	if len(v) == 0 {
+		return 0
 	}
 	slices.Sort(v)
 	if len(v)%2 == 1 {
