@@ -45,14 +45,15 @@ type Options struct {
 // writer is answered, so that a client that writes and then reads on the
 // same node sees its write, whatever the delay of the live notifications.
 // Backends call Changed after an Append that stored at least one item and
-// after a successful UpdateTopic, and Unsubscribed after a successful
-// DeleteSubscription; writes by other store clients (other nodes) do not
+// after a successful UpdateTopic, and Unsubscribed after every
+// DeleteSubscription (whatever its outcome: a failed call may still have
+// deleted); writes by other store clients (other nodes) do not
 // reach it: caches learn of those through Live, or keep what they read
 // for a bounded time.
 type ChangeHook struct {
-	mu      sync.Mutex
-	fns     atomic.Pointer[[]func(topic string)]
-	unsubFn atomic.Pointer[[]func(login, topic string)]
+	mu       sync.Mutex
+	fns      atomic.Pointer[[]func(topic string)]
+	unsubFns atomic.Pointer[[]func(login, topic string)]
 }
 
 // OnChange registers fn, called synchronously with the topic of every
@@ -69,7 +70,7 @@ func (h *ChangeHook) OnChange(fn func(topic string)) {
 func (h *ChangeHook) OnUnsubscribe(fn func(login, topic string)) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	register(&h.unsubFn, fn)
+	register(&h.unsubFns, fn)
 }
 
 // register appends fn to the list of p (under the hook's lock).
@@ -101,7 +102,7 @@ func (h *ChangeHook) Unsubscribed(login, topic string) {
 	if h == nil {
 		return
 	}
-	if fns := h.unsubFn.Load(); fns != nil {
+	if fns := h.unsubFns.Load(); fns != nil {
 		for _, fn := range *fns {
 			fn(login, topic)
 		}
