@@ -15,6 +15,7 @@ import (
 
 	"github.com/feedgate/feedgate/feed"
 	"github.com/feedgate/feedgate/internal/testkit"
+	"github.com/feedgate/feedgate/internal/teststore"
 	"github.com/feedgate/feedgate/store"
 )
 
@@ -45,7 +46,7 @@ func BenchmarkWebhookDelivery(b *testing.B) {
 
 func runDeliveryBench(b *testing.B, callbacks, nItems int, interval time.Duration) {
 	b.StopTimer()
-	e := newEnvOn(b, openRedis(b, redisStart(b), store.Options{}), func(o *Options) {
+	e := newEnvOn(b, teststore.Redis(b, redisStart(b), store.Options{}), func(o *Options) {
 		o.PollInterval = 100 * time.Millisecond
 		o.Registerer = nil
 	})

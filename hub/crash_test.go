@@ -22,6 +22,7 @@ import (
 	"github.com/feedgate/feedgate/feed"
 	"github.com/feedgate/feedgate/ingest"
 	"github.com/feedgate/feedgate/internal/testkit"
+	"github.com/feedgate/feedgate/internal/teststore"
 	"github.com/feedgate/feedgate/store"
 )
 
@@ -52,7 +53,7 @@ func TestCrashChild(t *testing.T) {
 	if kind == "embedded" {
 		st, err = embeddedOpen(where)
 	} else {
-		st = openRedis(t, where, store.Options{})
+		st = teststore.Redis(t, where, store.Options{})
 	}
 	if err != nil {
 		t.Fatal(err)

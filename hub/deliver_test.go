@@ -27,6 +27,7 @@ import (
 	"github.com/feedgate/feedgate/ingest"
 	"github.com/feedgate/feedgate/internal/memnet"
 	"github.com/feedgate/feedgate/internal/testkit"
+	"github.com/feedgate/feedgate/internal/teststore"
 	"github.com/feedgate/feedgate/store"
 )
 
@@ -320,7 +321,7 @@ func TestLeaseExpiryRemovesSubscription(t *testing.T) {
 func TestTrimmedItemsRecordAGap(t *testing.T) {
 	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {
-		e := startEnv(t, openEmbedded(t, store.Options{Retention: 5}), memnet.New(), func(o *Options) {
+		e := startEnv(t, teststore.Embedded(t, store.Options{Retention: 5}), memnet.New(), func(o *Options) {
 			o.Retry.First, o.Retry.Max = 300*time.Millisecond, 300*time.Millisecond
 		})
 		p := e.principal("ann")
@@ -442,8 +443,8 @@ func TestSweepDeliversWhatNobodyAnnounced(t *testing.T) {
 func TestTwoNodesDeliverEachItemOnce(t *testing.T) {
 	t.Parallel()
 	srv := redisStart(t)
-	a := newEnvOn(t, openRedis(t, srv, store.Options{}))
-	b := newEnvOn(t, openRedis(t, srv, store.Options{}))
+	a := newEnvOn(t, teststore.Redis(t, srv, store.Options{}))
+	b := newEnvOn(t, teststore.Redis(t, srv, store.Options{}))
 	p := a.principal("ann")
 	ctx := ctxT(t)
 	const callbacks, items = 10, 30

@@ -23,9 +23,9 @@ import (
 	"github.com/feedgate/feedgate/ingest"
 	"github.com/feedgate/feedgate/internal/memnet"
 	"github.com/feedgate/feedgate/internal/redistest"
+	"github.com/feedgate/feedgate/internal/teststore"
 	"github.com/feedgate/feedgate/store"
 	"github.com/feedgate/feedgate/store/embedded"
-	redisstore "github.com/feedgate/feedgate/store/redis"
 )
 
 const testHubURL = "http://gateway.test/hub"
@@ -62,35 +62,15 @@ func fastOptions() Options {
 	}
 }
 
-func openEmbedded(t testing.TB, opts store.Options) store.Store {
-	t.Helper()
-	st, err := embedded.Open(t.TempDir(), opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return st
-}
-
-func openRedis(t testing.TB, url string, opts store.Options) store.Store {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	st, err := redisstore.New(ctx, url, opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return st
-}
-
 // newEnv starts a hub on an embedded store; tune adjusts the options.
 func newEnv(t *testing.T, tune ...func(*Options)) *env {
 	t.Helper()
-	return newEnvOn(t, openEmbedded(t, store.Options{}), tune...)
+	return newEnvOn(t, teststore.Embedded(t, store.Options{}), tune...)
 }
 
 func newRedisEnv(t *testing.T, tune ...func(*Options)) *env {
 	t.Helper()
-	return newEnvOn(t, openRedis(t, redistest.Start(t).URL(), store.Options{}), tune...)
+	return newEnvOn(t, teststore.Redis(t, redistest.Start(t).URL(), store.Options{}), tune...)
 }
 
 func newEnvOn(t testing.TB, st store.Store, tune ...func(*Options)) *env {
@@ -104,7 +84,7 @@ func newEnvOn(t testing.TB, st store.Store, tune ...func(*Options)) *env {
 // in-memory network.
 func newBubbleEnv(t *testing.T, tune ...func(*Options)) *env {
 	t.Helper()
-	return startEnv(t, openEmbedded(t, store.Options{}), memnet.New(), tune...)
+	return startEnv(t, teststore.Embedded(t, store.Options{}), memnet.New(), tune...)
 }
 
 // startEnv starts a hub on st; with mn, its requests go over mn.

@@ -18,10 +18,9 @@ import (
 	"github.com/feedgate/feedgate/feed"
 	"github.com/feedgate/feedgate/internal/redistest"
 	"github.com/feedgate/feedgate/internal/testkit"
+	"github.com/feedgate/feedgate/internal/teststore"
 	"github.com/feedgate/feedgate/live"
 	"github.com/feedgate/feedgate/store"
-	"github.com/feedgate/feedgate/store/embedded"
-	redisstore "github.com/feedgate/feedgate/store/redis"
 )
 
 // node is one gateway node's store client and its change hook.
@@ -31,28 +30,14 @@ type node struct {
 }
 
 func openRedis(t *testing.T, url string) node {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
 	n := node{changes: new(store.ChangeHook)}
-	st, err := redisstore.New(ctx, url, store.Options{Retention: 100, Changes: n.changes})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = st.Close() })
-	n.st = st
+	n.st = teststore.Redis(t, url, store.Options{Retention: 100, Changes: n.changes})
 	return n
 }
 
 func openEmbedded(t *testing.T) node {
-	t.Helper()
 	n := node{changes: new(store.ChangeHook)}
-	st, err := embedded.Open(t.TempDir(), store.Options{Retention: 100, Changes: n.changes})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = st.Close() })
-	n.st = st
+	n.st = teststore.Embedded(t, store.Options{Retention: 100, Changes: n.changes})
 	return n
 }
 
